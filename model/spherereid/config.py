@@ -1,0 +1,331 @@
+"""Typed configuration: one frozen dataclass per params.yaml section.
+
+`load_params(path)` reads params.yaml and builds every known section with `Cls(**section)`, so an
+unknown or missing key fails at load time with a message naming the key, the section and the file.
+Invariants (P*K == batch size, increasing milestones, scale > 0, ...) are checked in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Raised for an invalid params file: the message names the file, section and key."""
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How raw datasets are parsed and prepared (the preprocess stage)."""
+
+    cuhk03_labels: str = "detected"  # labeled | detected
+    cuhk03_protocol: str = "new"  # new (767/700) | classic (20 splits of 1367/100)
+    cuhk03_split: int = 0  # which classic split (0..19)
+    cuhksysu_gallery_size: int = 100  # TestG<N>: 50, 100, 500, 1000, 2000, 4000
+    stored_height: int = 288  # images are resized once to this size by preprocess
+    stored_width: int = 144
+    max_bad_fraction: float = 0.01  # above this fraction of skipped files, preprocess fails
+    workers: int = 2  # decode/resize processes
+
+    def __post_init__(self) -> None:
+        _require(self.cuhk03_labels in ("labeled", "detected"), "data.cuhk03_labels must be labeled|detected")
+        _require(self.cuhk03_protocol in ("new", "classic"), "data.cuhk03_protocol must be new|classic")
+        _require(0 <= self.cuhk03_split < 20, "data.cuhk03_split must be in 0..19")
+        _require(
+            self.cuhksysu_gallery_size in (50, 100, 500, 1000, 2000, 4000),
+            "data.cuhksysu_gallery_size must be one of 50, 100, 500, 1000, 2000, 4000",
+        )
+        _require(self.stored_height > 0 and self.stored_width > 0, "data.stored_* must be positive")
+        _require(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction must be in [0, 1]")
+        _require(self.workers >= 1, "data.workers must be >= 1")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The embedded synthetic ReID dataset (Market-1501 layout)."""
+
+    seed: int = 0
+    train_identities: int = 150
+    test_identities: int = 150
+    cameras: int = 6
+    images_per_camera: int = 2  # per identity, for each camera it appears in
+    min_cameras: int = 2  # every identity appears in at least this many cameras
+    distractors: int = 100  # pid 0000 images in the gallery
+    junk: int = 50  # pid -1 images in the gallery
+    height: int = 128
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.train_identities >= 1 and self.test_identities >= 1, "synthetic identities must be >= 1")
+        _require(1 <= self.cameras <= 6, "synthetic.cameras must be in 1..6 (Market-1501 naming)")
+        _require(2 <= self.min_cameras <= self.cameras, "synthetic.min_cameras must be in 2..cameras")
+        _require(self.images_per_camera >= 1, "synthetic.images_per_camera must be >= 1")
+        _require(self.train_identities + self.test_identities <= 1500, "synthetic: at most 1500 identities")
+        _require(self.distractors >= 0 and self.junk >= 0, "synthetic.distractors/junk must be >= 0")
+        _require(self.height >= 16 and self.width >= 8, "synthetic image size too small")
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """Input pipeline sizes (paper: resize 288x144, random crop 256x128, flip)."""
+
+    resize_height: int = 288
+    resize_width: int = 144
+    crop_height: int = 256
+    crop_width: int = 128
+    flip_prob: float = 0.5
+    random_erasing: float = 0.0  # probability; 0 = off (paper recipe)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
+        object.__setattr__(self, "std", tuple(float(x) for x in self.std))
+        _require(
+            self.crop_height <= self.resize_height and self.crop_width <= self.resize_width,
+            "transform.crop_* must not exceed transform.resize_*",
+        )
+        _require(0.0 <= self.flip_prob <= 1.0, "transform.flip_prob must be in [0, 1]")
+        _require(0.0 <= self.random_erasing <= 1.0, "transform.random_erasing must be in [0, 1]")
+        _require(len(self.mean) == 3 and len(self.std) == 3, "transform.mean/std need 3 values")
+        _require(all(s > 0 for s in self.std), "transform.std must be positive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network: backbone + head (paper networks A-D)."""
+
+    backbone: str = "resnet50"  # resnet18 | resnet34 | resnet50 | tiny
+    head: str = "D"  # A | B | C | D
+    embedding_dim: int = 1024
+    last_stride: int = 1
+    dropout: float = 0.5
+    pretrained: str = "imagenet"  # imagenet | none | path to a local state_dict
+
+    def __post_init__(self) -> None:
+        _require(self.head in ("A", "B", "C", "D"), "model.head must be one of A, B, C, D")
+        _require(self.last_stride in (1, 2), "model.last_stride must be 1 or 2")
+        _require(self.embedding_dim > 0, "model.embedding_dim must be positive")
+        _require(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Sphere Softmax (paper eq. for normalised softmax) or plain softmax for ablation."""
+
+    type: str = "sphere"  # sphere | softmax
+    scale: float = 14.0
+    margin: float = 0.0  # additive cosine margin; 0 reproduces the paper
+
+    def __post_init__(self) -> None:
+        _require(self.type in ("sphere", "softmax"), "loss.type must be sphere|softmax")
+        _require(self.scale > 0, "loss.scale must be > 0")
+        _require(0.0 <= self.margin < 1.0, "loss.margin must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Balanced P x K sampling."""
+
+    p: int = 16
+    k: int = 4
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.p >= 1 and self.k >= 1, "sampler.p and sampler.k must be >= 1")
+        _require(
+            self.p * self.k == self.batch_size,
+            f"sampler.p * sampler.k must equal sampler.batch_size ({self.p}*{self.k} != {self.batch_size})",
+        )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam (paper: lr 1e-3, weight decay 5e-4)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _require(self.lr > 0, "optim.lr must be > 0")
+        _require(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Warm-up then step decay (paper: 5e-5 -> 1e-3 over 20 epochs, x0.1 at 80 and 100)."""
+
+    warmup_start_lr: float = 5e-5
+    warmup_epochs: int = 20
+    milestones: tuple[int, ...] = (80, 100)
+    gamma: float = 0.1
+    step_per: str = "epoch"  # epoch | iteration
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        _require(self.warmup_start_lr > 0, "schedule.warmup_start_lr must be > 0")
+        _require(self.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0")
+        _require(
+            all(a < b for a, b in zip(self.milestones, self.milestones[1:], strict=False)),
+            f"schedule.milestones must be strictly increasing, got {list(self.milestones)}",
+        )
+        _require(
+            not self.milestones or self.milestones[0] >= self.warmup_epochs,
+            "schedule.milestones must come after the warm-up",
+        )
+        _require(0 < self.gamma <= 1, "schedule.gamma must be in (0, 1]")
+        _require(self.step_per in ("epoch", "iteration"), "schedule.step_per must be epoch|iteration")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training loop."""
+
+    epochs: int = 140
+    seed: int = 0
+    workers: int = 2  # DataLoader workers
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = False  # mixed precision on CUDA
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "train.epochs must be >= 1")
+        _require(self.workers >= 0, "train.workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Feature extraction and ranking metrics."""
+
+    metric: str = "cosine"  # cosine | euclidean
+    flip: bool = True  # average features of the image and its mirror
+    max_rank: int = 50
+    batch_size: int = 128
+    query_chunk: int = 1024  # queries per chunk of the distance matrix
+
+    def __post_init__(self) -> None:
+        _require(self.metric in ("cosine", "euclidean"), "evaluate.metric must be cosine|euclidean")
+        _require(self.max_rank >= 1, "evaluate.max_rank must be >= 1")
+        _require(self.batch_size >= 1 and self.query_chunk >= 1, "evaluate sizes must be >= 1")
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    """MLflow registry quality gate."""
+
+    model_prefix: str = "spherereid"  # registered model name: <prefix>-<dataset>
+    min_rank1: float = 0.5
+    min_map: float = 0.3
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.min_rank1 <= 1.0, "register.min_rank1 must be in [0, 1]")
+        _require(0.0 <= self.min_map <= 1.0, "register.min_map must be in [0, 1]")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "synthetic": SyntheticConfig,
+    "transform": TransformConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "sampler": SamplerConfig,
+    "optim": OptimConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "register": RegisterConfig,
+}
+
+# Top-level keys of params.yaml that are not sections.
+TOP_LEVEL_KEYS = ("datasets",)
+
+
+@dataclass(frozen=True)
+class Params:
+    """All sections of a params file."""
+
+    datasets: tuple[str, ...]
+    data: DataConfig
+    synthetic: SyntheticConfig
+    transform: TransformConfig
+    model: ModelConfig
+    loss: LossConfig
+    sampler: SamplerConfig
+    optim: OptimConfig
+    schedule: ScheduleConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    register: RegisterConfig
+    source: str = field(default="<dict>", compare=False)
+
+    def flat(self) -> dict[str, Any]:
+        """`section.key -> value` for every parameter (for MLflow's log_params)."""
+        out: dict[str, Any] = {"datasets": ",".join(self.datasets)}
+        for name in SECTIONS:
+            for key, value in dataclasses.asdict(getattr(self, name)).items():
+                out[f"{name}.{key}"] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def build_section(name: str, values: dict[str, Any] | None, source: str = "<dict>") -> Any:
+    """Build one section's dataclass, naming the key and the file on error. Missing keys fail."""
+    cls = SECTIONS.get(name)
+    if cls is None:
+        raise ConfigError(f"{source}: unknown section '{name}' (known: {', '.join(SECTIONS)})")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: section '{name}' must be a mapping, got {type(values).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{name}.{unknown[0]}' (known keys: {', '.join(names)})")
+    missing = [k for k in names if k not in values]
+    if missing:
+        raise ConfigError(f"{source}: missing key '{name}.{missing[0]}'")
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: section '{name}': {exc}") from None
+
+
+def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
+    """Build `Params` from an already-parsed params mapping."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    unknown = [k for k in raw if k not in SECTIONS and k not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section '{unknown[0]}' (known: {', '.join((*TOP_LEVEL_KEYS, *SECTIONS))})"
+        )
+    missing = [k for k in (*TOP_LEVEL_KEYS, *SECTIONS) if k not in raw]
+    if missing:
+        raise ConfigError(f"{source}: missing section '{missing[0]}'")
+    datasets = raw["datasets"]
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+        raise ConfigError(f"{source}: 'datasets' must be a non-empty list of dataset names")
+    sections = {name: build_section(name, raw[name], source) for name in SECTIONS}
+    return Params(datasets=tuple(datasets), source=source, **sections)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params.yaml file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found (pass --params PATH)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return params_from_dict(raw, source=str(path))

@@ -1,0 +1,36 @@
+"""What every stage's main() shares: logging set-up and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+log = logging.getLogger("spherereid")
+
+
+def configure_logging() -> None:
+    """INFO to stderr (SPHEREREID_LOG_LEVEL overrides); called by entry points only."""
+    level = os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Errors raised on purpose by this package (their class is defined in spherereid) or by the OS."""
+    return type(exc).__module__.startswith("spherereid") or isinstance(exc, OSError)
+
+
+def run_cli(body: Callable[[], int]) -> int:
+    """Run a stage body; a user error becomes one line on stderr and exit code 2."""
+    configure_logging()
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - only our own error types are turned into one line
+        if not is_user_error(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,161 @@
+"""Evaluate stage: trained model + prepared query/gallery -> metrics.json, CMC curve, ranked lists.
+
+    python -m spherereid.stages.evaluate --params params.yaml --prepared data/prepared/synthetic \
+        --train outputs/synthetic/train --out outputs/synthetic/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import checkpoint, metrics, tracking
+from ..config import EvaluateConfig, TransformConfig, load_params
+from ..engine import extract_features
+from ..manifest import PreparedSet
+from ..net import ReIDNet
+from ..plots import plot_cmc, plot_ranked_lists
+from ..trainer import resolve_device
+from ..transforms import EvalTransform
+from ._cli import run_cli
+from .train import MODEL_FILE, RUN_FILE
+
+log = logging.getLogger(__name__)
+
+REPORTED = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
+RANKED_QUERIES = 6
+RANKED_TOP = 10
+
+
+class EvaluationError(ValueError):
+    """The prepared set cannot be evaluated (e.g. a train-only dataset)."""
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """The reported metrics and where they were written."""
+
+    metrics: dict[str, float]
+    metrics_path: Path
+
+
+def load_model(train_dir: Path, device: torch.device | str = "cpu") -> ReIDNet:
+    """Rebuild the trained network from <train_dir>/model.pt (constructor args + state_dict)."""
+    saved = checkpoint.load(Path(train_dir) / MODEL_FILE)
+    net = ReIDNet(**saved["constructor"])
+    net.load_state_dict(saved["state_dict"])
+    return net.to(device).eval()
+
+
+def run(
+    *,
+    prepared_dir: Path,
+    train_dir: Path,
+    out_dir: Path,
+    evaluate: EvaluateConfig,
+    transform: TransformConfig,
+) -> EvaluateResult:
+    """Extract query/gallery features, rank, and report CMC/mAP/mINP under the dataset's protocol."""
+    prepared_dir, train_dir, out_dir = Path(prepared_dir), Path(train_dir), Path(out_dir)
+    prepared = PreparedSet(prepared_dir)
+    protocol = prepared.protocol
+    if protocol.get("name") == "train-only":
+        raise EvaluationError(f"{prepared_dir}: this dataset has no query/gallery split (train-only)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device("auto")
+    net = load_model(train_dir, device)
+    tf = EvalTransform(size=(transform.crop_height, transform.crop_width), mean=transform.mean, std=transform.std)
+    query, gallery = prepared.split("query"), prepared.split("gallery")
+    feats = {
+        name: extract_features(net, split.images, tf, batch_size=evaluate.batch_size, device=device,
+                               flip=evaluate.flip, desc=f"{name} features")
+        for name, split in (("query", query), ("gallery", gallery))
+    }
+    qf, gf = feats["query"], feats["gallery"]
+    result = _rank(protocol, qf, gf, query, gallery, evaluate)
+    summary = result.to_dict()
+    reported: dict[str, float] = {k: summary[k] for k in REPORTED}
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps({**reported, "protocol": protocol.get("name", "market")}, indent=2) + "\n")
+    with open(out_dir / "cmc.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "accuracy"])
+        for rank, acc in enumerate(summary["cmc"], start=1):
+            writer.writerow([rank, f"{acc:.6f}"])
+    np.savez_compressed(out_dir / "features.npz", qf=qf, gf=gf, q_pids=query.pids, g_pids=gallery.pids,
+                        q_camids=query.camids, g_camids=gallery.camids)
+    plot_cmc(summary["cmc"], out_dir / "cmc.png", title=f"CMC: {prepared.info.get('dataset', '')}")
+    _ranked_lists(qf, gf, query, gallery, evaluate.metric, out_dir / "ranked_lists.png")
+
+    ref = tracking.read_run_ref(train_dir / RUN_FILE)
+    tracking.log_metrics(ref, {k: float(v) for k, v in reported.items()})
+    for name in ("cmc.png", "ranked_lists.png", "cmc.csv", "metrics.json"):
+        tracking.log_artifact(ref, out_dir / name, artifact_path="evaluation")
+    for name in ("report.json", "report.md"):
+        if (prepared_dir / name).is_file():
+            tracking.log_artifact(ref, prepared_dir / name, artifact_path="preprocess")
+    return EvaluateResult(metrics=reported, metrics_path=metrics_path)
+
+
+def _rank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, gallery, cfg: EvaluateConfig):
+    name = protocol.get("name", "market")
+    if name == "cuhk03-classic":
+        return metrics.evaluate_cuhk03_classic(
+            qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, metric=cfg.metric,
+            max_rank=cfg.max_rank, repeats=int(protocol.get("repeats", 10)), seed=0,
+        )
+    if name == "cuhk-sysu":
+        galleries = [np.asarray(g, dtype=np.int64) for g in protocol["galleries"]]
+        return metrics.evaluate_gallery_subsets(
+            qf, gf, query.pids, gallery.pids, galleries, max_rank=cfg.max_rank, metric=cfg.metric
+        )
+    return metrics.evaluate_features(
+        qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, metric=cfg.metric,
+        max_rank=cfg.max_rank, query_chunk=cfg.query_chunk,
+    )
+
+
+def _ranked_lists(qf, gf, query, gallery, metric: str, path: Path) -> None:
+    """Top-10 gallery images for a few evenly spaced queries. The figure shows the raw ranking: same-
+    identity images from the query's own camera, which the protocol ignores, are shown (framed green)."""
+    picks = np.linspace(0, len(qf) - 1, num=min(RANKED_QUERIES, len(qf))).astype(int)
+    top = min(RANKED_TOP, len(gf))
+    indices, _ = metrics.top_k(qf[picks], gf, top, metric=metric)
+    indices = np.asarray(indices)
+    correct = gallery.pids[indices] == query.pids[picks][:, None]
+    plot_ranked_lists(np.asarray(query.images[picks]), gallery.images, indices, correct, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spherereid.stages.evaluate",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--train", type=Path, required=True, help="train stage output directory")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        p = load_params(args.params)
+        res = run(prepared_dir=args.prepared, train_dir=args.train, out_dir=args.out,
+                  evaluate=p.evaluate, transform=p.transform)
+        m = res.metrics
+        print(f"rank-1 {m['rank1']:.2%}  rank-5 {m['rank5']:.2%}  mAP {m['mAP']:.2%}  "
+              f"mAP (official) {m['mAP_official']:.2%}  mINP {m['mINP']:.2%}  "
+              f"({int(m['num_valid_queries'])}/{int(m['num_queries'])} queries)")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the test suite in the project venv (built on first use).
+#   bash scripts/test.sh          the default suite (everything not marked slow; ~10 min on 2 cores)
+#   bash scripts/test.sh --slow   only the slow tests (integration: real servers, whole pipelines)
+#   extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+set -euo pipefail
+marker="not slow"
+if [ "${1:-}" = "--slow" ]; then marker="slow"; shift; fi
+exec python -m pytest -m "$marker" -p no:cacheprovider --timeout=900 "$@"
