@@ -68,9 +68,10 @@ def train_one_epoch(
         with torch.autocast(device_type=images.device.type, enabled=use_amp):
             embeddings = model(images)
             loss, logits = criterion(embeddings, labels)
-        if not math.isfinite(float(loss)):
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
             raise NonFiniteLossError(
-                f"loss became {float(loss)} at epoch {epoch}, step {step}; lower optim.lr or check the data"
+                f"loss became {loss_value} at epoch {epoch}, step {step}; lower optim.lr or check the data"
             )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -83,7 +84,7 @@ def train_one_epoch(
         if scheduler is not None and step_per_iteration:
             scheduler.step()
         n = labels.shape[0]
-        total_loss += float(loss) * n
+        total_loss += loss_value * n
         correct += int((logits.argmax(dim=1) == labels).sum())
         seen += n
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")

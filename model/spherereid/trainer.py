@@ -63,6 +63,7 @@ def fit(
     schedule_kwargs: dict[str, Any],
     transform: TrainTransform,
     epochs: int,
+    data_fingerprint: str = "",
     seed: int = 0,
     device: str = "auto",
     amp: bool = False,
@@ -71,8 +72,8 @@ def fit(
 ) -> FitResult:
     """Train on uint8 `images` (N, H, W, 3) with `labels` (N,) in 0..num_classes-1.
 
-    Resumes from `checkpoint_path` when it exists and was written with the same configuration
-    (`epochs` may grow); otherwise starts fresh. Calls `on_epoch` after each epoch's checkpoint.
+    Resumes from `checkpoint_path` when it exists and was written with the same configuration and
+    `data_fingerprint` (`epochs` may grow); otherwise starts fresh. Calls `on_epoch` after each epoch's checkpoint.
     """
     dev = resolve_device(device)
     config = {
@@ -86,6 +87,7 @@ def fit(
                       if k != "normalize"},
         "seed": seed,
         "amp": amp,
+        "data": data_fingerprint,
     }
     torch.manual_seed(seed)
     model = ReIDNet(**model_kwargs).to(dev)

@@ -13,7 +13,9 @@ log = logging.getLogger("spherereid")
 def configure_logging() -> None:
     """INFO to stderr (SPHEREREID_LOG_LEVEL overrides); called by entry points only."""
     level = os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def is_user_error(exc: BaseException) -> bool:

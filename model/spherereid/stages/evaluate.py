@@ -73,11 +73,20 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto")
     net = load_model(train_dir, device)
-    tf = EvalTransform(size=(transform.crop_height, transform.crop_width), mean=transform.mean, std=transform.std)
+    tf = EvalTransform(
+        size=(transform.crop_height, transform.crop_width), mean=transform.mean, std=transform.std
+    )
     query, gallery = prepared.split("query"), prepared.split("gallery")
     feats = {
-        name: extract_features(net, split.images, tf, batch_size=evaluate.batch_size, device=device,
-                               flip=evaluate.flip, desc=f"{name} features")
+        name: extract_features(
+            net,
+            split.images,
+            tf,
+            batch_size=evaluate.batch_size,
+            device=device,
+            flip=evaluate.flip,
+            desc=f"{name} features",
+        )
         for name, split in (("query", query), ("gallery", gallery))
     }
     qf, gf = feats["query"], feats["gallery"]
@@ -85,14 +94,23 @@ def run(
     summary = result.to_dict()
     reported: dict[str, float] = {k: summary[k] for k in REPORTED}
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps({**reported, "protocol": protocol.get("name", "market")}, indent=2) + "\n")
+    metrics_path.write_text(
+        json.dumps({**reported, "protocol": protocol.get("name", "market")}, indent=2) + "\n"
+    )
     with open(out_dir / "cmc.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["rank", "accuracy"])
         for rank, acc in enumerate(summary["cmc"], start=1):
             writer.writerow([rank, f"{acc:.6f}"])
-    np.savez_compressed(out_dir / "features.npz", qf=qf, gf=gf, q_pids=query.pids, g_pids=gallery.pids,
-                        q_camids=query.camids, g_camids=gallery.camids)
+    np.savez_compressed(
+        out_dir / "features.npz",
+        qf=qf,
+        gf=gf,
+        q_pids=query.pids,
+        g_pids=gallery.pids,
+        q_camids=query.camids,
+        g_camids=gallery.camids,
+    )
     plot_cmc(summary["cmc"], out_dir / "cmc.png", title=f"CMC: {prepared.info.get('dataset', '')}")
     _ranked_lists(qf, gf, query, gallery, evaluate.metric, out_dir / "ranked_lists.png")
 
@@ -110,8 +128,16 @@ def _rank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, galle
     name = protocol.get("name", "market")
     if name == "cuhk03-classic":
         return metrics.evaluate_cuhk03_classic(
-            qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, metric=cfg.metric,
-            max_rank=cfg.max_rank, repeats=int(protocol.get("repeats", 10)), seed=0,
+            qf,
+            gf,
+            query.pids,
+            gallery.pids,
+            query.camids,
+            gallery.camids,
+            metric=cfg.metric,
+            max_rank=cfg.max_rank,
+            repeats=int(protocol.get("repeats", 10)),
+            seed=0,
         )
     if name == "cuhk-sysu":
         galleries = [np.asarray(g, dtype=np.int64) for g in protocol["galleries"]]
@@ -119,8 +145,15 @@ def _rank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, galle
             qf, gf, query.pids, gallery.pids, galleries, max_rank=cfg.max_rank, metric=cfg.metric
         )
     return metrics.evaluate_features(
-        qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, metric=cfg.metric,
-        max_rank=cfg.max_rank, query_chunk=cfg.query_chunk,
+        qf,
+        gf,
+        query.pids,
+        gallery.pids,
+        query.camids,
+        gallery.camids,
+        metric=cfg.metric,
+        max_rank=cfg.max_rank,
+        query_chunk=cfg.query_chunk,
     )
 
 
@@ -136,8 +169,9 @@ def _ranked_lists(qf, gf, query, gallery, metric: str, path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spherereid.stages.evaluate",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m spherereid.stages.evaluate", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--train", type=Path, required=True, help="train stage output directory")
@@ -146,12 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         p = load_params(args.params)
-        res = run(prepared_dir=args.prepared, train_dir=args.train, out_dir=args.out,
-                  evaluate=p.evaluate, transform=p.transform)
+        res = run(
+            prepared_dir=args.prepared,
+            train_dir=args.train,
+            out_dir=args.out,
+            evaluate=p.evaluate,
+            transform=p.transform,
+        )
         m = res.metrics
-        print(f"rank-1 {m['rank1']:.2%}  rank-5 {m['rank5']:.2%}  mAP {m['mAP']:.2%}  "
-              f"mAP (official) {m['mAP_official']:.2%}  mINP {m['mINP']:.2%}  "
-              f"({int(m['num_valid_queries'])}/{int(m['num_queries'])} queries)")
+        print(
+            f"rank-1 {m['rank1']:.2%}  rank-5 {m['rank5']:.2%}  mAP {m['mAP']:.2%}  "
+            f"mAP (official) {m['mAP_official']:.2%}  mINP {m['mINP']:.2%}  "
+            f"({int(m['num_valid_queries'])}/{int(m['num_queries'])} queries)"
+        )
         return 0
 
     return run_cli(body)

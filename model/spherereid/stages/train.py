@@ -31,7 +31,7 @@ from ..config import (
 from ..engine import EpochStats
 from ..manifest import PreparedSet
 from ..plots import plot_history
-from ..trainer import fit
+from ..trainer import FitResult, fit
 from ..transforms import build_transforms
 from ._cli import run_cli
 
@@ -72,13 +72,20 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = prepared.info.get("dataset", prepared_dir.name)
     sections = {
-        "model": model, "loss": loss, "sampler": sampler, "optim": optim,
-        "schedule": schedule, "train": train, "transform": transform,
+        "model": model,
+        "loss": loss,
+        "sampler": sampler,
+        "optim": optim,
+        "schedule": schedule,
+        "train": train,
+        "transform": transform,
     }
+    fingerprint = prepared.fingerprint()
     flat = {f"{name}.{k}": v for name, cfg in sections.items() for k, v in dataclasses.asdict(cfg).items()}
+    flat["dataset.name"], flat["dataset.fingerprint"] = dataset, fingerprint
     lineage = {
         "dataset": dataset,
-        "dataset_hash": prepared.fingerprint(),
+        "dataset_hash": fingerprint,
         "height": transform.crop_height,
         "width": transform.crop_width,
     }
@@ -93,8 +100,10 @@ def run(
     dvc_hash = tracking.dvc_data_hash(prepared_dir)
     if dvc_hash:
         tags["dvc_data_hash"] = dvc_hash
+    # The run reference is kept beside the checkpoint (which survives a killed or re-run stage), so a
+    # resumed training continues the same MLflow run; the copy in out_dir is what later stages read.
     ref = tracking.start_or_resume_run(
-        out_dir / RUN_FILE,
+        out_dir / "checkpoints" / RUN_FILE,
         experiment=f"spherereid-{dataset}",
         run_name=f"{dataset}-{model.backbone}-{model.head}",
         params=flat,
@@ -103,32 +112,30 @@ def run(
 
     def on_epoch(stats: EpochStats) -> None:
         tracking.log_metrics(
-            ref, {"loss": stats.loss, "accuracy": stats.accuracy, "lr": stats.lr,
-                  "images_per_second": stats.images_per_second}, step=stats.epoch,
+            ref,
+            {
+                "loss": stats.loss,
+                "accuracy": stats.accuracy,
+                "lr": stats.lr,
+                "images_per_second": stats.images_per_second,
+            },
+            step=stats.epoch,
         )
 
+    tracking.write_run_ref(out_dir / RUN_FILE, ref)
     train_tf, _ = build_transforms(**dataclasses.asdict(transform))
-    result = fit(
-        images=split.images,
-        labels=split.labels,
-        num_classes=prepared.num_classes,
-        checkpoint_path=out_dir / "checkpoints" / "last.pt",
-        model_kwargs=dataclasses.asdict(model),
-        loss_kwargs=dataclasses.asdict(loss),
-        sampler_kwargs=dataclasses.asdict(sampler),
-        optim_kwargs=dataclasses.asdict(optim),
-        schedule_kwargs=dataclasses.asdict(schedule),
-        transform=train_tf,
-        epochs=train.epochs,
-        seed=train.seed,
-        device=train.device,
-        amp=train.amp,
-        on_epoch=on_epoch,
-    )
+    try:
+        result = _fit(prepared, split, out_dir, fingerprint, sections, train_tf, on_epoch)
+    except BaseException:
+        tracking.finish_run(ref, status="FAILED")
+        raise
     net = result.model.cpu()
     checkpoint.save_atomic(
-        {"constructor": dict(net.constructor_args), "state_dict": net.state_dict(),
-         "num_classes": prepared.num_classes},
+        {
+            "constructor": dict(net.constructor_args),
+            "state_dict": net.state_dict(),
+            "num_classes": prepared.num_classes,
+        },
         out_dir / MODEL_FILE,
     )
     _write_history(result.history, out_dir / "history.csv")
@@ -138,17 +145,48 @@ def run(
     return TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, ref.run_id)
 
 
+def _fit(prepared, split, out_dir: Path, fingerprint: str, sections: dict, train_tf, on_epoch) -> FitResult:
+    train: TrainConfig = sections["train"]
+    return fit(
+        images=split.images,
+        labels=split.labels,
+        num_classes=prepared.num_classes,
+        checkpoint_path=out_dir / "checkpoints" / "last.pt",
+        model_kwargs=dataclasses.asdict(sections["model"]),
+        loss_kwargs=dataclasses.asdict(sections["loss"]),
+        sampler_kwargs=dataclasses.asdict(sections["sampler"]),
+        optim_kwargs=dataclasses.asdict(sections["optim"]),
+        schedule_kwargs=dataclasses.asdict(sections["schedule"]),
+        transform=train_tf,
+        data_fingerprint=fingerprint,
+        epochs=train.epochs,
+        seed=train.seed,
+        device=train.device,
+        amp=train.amp,
+        on_epoch=on_epoch,
+    )
+
+
 def _write_history(history: Sequence[EpochStats], path: Path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["epoch", "loss", "accuracy", "lr", "images_per_second"])
         for h in history:
-            writer.writerow([h.epoch + 1, f"{h.loss:.6f}", f"{h.accuracy:.6f}", f"{h.lr:.8g}",
-                             f"{h.images_per_second:.1f}"])
+            writer.writerow(
+                [
+                    h.epoch + 1,
+                    f"{h.loss:.6f}",
+                    f"{h.accuracy:.6f}",
+                    f"{h.lr:.8g}",
+                    f"{h.images_per_second:.1f}",
+                ]
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spherereid.stages.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m spherereid.stages.train", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--prepared", type=Path, required=True, help="prepared dataset directory")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -157,11 +195,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         p = load_params(args.params)
         res = run(
-            prepared_dir=args.prepared, out_dir=args.out, model=p.model, loss=p.loss, sampler=p.sampler,
-            optim=p.optim, schedule=p.schedule, train=p.train, transform=p.transform,
+            prepared_dir=args.prepared,
+            out_dir=args.out,
+            model=p.model,
+            loss=p.loss,
+            sampler=p.sampler,
+            optim=p.optim,
+            schedule=p.schedule,
+            train=p.train,
+            transform=p.transform,
         )
-        print(f"trained {res.epochs} epochs: loss {res.final_loss:.4f}, accuracy {res.final_accuracy:.3f}; "
-              f"model {res.model_path}; MLflow run {res.run_id}")
+        print(
+            f"trained {res.epochs} epochs: loss {res.final_loss:.4f}, accuracy {res.final_accuracy:.3f}; "
+            f"model {res.model_path}; MLflow run {res.run_id}"
+        )
         return 0
 
     return run_cli(body)

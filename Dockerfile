@@ -1,0 +1,54 @@
+# One image for every pipeline stage: KFP runs each lightweight component as
+# `python3 -m kfp.dsl.executor_main` in it, so it carries kfp (pinned in requirements.txt).
+#
+# Base: Debian 12 with CPython 3.11.7, the interpreter the lock (constraints.txt) was tested with. CUDA
+# comes from the pinned wheels: torch 2.14.1 and its nvidia-* CUDA 13 / cuDNN 9 runtime wheels are in
+# constraints.txt, so only the NVIDIA driver is needed on the node (GPU operator / container toolkit).
+# A CUDA base image would add a second, unused copy of those libraries and another Python version.
+# No apt packages: DVC fetches raw data from a git URL with dulwich (pure Python), no git binary needed.
+#
+#   docker build -t REGISTRY/spherereid:$(git rev-parse --short HEAD) .
+#   docker build --build-arg FETCH_IMAGENET=1 ...   # bake torchvision's ImageNet ResNet weights in
+#
+# No params.yaml and no credentials in the image: hyper-parameters arrive as pipeline parameters,
+# credentials as env vars from a Kubernetes Secret.
+FROM python:3.11.7-slim-bookworm
+
+ARG FETCH_IMAGENET=0
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    TORCH_HOME=/opt/torch \
+    MLFLOW_DISABLE_TELEMETRY=true
+
+RUN python3 -m venv /opt/venv
+
+WORKDIR /opt/spherereid
+
+# The same install as the README path (scripts/venv.sh): the pinned requirements with the full lock as
+# constraints, then our package without dependencies.
+COPY requirements.txt constraints.txt ./
+RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt
+
+COPY pyproject.toml ./
+COPY model/ model/
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && python -c "import kfp, spherereid, torch; print('kfp', kfp.__version__, 'torch', torch.__version__)"
+
+# Optional: ImageNet weights (model.pretrained: imagenet) into $TORCH_HOME, for clusters without internet.
+RUN if [ "$FETCH_IMAGENET" = "1" ]; then \
+        python -c "import torchvision.models as m; [getattr(m, f'ResNet{d}_Weights').IMAGENET1K_V1.get_state_dict(progress=False) for d in (18, 34, 50)]"; \
+    fi
+
+# Non-root user. The KFP launcher writes artifacts under /gcs, /minio and /s3 (older backends do not mount
+# emptyDirs there), so those exist and belong to the user.
+RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin reid \
+    && mkdir -p /gcs /minio /s3 /opt/torch \
+    && chown reid /gcs /minio /s3 /opt/torch
+
+USER 10001
+WORKDIR /home/reid

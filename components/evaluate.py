@@ -1,0 +1,42 @@
+"""KFP component: trained model + prepared query/gallery -> Metrics, HTML report, evaluation folder."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+from components import image
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def evaluate(
+    prepared: Input[Dataset],
+    trained: Input[Model],
+    evaluate: dict,
+    transform: dict,
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+):
+    """Run spherereid.stages.evaluate; log every metric and embed the CMC and ranked-list PNGs."""
+    import base64
+    from pathlib import Path
+
+    from spherereid.param_coercion import build_from_struct
+    from spherereid.stages import evaluate as stage
+
+    out = Path(evaluation.path)
+    res = stage.run(
+        prepared_dir=Path(prepared.path),
+        train_dir=Path(trained.path),
+        out_dir=out,
+        evaluate=build_from_struct("evaluate", evaluate),
+        transform=build_from_struct("transform", transform),
+    )
+    for key, value in res.metrics.items():
+        metrics.log_metric(key, float(value))
+    figures = [
+        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,'
+        f'{base64.b64encode((out / name).read_bytes()).decode()}">'
+        for name in ("cmc.png", "ranked_lists.png")
+    ]
+    Path(report.path).write_text("<!DOCTYPE html><html><body>" + "".join(figures) + "</body></html>\n")
+    evaluation.metadata.update({"dataset": prepared.metadata.get("dataset", "")})

@@ -1,0 +1,31 @@
+"""KFP component: model + evaluation -> MLflow model version behind the quality gate (MLFLOW_TRACKING_URI)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from components import image
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def register(
+    trained: Input[Model],
+    evaluation: Input[Artifact],
+    register: dict,
+    registration: Output[Artifact],
+):
+    """Run spherereid.stages.register (same gate and aliases as DVC); keep registration.json."""
+    import json
+    from pathlib import Path
+
+    from spherereid.param_coercion import build_from_struct
+    from spherereid.stages import register as stage
+
+    out = Path(registration.path)
+    stage.run(
+        train_dir=Path(trained.path),
+        eval_dir=Path(evaluation.path),
+        out_dir=out,
+        register=build_from_struct("register", register),
+    )
+    info = json.loads((out / "registration.json").read_text())
+    registration.metadata.update(info)

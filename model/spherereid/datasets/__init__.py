@@ -1,0 +1,64 @@
+"""Dataset parsers: one module per on-disk format, all returning `Splits` with raw pids.
+
+`parse(name, root, work_dir, ...)` dispatches on `DATASETS`; `relabel(pids)` maps the train pids to
+0..C-1 in sorted order (never set order, which differs between processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from . import cuhk03, cuhk_sysu, custom, dukemtmc, market1501
+from .archive import ArchiveError, safe_extract
+from .base import DatasetError, Item, Skipped, Splits
+
+__all__ = [
+    "DATASETS",
+    "ArchiveError",
+    "DatasetError",
+    "Item",
+    "Skipped",
+    "Splits",
+    "parse",
+    "relabel",
+    "safe_extract",
+]
+
+DATASETS: dict[str, Callable[..., Splits]] = {
+    "market1501": market1501.parse,
+    "dukemtmc": dukemtmc.parse,
+    "cuhk03": cuhk03.parse,
+    "cuhk_sysu": cuhk_sysu.parse,
+    "custom": custom.parse,
+    "synthetic": market1501.parse,  # the synthesize stage writes the Market-1501 layout
+}
+
+
+def parse(
+    name: str,
+    root: Path,
+    work_dir: Path,
+    *,
+    cuhk03_labels: str = "detected",
+    cuhk03_protocol: str = "new",
+    cuhk03_split: int = 0,
+    cuhksysu_gallery_size: int = 100,
+) -> Splits:
+    """Parse dataset `name` found at `root`; scratch files (extracted archives/images) go to `work_dir`."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    root, work_dir = Path(root), Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if name == "cuhk03":
+        return cuhk03.parse(
+            root, work_dir, labels=cuhk03_labels, protocol=cuhk03_protocol, split=cuhk03_split
+        )
+    if name == "cuhk_sysu":
+        return cuhk_sysu.parse(root, work_dir, gallery_size=cuhksysu_gallery_size)
+    return DATASETS[name](root, work_dir)
+
+
+def relabel(pids: Iterable[int]) -> dict[int, int]:
+    """Map each distinct pid to 0..C-1 in ascending pid order, e.g. [7, 2, 7, 5] -> {2: 0, 5: 1, 7: 2}."""
+    return {pid: label for label, pid in enumerate(sorted(set(pids)))}

@@ -1,0 +1,275 @@
+"""CUHK03 (Li et al., CVPR 2014): 1,467 identities in 5 camera pairs, labeled and detected boxes.
+
+Inputs, looked for in `<root>`, `<root>/cuhk03` and `<root>/CUHK03`:
+- `cuhk03_release/cuhk-03.mat` (or `cuhk-03.mat`, or `cuhk03_release.zip`): the raw MATLAB v7.3 (HDF5)
+  release. The requested image kind is extracted once to `work_dir/cuhk03/images_<labels>/` as PNG
+  named `{campair}_{pid:03d}_{view}_{imgidx:02d}.png` (pid 1-based within the pair, view 1 for image
+  01-05 and 2 for 06-10) and reused on later runs (until cuhk-03.mat changes).
+- or an already extracted `images_labeled/` / `images_detected/` folder with those names (then only
+  the new protocol file is needed).
+- `cuhk03_new_protocol_config_{labeled,detected}.mat` (CUHK03-NP, Zhong et al. 2017), next to
+  `cuhk03_release/` or inside it.
+
+Protocols: "new" (767 train / 700 test ids; pids are the file's `labels` 1..1467, camid = view - 1 from
+the file name; evaluated with the Market protocol) or "classic" (`testsets[split]` of the .mat: 100
+test ids, query = gallery = their images, the rest is train; pid = global id 1..1467 counted over the
+camera pairs in order, camid = view - 1; protocol {"name": "cuhk03-classic", "split", "repeats": 10}).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .archive import extract_once
+from .base import DatasetError, Item, Skipped, Splits
+from .naming import inside_root
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^([1-5])_(\d{3})_([12])_(\d{2})\.png$")
+SUBDIRS = ("", "cuhk03", "CUHK03")
+_DONE = ".complete"
+_SKIPPED = "skipped.json"
+
+
+def _parse_name(name: str) -> tuple[int, int, int, int] | None:
+    """(campair, pid within pair, view, image index) of a CUHK03 PNG name, or None."""
+    m = NAME_RE.match(name)
+    return tuple(int(g) for g in m.groups()) if m else None  # type: ignore[return-value]
+
+
+def _h5(path: Path) -> Any:
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(
+            f"{path}: not readable as MATLAB v7.3 (HDF5) ({exc}); use the original cuhk-03.mat of the release"
+        ) from None
+
+
+def _key(f: Any, key: str, path: Path) -> Any:
+    if key not in f:
+        raise DatasetError(f"{path}: key '{key}' missing; is this the original cuhk-03.mat?")
+    return f[key]
+
+
+def pairs_sizes(mat: Path, kind: str) -> list[int]:
+    """Number of persons in each camera pair of cuhk-03.mat (843, 440, 77, 58, 49 in the release)."""
+    with _h5(mat) as f:
+        return [int(f[ref].shape[1]) for ref in _key(f, kind, mat)[0]]
+
+
+def extract_images(mat: Path, kind: str, out_dir: Path) -> list[tuple[str, str]]:
+    """Write each non-empty image of `mat[kind]` as PNG into out_dir (once); returns skipped (name, reason).
+
+    Stored cells: `mat[kind]` is (1, 5) refs; each pair derefs to (10, n_pids) refs (transposed:
+    columns 0-4 view 1, 5-9 view 2); an image is stored (3, W, H) uint8; an empty cell has < 3 dims.
+    """
+    from PIL import Image
+
+    st = mat.stat()
+    stamp = f"{mat.name} {st.st_size} {int(st.st_mtime)}"
+    done = out_dir / _DONE
+    if done.is_file() and done.read_text() == stamp and (out_dir / _SKIPPED).is_file():
+        return [tuple(s) for s in json.loads((out_dir / _SKIPPED).read_text())]  # type: ignore[misc]
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    skipped: list[tuple[str, str]] = []
+    count = 0
+    with _h5(mat) as f:
+        for c, pair_ref in enumerate(_key(f, kind, mat)[0], start=1):
+            cells = f[pair_ref][:].T  # (n_pids, 10)
+            for p in range(cells.shape[0]):
+                for k in range(cells.shape[1]):
+                    arr = f[cells[p, k]][:]
+                    if arr.size == 0 or arr.ndim < 3:
+                        continue  # empty cell: that person has fewer images
+                    name = f"{c}_{p + 1:03d}_{1 if k < 5 else 2}_{k + 1:02d}.png"
+                    if arr.ndim != 3 or arr.shape[0] != 3 or arr.dtype != np.uint8:
+                        skipped.append(
+                            (name, f"stored array {arr.shape} {arr.dtype} is not a (3, W, H) uint8 image")
+                        )
+                        continue
+                    Image.fromarray(np.ascontiguousarray(arr.T)).save(tmp / name)
+                    count += 1
+    (tmp / _SKIPPED).write_text(json.dumps(skipped))
+    (tmp / _DONE).write_text(stamp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    log.info("extracted %d %s CUHK03 images from %s to %s", count, kind, mat, out_dir)
+    return skipped
+
+
+def _find_base(root: Path, work_dir: Path) -> tuple[Path, Path | None]:
+    """(folder holding the release, path of cuhk-03.mat or None)."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root does not exist; check the raw data path")
+    for sub in SUBDIRS:
+        base = root / sub if sub else root
+        for mat in (base / "cuhk03_release" / "cuhk-03.mat", base / "cuhk-03.mat"):
+            if mat.is_file():
+                return base, mat
+        if any((base / f"images_{k}").is_dir() for k in ("labeled", "detected")):
+            return base, None
+        if (base / "cuhk03_release.zip").is_file():
+            out = extract_once(base / "cuhk03_release.zip", work_dir)
+            for mat in (out / "cuhk03_release" / "cuhk-03.mat", out / "cuhk-03.mat"):
+                if mat.is_file():
+                    return base, mat
+            raise DatasetError(f"{base / 'cuhk03_release.zip'}: holds no cuhk-03.mat")
+    raise DatasetError(
+        f"{root}: found neither cuhk03_release/cuhk-03.mat nor images_labeled/ / images_detected/ "
+        "(also looked in cuhk03/); point the raw data path at the CUHK03 release"
+    )
+
+
+def _rel(path: Path, root: Path, work_dir: Path) -> str:
+    for base in (root, work_dir):
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def _mat_indices(cfg: dict[str, Any], key: str, n: int, path: Path) -> np.ndarray:
+    if key not in cfg:
+        raise DatasetError(f"{path}: key '{key}' missing; is this cuhk03_new_protocol_config_*.mat?")
+    idx = np.asarray(cfg[key]).astype(np.int64).ravel() - 1  # stored 1-based
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise DatasetError(f"{path}: '{key}' has indices outside 1..{n} (the filelist length)")
+    return idx
+
+
+def _as_str(x: Any) -> str:
+    while isinstance(x, np.ndarray):
+        x = x.flat[0] if x.size else ""
+    return str(x)
+
+
+def _new_protocol(
+    base: Path, labels: str, images: dict[str, Path], prefix: str, rejected: set[str]
+) -> Splits:
+    """CUHK03-NP splits; names in `rejected` are already reported as skipped."""
+    import scipy.io
+
+    name = f"cuhk03_new_protocol_config_{labels}.mat"
+    cands = [base / name, base / "cuhk03_release" / name]
+    path = next((p for p in cands if p.is_file()), None)
+    if path is None:
+        raise DatasetError(
+            f"{cands[0]}: missing (also looked in {cands[1].parent}); the new protocol needs it "
+            "(from the CUHK03-NP / person-re-ranking release), or set data.cuhk03_protocol: classic"
+        )
+    cfg = scipy.io.loadmat(path)
+    for key in ("filelist", "labels"):
+        if key not in cfg:
+            raise DatasetError(f"{path}: key '{key}' missing; is this cuhk03_new_protocol_config_*.mat?")
+    files = [_as_str(x) for x in np.asarray(cfg["filelist"]).ravel()]
+    pids = np.asarray(cfg["labels"]).astype(np.int64).ravel()
+    if pids.size != len(files):
+        raise DatasetError(f"{path}: 'labels' has {pids.size} entries but 'filelist' {len(files)}")
+    out: dict[str, list[Item]] = {}
+    skipped: list[Skipped] = []
+    for split in ("train", "query", "gallery"):
+        items = []
+        for i in _mat_indices(cfg, f"{split}_idx", len(files), path):
+            fname = files[i]
+            parsed = _parse_name(fname)
+            if parsed is None:
+                skipped.append(Skipped(f"{path.name}:{fname}", "name does not match C_PPP_V_II.png"))
+            elif fname in rejected:
+                continue
+            elif fname not in images:
+                skipped.append(Skipped(prefix + fname, f"listed in {path.name} but the image is missing"))
+            else:
+                items.append(Item(images[fname], int(pids[i]), parsed[2] - 1, prefix + fname))
+        if not items:
+            raise DatasetError(
+                f"{path}: the {split} split has no usable images in the images_{labels} folder"
+            )
+        out[split] = items
+    proto = {"name": "market", "variant": "cuhk03-new", "labels": labels}
+    return Splits(out["train"], out["query"], out["gallery"], skipped, proto)
+
+
+def _classic(mat: Path, labels: str, split: int, images: dict[str, Path], prefix: str) -> Splits:
+    with _h5(mat) as f:
+        tests = _key(f, "testsets", mat)
+        if split >= tests.shape[-1]:
+            raise DatasetError(f"{mat}: testsets holds {tests.shape[-1]} splits, not split {split}")
+        test = f[tests[0][split]][:].T.astype(np.int64)  # (100, 2): [campair, pid], 1-based
+    sizes = pairs_sizes(mat, labels)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    test_ids = {(int(c), int(p)) for c, p in test}
+    train: list[Item] = []
+    query: list[Item] = []
+    skipped: list[Skipped] = []
+    for fname in sorted(images):
+        parsed = _parse_name(fname)
+        if parsed is None or parsed[0] > len(sizes) or parsed[1] > sizes[parsed[0] - 1]:
+            skipped.append(Skipped(prefix + fname, "name is not C_PPP_V_II.png of a person in cuhk-03.mat"))
+            continue
+        c, p, view, _ = parsed
+        item = Item(images[fname], int(offsets[c - 1] + p), view - 1, prefix + fname)
+        (query if (c, p) in test_ids else train).append(item)
+    if not train or not query:
+        raise DatasetError(f"{mat}: classic split {split} leaves an empty train or test set")
+    proto = {"name": "cuhk03-classic", "split": split, "repeats": 10, "labels": labels}
+    return Splits(train, query, list(query), skipped, proto)
+
+
+def parse(
+    root: Path, work_dir: Path, *, labels: str = "detected", protocol: str = "new", split: int = 0
+) -> Splits:
+    """Parse CUHK03 (labeled or detected boxes; new or classic protocol) into raw-pid items."""
+    if labels not in ("labeled", "detected"):
+        raise DatasetError(f"cuhk03 labels '{labels}': use labeled or detected")
+    if protocol not in ("new", "classic") or not 0 <= split < 20:
+        raise DatasetError(
+            f"cuhk03 protocol '{protocol}' split {split}: use new, or classic with split 0..19"
+        )
+    root, work_dir = Path(root), Path(work_dir)
+    base, mat = _find_base(root, work_dir)
+    folder = base / f"images_{labels}"
+    skipped: list[Skipped] = []
+    if folder.is_dir():
+        prefix = f"{_rel(folder, root, work_dir)}/"
+    elif mat is not None:
+        folder = work_dir / "cuhk03" / f"images_{labels}"
+        prefix = f"{_rel(mat, root, work_dir)}#{labels}/"
+        bad = extract_images(mat, labels, folder)
+        skipped += [Skipped(prefix + n, r) for n, r in bad]
+    else:
+        raise DatasetError(f"{folder}: missing, and no cuhk03_release/cuhk-03.mat to extract it from")
+    images = {}
+    for n in sorted(os.listdir(folder)):
+        if not n.lower().endswith(".png"):
+            continue
+        if inside_root(folder / n, root) or folder.is_relative_to(work_dir):
+            images[n] = folder / n
+        else:
+            skipped.append(Skipped(prefix + n, "symlink outside the dataset root"))
+    if protocol == "classic":
+        if mat is None:
+            raise DatasetError(
+                f"{base}: the classic protocol needs cuhk03_release/cuhk-03.mat (its testsets)"
+            )
+        splits = _classic(mat, labels, split, images, prefix)
+    else:
+        splits = _new_protocol(base, labels, images, prefix, {s.path[len(prefix) :] for s in skipped})
+    splits.skipped = skipped + splits.skipped
+    return splits

@@ -1,0 +1,283 @@
+"""Drawing of the synthetic ReID images: persons, camera backgrounds and camera/image effects.
+
+A `Person` is a bundle of appearance attributes (clothes colours and patterns, hair, bag, body
+proportions); a `Camera` holds one camera's look (colour cast, background, scale, blur, noise).
+`render(person, camera, rng, height, width)` draws one (height, width, 3) uint8 image; every random
+choice comes from `rng`, so the same generator state gives the same pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+RGB = tuple[int, int, int]
+
+CLOTHES: tuple[RGB, ...] = (
+    (200, 30, 35), (120, 20, 30), (235, 130, 30), (230, 205, 50), (50, 150, 60), (25, 80, 40),
+    (30, 140, 140), (120, 170, 225), (35, 70, 180), (25, 30, 70), (120, 50, 150), (230, 130, 170),
+    (235, 235, 230), (170, 170, 170), (95, 95, 100), (25, 25, 28), (110, 70, 40), (205, 185, 145),
+)  # fmt: skip
+SKIN: tuple[RGB, ...] = ((240, 200, 170), (210, 160, 120), (160, 110, 75), (100, 65, 45))
+HAIR: tuple[RGB, ...] = ((20, 15, 10), (90, 55, 30), (200, 160, 90), (140, 140, 140), (150, 50, 20))
+PATTERNS = ("plain", "stripes", "checks", "logo")
+LOWER_KINDS = ("trousers", "shorts", "skirt")
+BAGS = ("none", "backpack", "handbag", "shoulder")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Appearance attributes of one identity."""
+
+    upper: RGB
+    upper2: RGB  # pattern colour
+    pattern: str
+    short_sleeves: bool
+    lower: RGB
+    lower_kind: str
+    shoes: RGB
+    skin: RGB
+    hair: RGB
+    long_hair: bool
+    bag: str
+    bag_colour: RGB
+    bag_right: bool
+    width: float  # shoulder width scale
+    legs: float  # leg length as a fraction of the height
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera's look: colour matrix, background texture (H', W', 3) uint8, person scale, blur."""
+
+    matrix: np.ndarray  # (3, 3) applied to RGB in [0, 255]
+    offset: np.ndarray  # (3,)
+    background: np.ndarray
+    scale: float  # person height / image height
+    blur: float
+    noise: float
+    back_view: float  # probability of a back view
+
+
+def _jitter(rng: np.random.Generator, colour: RGB, amount: int = 14) -> RGB:
+    c = np.clip(np.array(colour) + rng.integers(-amount, amount + 1, 3), 0, 255)
+    return (int(c[0]), int(c[1]), int(c[2]))
+
+
+def random_person(rng: np.random.Generator) -> Person:
+    """Draw one identity's attributes."""
+    ui, u2 = rng.choice(len(CLOTHES), 2, replace=False)
+    return Person(
+        upper=_jitter(rng, CLOTHES[ui]),
+        upper2=_jitter(rng, CLOTHES[u2]),
+        pattern=PATTERNS[rng.integers(len(PATTERNS))],
+        short_sleeves=bool(rng.random() < 0.4),
+        lower=_jitter(rng, CLOTHES[rng.integers(len(CLOTHES))]),
+        lower_kind=LOWER_KINDS[rng.choice(3, p=[0.6, 0.25, 0.15])],
+        shoes=_jitter(rng, CLOTHES[rng.choice([12, 13, 14, 15, 16, 0, 8])]),
+        skin=_jitter(rng, SKIN[rng.integers(len(SKIN))], 8),
+        hair=_jitter(rng, HAIR[rng.integers(len(HAIR))], 8),
+        long_hair=bool(rng.random() < 0.4),
+        bag=BAGS[rng.choice(4, p=[0.4, 0.25, 0.15, 0.2])],
+        bag_colour=_jitter(rng, CLOTHES[rng.integers(len(CLOTHES))]),
+        bag_right=bool(rng.random() < 0.5),
+        width=float(rng.uniform(0.85, 1.2)),
+        legs=float(rng.uniform(0.42, 0.5)),
+    )
+
+
+def person_key(p: Person) -> tuple:
+    """The coarse attribute combination; the generator keeps it unique per identity."""
+    return (p.upper, p.pattern, p.lower, p.lower_kind, p.bag, p.long_hair, p.hair)
+
+
+def _muted(rng: np.random.Generator, base: np.ndarray) -> RGB:
+    c = 0.7 * base + 0.3 * rng.integers(0, 256, 3)
+    return (int(c[0]), int(c[1]), int(c[2]))
+
+
+def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
+    """Draw one camera: colour cast, desaturation, brightness, a background texture, scale and blur."""
+    gains = 1.0 + rng.uniform(-0.25, 0.25, 3)
+    desat = rng.uniform(0.0, 0.3)
+    grey = np.full((3, 3), 1.0 / 3.0)
+    matrix = rng.uniform(0.8, 1.1) * ((1 - desat) * np.diag(gains) + desat * grey)
+    offset = rng.uniform(-12, 12, 3)
+    bh, bw = 2 * height + 64, 4 * width
+    top = rng.integers(90, 180) + rng.integers(-25, 26, 3)
+    bottom = rng.integers(70, 170) + rng.integers(-25, 26, 3)
+    t = np.linspace(0.0, 1.0, bh)[:, None, None]
+    bg = (1 - t) * top + t * bottom + np.zeros((1, bw, 1))
+    img = Image.fromarray(bg.astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    floor = int(bh * rng.uniform(0.6, 0.85))
+    draw.rectangle((0, floor, bw, bh), fill=_muted(rng, bottom))
+    for _ in range(int(rng.integers(2, 7))):  # windows, doors, signs
+        x, y = int(rng.integers(0, bw)), int(rng.integers(0, floor))
+        w, h = int(rng.integers(4, bw // 4)), int(rng.integers(6, bh // 2))
+        draw.rectangle((x, y, x + w, y + h), fill=_muted(rng, top))
+    for _ in range(int(rng.integers(0, 3))):  # poles
+        x = int(rng.integers(0, bw))
+        draw.rectangle((x, 0, x + int(rng.integers(3, 8)), floor), fill=_muted(rng, top))
+    return Camera(
+        matrix=matrix,
+        offset=offset,
+        background=np.asarray(img),
+        scale=float(rng.uniform(0.78, 0.94)),
+        blur=float(rng.uniform(0.0, 1.0)),
+        noise=float(rng.uniform(2.0, 7.0)),
+        back_view=float(rng.uniform(0.2, 0.8)),
+    )
+
+
+def _quad(x0: float, x1: float, y0: float, x2: float, x3: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x3, y1), (x2, y1)]
+
+
+def draw_person(
+    img: Image.Image, p: Person, rng: np.random.Generator, cx: float, feet: float, h: float, back: bool
+) -> None:
+    """Draw `p` on `img` standing at (cx, feet) with height `h` (pixels), seen from the back or front."""
+    d = ImageDraw.Draw(img)
+    lean = rng.uniform(-0.06, 0.06)  # horizontal shift per unit of height above the feet
+
+    def X(x: float, y: float) -> float:  # lean: points higher up move sideways
+        return cx + x * h + lean * (feet - y)
+
+    def Y(f: float) -> float:  # fraction of height from the top -> pixel row
+        return feet - h + f * h
+
+    sw, ww = 0.13 * p.width, 0.11 * p.width  # half widths at the shoulders and the waist
+    hip, knee, ankle = 1.0 - p.legs - 0.04, 1.0 - p.legs / 2 - 0.04, 0.965
+    stride = rng.uniform(-0.07, 0.07)
+    legw = 0.045 * p.width
+    for side, s in ((-1, stride), (1, -stride)):  # legs, then shoes
+        xa, xb = side * 0.05 * p.width, side * 0.05 * p.width + s
+        pts = [
+            (X(xa - legw, Y(hip)), Y(hip)), (X(xa + legw, Y(hip)), Y(hip)),
+            (X(xb + legw * 0.8, Y(ankle)), Y(ankle)), (X(xb - legw * 0.8, Y(ankle)), Y(ankle)),
+        ]  # fmt: skip
+        d.polygon(pts, fill=p.lower if p.lower_kind == "trousers" else p.skin)
+        if p.lower_kind == "shorts":
+            xm = (xa + xb) / 2
+            d.polygon(_quad(X(xa - legw, Y(hip)), X(xa + legw, Y(hip)), Y(hip),
+                            X(xm - legw, Y(knee)), X(xm + legw, Y(knee)), Y(knee)), fill=p.lower)  # fmt: skip
+        d.ellipse((X(xb - 0.05, Y(ankle)), Y(0.955), X(xb + 0.05, Y(ankle)), Y(1.0)), fill=p.shoes)
+    if p.lower_kind == "skirt":
+        d.polygon(_quad(X(-ww, Y(hip - 0.03)), X(ww, Y(hip - 0.03)), Y(hip - 0.03),
+                        X(-ww * 1.5, Y(knee)), X(ww * 1.5, Y(knee)), Y(knee)), fill=p.lower)  # fmt: skip
+    y0, y1 = Y(0.16), Y(hip + 0.02)
+    torso = _quad(X(-sw, y0), X(sw, y0), y0, X(-ww, y1), X(ww, y1), y1)
+    if p.long_hair and not back:  # hair behind the shoulders
+        d.rectangle((X(-0.065, Y(0.05)), Y(0.05), X(0.065, Y(0.05)), Y(0.22)), fill=p.hair)
+    d.polygon(torso, fill=p.upper)
+    if p.pattern in ("stripes", "checks"):
+        mask = Image.new("L", img.size, 0)
+        ImageDraw.Draw(mask).polygon(torso, fill=255)
+        lines = Image.new("L", img.size, 0)
+        ld = ImageDraw.Draw(lines)
+        step = max(3, int(0.045 * h))
+        for y in range(int(y0), int(y1), step):
+            ld.rectangle((0, y, img.size[0], y + step // 2 - 1), fill=255)
+        if p.pattern == "checks":
+            for x in range(int(X(-sw, y0)), int(X(sw, y0)) + 1, step):
+                ld.rectangle((x, 0, x + step // 2 - 1, img.size[1]), fill=255)
+        img.paste(p.upper2, mask=ImageChops.multiply(mask, lines))
+    elif p.pattern == "logo" and not back:
+        r, yc = 0.045, Y(0.26)
+        d.ellipse((X(-r, yc), yc - r * h, X(r, yc), yc + r * h), fill=p.upper2)
+    arm_end = 0.47 + rng.uniform(-0.03, 0.03)
+    for side in (-1, 1):
+        swing = side * rng.uniform(0.0, 0.04)
+        xs, xe = side * (sw + 0.02), side * (sw + 0.03) + swing
+        sleeve_end = 0.3 if p.short_sleeves else arm_end - 0.03
+        ys = Y(sleeve_end)
+        xm = xs + (xe - xs) * (sleeve_end - 0.17) / (arm_end - 0.17)
+        d.polygon(_quad(X(xs - 0.03, Y(0.17)), X(xs + 0.03, Y(0.17)), Y(0.17),
+                        X(xm - 0.03, ys), X(xm + 0.03, ys), ys), fill=p.upper)  # fmt: skip
+        ye = Y(arm_end)
+        d.polygon(_quad(X(xm - 0.025, ys), X(xm + 0.025, ys), ys,
+                        X(xe - 0.025, ye), X(xe + 0.025, ye), ye), fill=p.skin)  # fmt: skip
+    hx, hy = X(0.0, Y(0.07)), Y(0.075)
+    hr_x, hr_y = 0.055 * h, 0.068 * h
+    d.rectangle((hx - 0.02 * h, Y(0.13), hx + 0.02 * h, Y(0.17)), fill=p.skin)  # neck
+    d.ellipse((hx - hr_x, hy - hr_y, hx + hr_x, hy + hr_y), fill=p.hair if back else p.skin)
+    d.chord((hx - hr_x, hy - hr_y - 1, hx + hr_x, hy + hr_y * 0.6), 180, 360, fill=p.hair)
+    if p.long_hair and back:
+        d.rectangle((hx - hr_x, hy, hx + hr_x, Y(0.25)), fill=p.hair)
+    if p.bag == "backpack":
+        if back:
+            d.rectangle((X(-0.09, Y(0.2)), Y(0.2), X(0.09, Y(0.44)), Y(0.44)), fill=p.bag_colour)
+        else:
+            for side in (-1, 1):
+                xa = side * 0.07
+                d.line(
+                    (X(xa, y0), y0, X(xa, Y(0.36)), Y(0.36)), fill=p.bag_colour, width=max(1, int(0.02 * h))
+                )
+    elif p.bag in ("handbag", "shoulder"):
+        side = 1 if p.bag_right != back else -1
+        x = side * (sw + 0.05) if p.bag == "handbag" else side * (ww + 0.02)
+        top = arm_end - 0.02 if p.bag == "handbag" else hip - 0.06
+        if p.bag == "shoulder":
+            d.line(
+                (X(-side * sw, y0), y0, X(x, Y(top)), Y(top)), fill=p.bag_colour, width=max(1, int(0.015 * h))
+            )
+        d.rectangle(
+            (X(x - 0.05, Y(top)), Y(top), X(x + 0.05, Y(top + 0.11)), Y(top + 0.11)), fill=p.bag_colour
+        )
+
+
+def render(
+    person: Person | None,
+    camera: Camera,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    *,
+    partial: bool = False,
+    occluder: Person | None = None,
+) -> np.ndarray:
+    """One (height, width, 3) uint8 image of `person` (None: background only) seen by `camera`.
+
+    `partial` crops hard (a bad detection: junk / distractor); `occluder` draws part of another
+    person in front at one side.
+    """
+    ch, cw = 2 * height, 2 * width  # draw at 2x, then box-resize down (anti-aliasing)
+    bg = camera.background
+    oy, ox = int(rng.integers(0, bg.shape[0] - ch + 1)), int(rng.integers(0, bg.shape[1] - cw + 1))
+    img = Image.fromarray(np.ascontiguousarray(bg[oy : oy + ch, ox : ox + cw]))
+    scale = camera.scale * rng.uniform(0.93, 1.07)
+    ph = scale * ch
+    feet = ch * (0.5 + scale / 2) + rng.uniform(-0.03, 0.03) * ch
+    if person is not None:
+        back = bool(rng.random() < camera.back_view)
+        draw_person(img, person, rng, cw / 2 + rng.uniform(-0.07, 0.07) * cw, feet, ph, back)
+    if occluder is not None:
+        side = 1 if rng.random() < 0.5 else -1
+        ocx = cw / 2 + side * rng.uniform(0.45, 0.65) * cw
+        draw_person(
+            img, occluder, rng, ocx, feet + rng.uniform(0, 0.1) * ch, ph * 1.05, bool(rng.random() < 0.5)
+        )
+    if rng.random() < 0.2:  # occluding object at the bottom or a side
+        d, f = ImageDraw.Draw(img), tuple(int(v) for v in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            d.rectangle((0, ch * rng.uniform(0.7, 0.85), cw, ch), fill=f)
+        else:
+            x = cw * rng.uniform(0.0, 0.25)
+            d.rectangle((0, ch * rng.uniform(0.0, 0.5), x + cw * 0.12, ch), fill=f)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    m = rng.uniform(0.0, 0.06, 4) * (cw, ch, cw, ch)
+    box = (m[0], m[1], cw - m[2], ch - m[3])
+    if partial:  # keep only an upper or lower part
+        cut = rng.uniform(0.35, 0.6) * ch
+        box = (m[0], m[1], cw - m[2], m[1] + cut) if rng.random() < 0.5 else (m[0], ch - cut, cw - m[2], ch)
+    img = img.resize((width, height), Image.Resampling.BOX, box=box)
+    radius = camera.blur + rng.uniform(0.0, 0.4)
+    if radius > 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(radius))
+    arr = np.asarray(img, dtype=np.float32) @ camera.matrix.T + camera.offset
+    arr += rng.normal(0.0, camera.noise, arr.shape)
+    return np.clip(arr + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,59 @@
+"""Undo the protobuf Struct round trip of KFP dict parameters before building a config section.
+
+A KFP dict parameter travels as a protobuf Struct, whose only number type is a double: `{"epochs": 30}`
+arrives as `{"epochs": 30.0}`. `coerce_section` turns integral floats back into ints for the fields
+the section's dataclass declares as `int` (or `tuple[int, ...]`), and refuses a fractional value there.
+Plain Python; nothing here imports kfp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from .config import SECTIONS, ConfigError, build_section
+
+
+def _int_fields(cls: type) -> tuple[set[str], set[str]]:
+    """Names of `int` fields and of `tuple[int, ...]` fields of a section dataclass."""
+    hints = typing.get_type_hints(cls)
+    scalars, sequences = set(), set()
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if hint is int:
+            scalars.add(f.name)
+        elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (int,):
+            sequences.add(f.name)
+    return scalars, sequences
+
+
+def _to_int(value: Any, where: str) -> Any:
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return int(value)
+    return value
+
+
+def coerce_section(name: str, values: dict[str, Any], source: str = "<kfp>") -> dict[str, Any]:
+    """Return a copy of `values` with integral floats turned into ints where section `name` wants ints."""
+    cls = SECTIONS.get(name)
+    if cls is None:
+        raise ConfigError(f"{source}: unknown section '{name}' (known: {', '.join(SECTIONS)})")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: section '{name}' must be a mapping, got {type(values).__name__}")
+    scalars, sequences = _int_fields(cls)
+    out = dict(values)
+    for key, value in values.items():
+        where = f"{source}: {name}.{key}"
+        if key in scalars:
+            out[key] = _to_int(value, where)
+        elif key in sequences and isinstance(value, list | tuple):
+            out[key] = [_to_int(v, where) for v in value]
+    return out
+
+
+def build_from_struct(name: str, values: dict[str, Any], source: str = "<kfp>") -> Any:
+    """Build section `name`'s dataclass from a dict that went through a protobuf Struct."""
+    return build_section(name, coerce_section(name, values, source), source)

@@ -1,0 +1,223 @@
+"""The gated model registry: one registered model per dataset, one version per evaluated run.
+
+Quality gate: rank1 >= min_rank1 and mAP >= min_map. A passing version gets alias `challenger` (unless a
+newer version holds it); alias `champion` moves to it only when its mAP beats the current champion's on
+the same dataset version (equal `dataset_hash` tags), or when there is no champion. Failing the gate is
+a result (passed_gate False, reason), not an error. Registering the same run again reuses its version.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import tracking
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+GATE_METRICS = ("rank1", "mAP")
+
+
+class RegistryError(ValueError):
+    """Bad input to the registry (e.g. a metric missing from metrics.json)."""
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """What the registry holds for this run after registration."""
+
+    name: str
+    version: int
+    passed_gate: bool
+    reason: str
+    aliases: list[str] = field(default_factory=list)
+    champion_version: int | None = None
+
+
+def _metric(metrics: Mapping[str, Any], key: str) -> float:
+    if key not in metrics:
+        raise RegistryError(
+            f"metric '{key}' missing (have: {', '.join(sorted(metrics))}); run the evaluate stage"
+        )
+    try:
+        return float(metrics[key])
+    except (TypeError, ValueError):
+        raise RegistryError(f"metric '{key}' is not a number: {metrics[key]!r}") from None
+
+
+def gate(metrics: Mapping[str, Any], *, min_rank1: float, min_map: float) -> tuple[bool, str]:
+    """(passed, text) for the quality gate; NaN fails."""
+    rank1, m_ap = _metric(metrics, "rank1"), _metric(metrics, "mAP")
+    fails = []
+    if not (rank1 >= min_rank1):  # NaN-safe
+        fails.append(f"rank1 {rank1:.4f} < min_rank1 {min_rank1:.4f}")
+    if not (m_ap >= min_map):
+        fails.append(f"mAP {m_ap:.4f} < min_map {min_map:.4f}")
+    if fails:
+        return False, "quality gate failed: " + "; ".join(fails)
+    return (
+        True,
+        f"quality gate passed (rank1 {rank1:.4f} >= {min_rank1:.4f}, mAP {m_ap:.4f} >= {min_map:.4f})",
+    )
+
+
+def _model_id(model_uri: str) -> str | None:
+    if model_uri.startswith("models:/m-"):
+        return model_uri[len("models:/") :].split("/")[0]
+    return None
+
+
+def _aliases(c, name: str) -> dict[str, int]:
+    """alias -> version from the registered model (search_model_versions leaves aliases empty)."""
+    return {alias: int(v) for alias, v in (c.get_registered_model(name).aliases or {}).items()}
+
+
+def _find_version(c, name: str, run_id: str) -> int | None:
+    found = c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    versions = sorted(int(v.version) for v in found)
+    return versions[0] if versions else None
+
+
+def _ensure_model(c, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_registered_model(name)
+        return
+    except MlflowException as exc:
+        if tracking._is_connection_error(exc):
+            raise
+    try:
+        c.create_registered_model(
+            name,
+            description="SphereReID embedding model (pyfunc); aliases: "
+            "champion = best mAP on the current dataset version, challenger = latest pass",
+        )
+    except MlflowException as exc:
+        if "ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+
+
+def register_and_gate(
+    *,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    metrics: Mapping[str, Any],
+    dataset_hash: str | None,
+    min_rank1: float,
+    min_map: float,
+    tags: Mapping[str, Any],
+    tracking_uri: str | None = None,
+) -> RegistrationResult:
+    """Register the run's model (once), tag it with metrics and lineage, apply the gate and aliases."""
+    passed, gate_text = gate(metrics, min_rank1=min_rank1, min_map=min_map)
+    uri = tracking_uri or tracking.tracking_uri()
+
+    def go() -> RegistrationResult:
+        return _register(
+            tracking.client(uri),
+            name=name,
+            model_uri=model_uri,
+            run_id=run_id,
+            metrics=metrics,
+            dataset_hash=dataset_hash,
+            passed=passed,
+            gate_text=gate_text,
+            tags=tags,
+        )
+
+    result = tracking.with_retries(go, what=f"register {name}", uri=uri)
+    log.info("%s version %d: %s", name, result.version, result.reason)
+    return result
+
+
+def _register(
+    c, *, name, model_uri, run_id, metrics, dataset_hash, passed, gate_text, tags
+) -> RegistrationResult:
+    _ensure_model(c, name)
+    version_tags = {str(k): str(v) for k, v in tags.items()}
+    version_tags.update({k: repr(float(v)) for k, v in metrics.items() if _is_number(v)})
+    version_tags.update(
+        {
+            "run_id": run_id,
+            "dataset_hash": dataset_hash or "unknown",
+            "quality_gate": "passed" if passed else "failed",
+        }
+    )
+    version = _find_version(c, name, run_id)
+    if version is None:
+        mv = c.create_model_version(
+            name, source=model_uri, run_id=run_id, tags=version_tags, model_id=_model_id(model_uri)
+        )
+        version = int(mv.version)
+        log.info("registered %s version %d from %s", name, version, model_uri)
+    else:
+        log.info("run %s is already %s version %d; updating its tags", run_id, name, version)
+        for key, value in version_tags.items():
+            c.set_model_version_tag(name, str(version), key, value)
+
+    if not passed:
+        aliases = _aliases(c, name)
+        return RegistrationResult(
+            name,
+            version,
+            False,
+            f"{gate_text}; no alias set",
+            sorted(a for a, v in aliases.items() if v == version),
+            aliases.get(CHAMPION),
+        )
+
+    aliases = _aliases(c, name)
+    current = aliases.get(CHALLENGER)
+    if current is None or current <= version:
+        c.set_registered_model_alias(name, CHALLENGER, str(version))
+    decision = _champion_decision(
+        c, name, version, aliases.get(CHAMPION), float(metrics["mAP"]), dataset_hash
+    )
+    if decision.startswith("+"):
+        c.set_registered_model_alias(name, CHAMPION, str(version))
+        decision = decision[1:]
+    aliases = _aliases(c, name)
+    return RegistrationResult(
+        name,
+        version,
+        True,
+        f"{gate_text}; {decision}",
+        sorted(a for a, v in aliases.items() if v == version),
+        aliases.get(CHAMPION),
+    )
+
+
+def _champion_decision(
+    c, name: str, version: int, champion: int | None, m_ap: float, dataset_hash: str | None
+) -> str:
+    """Reason text; a leading '+' means: move champion to `version`."""
+    if champion is None:
+        return f"+no champion yet: version {version} is now {CHAMPION}"
+    if champion == version:
+        return f"version {version} is already {CHAMPION}"
+    tags = c.get_model_version(name, str(champion)).tags
+    champ_hash = tags.get("dataset_hash")
+    if dataset_hash is None or champ_hash in (None, "unknown") or champ_hash != dataset_hash:
+        return (
+            f"{CHAMPION} version {champion} was evaluated on a different dataset version "
+            f"({champ_hash or 'unknown'} vs {dataset_hash or 'unknown'}): {CHAMPION} not moved; "
+            f"evaluate both on the same data to compare"
+        )
+    try:
+        champ_map = float(tags.get("mAP", "nan"))
+    except ValueError:
+        champ_map = math.nan
+    if math.isnan(champ_map) or m_ap > champ_map:
+        return f"+mAP {m_ap:.4f} beats {CHAMPION} version {champion} ({champ_map:.4f}): {CHAMPION} moved"
+    return f"mAP {m_ap:.4f} does not beat {CHAMPION} version {champion} ({champ_map:.4f}): {CHALLENGER} only"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)

@@ -1,0 +1,101 @@
+"""Balanced P x K batch sampling (the paper's balanced sampling strategy).
+
+Each batch holds P distinct identities with K images each. An epoch walks a random permutation of
+the (sorted) identities in chunks of P, so every identity appears at most once per epoch; the
+#identities % P leftovers of the permutation are skipped that epoch. With several ranks, the epoch's
+#identities // P batches are dealt round-robin, so ranks get disjoint batches.
+
+An identity with at least K images contributes K distinct images; one with fewer contributes each of
+its images once and fills the rest by drawing with replacement. Everything is drawn from a
+torch.Generator seeded from (seed, epoch), so a batch sequence is reproducible from those two ints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 32-bit seed from (seed, epoch) (torch's CPU generator keeps only 32 bits)."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF]).generate_state(1)[0])
+
+
+class BalancedIdentitySampler(Sampler[list[int]]):
+    """Batch sampler yielding lists of P*K dataset indices (K consecutive indices per identity).
+
+    `labels[i]` is the identity of dataset item i. len(self) = (#identities // P) // world_size
+    batches for this rank. Call `set_epoch(epoch)` before each epoch.
+    """
+
+    def __init__(
+        self, labels: Sequence[int], p: int, k: int, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
+        if p < 1 or k < 1:
+            raise ValueError(f"sampler p and k must be >= 1, got p={p}, k={k}; check sampler.p / sampler.k")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        by_id: dict[int, list[int]] = {}
+        for index, label in enumerate(labels):
+            by_id.setdefault(int(label), []).append(index)
+        self.identities = sorted(by_id)
+        self.indices = [torch.tensor(by_id[pid], dtype=torch.int64) for pid in self.identities]
+        n_ids = len(self.identities)
+        if n_ids < p:
+            raise ValueError(
+                f"the training split has {n_ids} identities but sampler.p is {p}: lower sampler.p "
+                "(and sampler.batch_size = p * k) to at most the number of identities"
+            )
+        self.p, self.k, self.seed = int(p), int(k), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.batches_per_epoch = n_ids // p  # across all ranks
+        if self.batches_per_epoch // world_size == 0:
+            raise ValueError(
+                f"{n_ids} identities give {self.batches_per_epoch} batches of P={p} per epoch, fewer than "
+                f"world_size={world_size}: lower sampler.p or use fewer processes"
+            )
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch // self.world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def _images_of(self, ident: int, generator: torch.Generator) -> torch.Tensor:
+        """K indices of identity number `ident`: distinct when it has >= K images."""
+        pool = self.indices[ident]
+        n = pool.numel()
+        if n >= self.k:
+            return pool[torch.randperm(n, generator=generator)[: self.k]]
+        extra = torch.randint(n, (self.k - n,), generator=generator)
+        picks = torch.cat([torch.arange(n), extra])
+        return pool[picks[torch.randperm(self.k, generator=generator)]]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(len(self.identities), generator=generator)
+        mine = len(self)
+        for b in range(mine * self.world_size):
+            chosen = order[b * self.p : (b + 1) * self.p].tolist()
+            # All ranks draw every batch so the generator stream is the same on every rank.
+            batch = torch.cat([self._images_of(ident, generator) for ident in chosen])
+            if b % self.world_size == self.rank:
+                yield batch.tolist()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain ints: the epoch and the seed (the batches are a function of them)."""
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the epoch; a different seed is an error (the run would not be reproduced)."""
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"sampler state has seed {state['seed']} but this sampler was built with seed {self.seed}"
+            )
+        self.epoch = int(state["epoch"])

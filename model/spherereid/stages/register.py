@@ -1,0 +1,185 @@
+"""Register stage: log the trained model as an MLflow pyfunc, register it, apply the quality gate.
+
+    python -m spherereid.stages.register --params params.yaml --train outputs/synthetic/train \
+        --eval outputs/synthetic/eval --out outputs/synthetic/register
+
+Writes <out>/registration.json. Failing the gate is reported (exit 0), not an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import registry, tracking
+from ..config import RegisterConfig, load_params
+from ..pyfunc_model import log_reid_model
+from ._cli import run_cli
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+RUN_FILE = "mlflow_run.json"
+LINEAGE_FILE = "lineage.json"
+METRICS_FILE = "metrics.json"
+OUT_FILE = "registration.json"
+LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash")
+
+
+class RegisterInputError(ValueError):
+    """An input file of the register stage is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """The registered version and the gate's verdict (as in registration.json)."""
+
+    name: str
+    version: int
+    passed_gate: bool
+    reason: str
+    aliases: list[str]
+    champion_version: int | None
+    model_uri: str
+    run_id: str
+    tracking_uri: str
+    path: Path
+
+
+def _read_json(path: Path, fix: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RegisterInputError(f"{path}: not found; {fix}")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RegisterInputError(f"{path}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(raw, dict):
+        raise RegisterInputError(f"{path}: expected a JSON object; {fix}")
+    return raw
+
+
+def _lineage(train_dir: Path) -> dict[str, Any]:
+    path = train_dir / LINEAGE_FILE
+    raw = _read_json(path, "run the train stage first")
+    for key in ("dataset", "height", "width"):
+        if key not in raw:
+            raise RegisterInputError(f"{path}: key '{key}' missing; run the train stage again")
+    return raw
+
+
+def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterConfig) -> RegisterResult:
+    """Log the pyfunc model into the train run (once), register and gate it, write registration.json."""
+    train_dir, eval_dir, out_dir = Path(train_dir), Path(eval_dir), Path(out_dir)
+    lineage = _lineage(train_dir)
+    ref = tracking.read_run_ref(train_dir / RUN_FILE)
+    metrics = _read_json(eval_dir / METRICS_FILE, "run the evaluate stage first")
+    model_pt = train_dir / MODEL_FILE
+    if not model_pt.is_file():
+        raise RegisterInputError(f"{model_pt}: not found; run the train stage first")
+    numeric = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    registry.gate(numeric, min_rank1=register.min_rank1, min_map=register.min_map)  # fail early on bad input
+
+    model_uri = log_reid_model(ref, model_pt, height=int(lineage["height"]), width=int(lineage["width"]))
+    run_tags = tracking.get_run_tags(ref)
+    tags = {k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags}
+    tags["dataset"] = str(lineage["dataset"])
+    dataset_hash = lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    name = f"{register.model_prefix}-{lineage['dataset']}"
+    reg = registry.register_and_gate(
+        name=name,
+        model_uri=model_uri,
+        run_id=ref.run_id,
+        metrics=numeric,
+        dataset_hash=dataset_hash,
+        min_rank1=register.min_rank1,
+        min_map=register.min_map,
+        tags=tags,
+        tracking_uri=ref.tracking_uri,
+    )
+    tracking.set_tags(
+        ref,
+        {
+            "registered_model": name,
+            "registered_version": reg.version,
+            "quality_gate": "passed" if reg.passed_gate else "failed",
+        },
+    )
+    tracking.finish_run(ref)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / OUT_FILE
+    record = {
+        **asdict(reg),
+        "model_uri": model_uri,
+        "run_id": ref.run_id,
+        "tracking_uri": ref.tracking_uri,
+        "dataset_hash": dataset_hash,
+        "min_rank1": register.min_rank1,
+        "min_map": register.min_map,
+        "metrics": {k: v for k, v in numeric.items() if not math.isnan(v)},
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return RegisterResult(
+        reg.name,
+        reg.version,
+        reg.passed_gate,
+        reg.reason,
+        reg.aliases,
+        reg.champion_version,
+        model_uri,
+        ref.run_id,
+        ref.tracking_uri,
+        path,
+    )
+
+
+def summary(res: RegisterResult) -> str:
+    """Human-readable lines: name, version, aliases, gate verdict, and how to look at it."""
+    aliases = ", ".join(res.aliases) or "none"
+    gate = "passed" if res.passed_gate else "FAILED"
+    lines = [
+        f"registered {res.name} version {res.version}; aliases: {aliases}; quality gate {gate}",
+        f"  {res.reason}",
+        f"  champion: version {res.champion_version}"
+        if res.champion_version is not None
+        else "  no champion",
+    ]
+    if res.tracking_uri.startswith(("http://", "https://")):
+        lines.append(f"  MLflow UI: {res.tracking_uri}")
+    else:
+        lines.append(
+            f"  MLflow UI: mlflow ui --backend-store-uri {res.tracking_uri}  (http://127.0.0.1:5000)"
+        )
+    lines.append(f"  serve: mlflow models serve -m models:/{res.name}@champion --env-manager local")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m spherereid.stages.register", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--train", type=Path, required=True, help="train stage output directory")
+    parser.add_argument("--eval", type=Path, required=True, help="evaluate stage output directory")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        p = load_params(args.params)
+        res = run(train_dir=args.train, eval_dir=args.eval, out_dir=args.out, register=p.register)
+        print(summary(res))
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

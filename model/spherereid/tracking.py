@@ -1,0 +1,322 @@
+"""MLflow tracking without global state: every call opens the run by id, so stages in separate
+processes (train, evaluate, register; DVC or KFP) log to the same run.
+
+The tracking URI comes from MLFLOW_TRACKING_URI; unset, it is `sqlite:///<repo root>/mlflow.db` with
+artifacts in `<repo root>/mlartifacts`, whatever the working directory. Calls to a tracking server are
+retried with exponential backoff on connection errors, then fail with `TrackingUnavailableError`.
+Logging calls use the URI recorded in the RunRef (where the run lives), not the current environment.
+Nothing happens at import time; mlflow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash  # noqa: F401 - re-exported
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ENV_RETRIES = "SPHEREREID_MLFLOW_RETRIES"
+ENV_BACKOFF = "SPHEREREID_MLFLOW_BACKOFF"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking server cannot be reached after all retries."""
+
+
+class RunRefError(ValueError):
+    """mlflow_run.json is missing or unreadable: the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Where an MLflow run lives; written to <train_dir>/mlflow_run.json by the train stage."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+
+# ---------------------------------------------------------------- URIs and clients
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The nearest parent of `start` (default CWD) holding params.yaml or .git; else `start`."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "params.yaml").is_file() or (folder / ".git").exists():
+            return folder
+    return start
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, or `sqlite:///<repo root>/mlflow.db` (absolute) when unset."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if uri:
+        return uri
+    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """For a sqlite store, `<folder of the .db>/mlartifacts` (absolute); None for servers."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///") :])
+    return (db if db.is_absolute() else Path.cwd() / db).resolve().parent / ARTIFACTS_DIR
+
+
+def _prepare_env() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's own HTTP retries default to 7 with factor 2 (minutes on a refused connection):
+    # keep a couple for 429/5xx and let with_retries handle unreachable servers.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def client(uri: str | None = None):
+    """An `MlflowClient` for `uri` (default: `tracking_uri()`), tracking and registry alike."""
+    _prepare_env()
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+# ---------------------------------------------------------------- retries
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import requests
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, requests.ConnectionError | requests.Timeout | ConnectionError):
+            return True
+        text = str(cur)
+        if "Failed to establish a new connection" in text or "Connection refused" in text:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def with_retries(
+    fn: Callable[[], T], *, what: str, uri: str, attempts: int | None = None, base_delay: float | None = None
+) -> T:
+    """Call `fn()`; on a connection error wait base_delay * 2**i and try again, `attempts` times in all.
+
+    Defaults: 5 attempts, 1 s (env SPHEREREID_MLFLOW_RETRIES / SPHEREREID_MLFLOW_BACKOFF override).
+    Raises TrackingUnavailableError naming `uri` when every attempt failed; other errors pass through.
+    """
+    attempts = int(os.environ.get(ENV_RETRIES, 5)) if attempts is None else attempts
+    base_delay = float(os.environ.get(ENV_BACKOFF, 1.0)) if base_delay is None else base_delay
+    attempts = max(1, attempts)
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - filtered just below
+            if not _is_connection_error(exc):
+                raise
+            if i == attempts - 1:
+                raise TrackingUnavailableError(
+                    f"MLflow tracking server {uri} unreachable ({what}; {attempts} attempts): the stage "
+                    f"outputs on disk are kept; start the server or set MLFLOW_TRACKING_URI to a reachable "
+                    f"one (unset it for the local sqlite store), then run the stage again"
+                ) from None
+            delay = base_delay * 2**i
+            log.warning(
+                "%s: %s unreachable (attempt %d/%d), retrying in %.1f s", what, uri, i + 1, attempts, delay
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ---------------------------------------------------------------- run references
+
+
+def write_run_ref(path: str | Path, ref: RunRef) -> None:
+    """Write `{"run_id", "experiment_id", "tracking_uri"}` as JSON (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(ref), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_run_ref(path: str | Path) -> RunRef:
+    """Read mlflow_run.json; a missing or corrupt file raises RunRefError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunRefError(f"{path}: MLflow run reference not found; run the train stage first")
+    try:
+        raw = json.loads(path.read_text())
+        return RunRef(
+            run_id=str(raw["run_id"]),
+            experiment_id=str(raw["experiment_id"]),
+            tracking_uri=str(raw["tracking_uri"]),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise RunRefError(
+            f"{path}: not a valid MLflow run reference ({type(exc).__name__}: {exc}); "
+            "run the train stage first"
+        ) from None
+
+
+# ---------------------------------------------------------------- runs
+
+
+def _get_or_create_experiment(c, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    root = local_artifact_root(uri)
+    location = (root / name).as_uri() if root is not None else None
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:  # another process created it in between
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise exc from None
+        return exp.experiment_id
+
+
+def start_run(
+    *, experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> RunRef:
+    """Create (or get) the experiment, create a run, log flattened params and tags; the run stays open."""
+    uri = tracking_uri()
+
+    def go() -> RunRef:
+        from mlflow.entities import Param
+
+        c = client(uri)
+        exp_id = _get_or_create_experiment(c, experiment, uri)
+        run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+        flat = flatten_params(params)
+        items = [Param(k, v) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            c.log_batch(run.info.run_id, params=items[i : i + 100])
+        return RunRef(run.info.run_id, exp_id, uri)
+
+    ref = with_retries(go, what=f"start run in experiment {experiment}", uri=uri)
+    log.info("MLflow run %s (experiment %s) at %s", ref.run_id, ref.experiment_id, uri)
+    return ref
+
+
+def start_or_resume_run(
+    ref_path: str | Path,
+    *,
+    experiment: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+) -> RunRef:
+    """Reuse the run in `ref_path` (a resumed train stage) when it exists on the current tracking URI
+    with the same params; otherwise start a new run. Writes `ref_path` either way."""
+    ref_path = Path(ref_path)
+    uri = tracking_uri()
+    if ref_path.is_file():
+        try:
+            old = read_run_ref(ref_path)
+        except RunRefError as exc:
+            log.warning("%s; starting a new run", exc)
+            old = None
+        if old is not None and old.tracking_uri == uri and _resumable(old, flatten_params(params)):
+            set_tags(old, {k: str(v) for k, v in tags.items()})
+            with_retries(
+                lambda: client(uri).update_run(old.run_id, status="RUNNING"), what="resume run", uri=uri
+            )
+            log.info("resuming MLflow run %s", old.run_id)
+            return old
+    ref = start_run(experiment=experiment, run_name=run_name, params=params, tags=tags)
+    write_run_ref(ref_path, ref)
+    return ref
+
+
+def _resumable(ref: RunRef, flat: dict[str, str]) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    def get():
+        try:
+            return client(ref.tracking_uri).get_run(ref.run_id)
+        except MlflowException as exc:
+            if _is_connection_error(exc):
+                raise
+            return None
+
+    run = with_retries(get, what="look up run", uri=ref.tracking_uri)
+    if run is None or run.info.lifecycle_stage == "deleted":
+        log.info("run %s not found on %s; starting a new run", ref.run_id, ref.tracking_uri)
+        return False
+    if run.data.params != flat:
+        log.info("params differ from run %s; starting a new run", ref.run_id)
+        return False
+    return True
+
+
+def log_metrics(ref: RunRef, metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log `metrics` (name -> float) at `step` (default 0) in one batch."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items()]
+    with_retries(
+        lambda: client(ref.tracking_uri).log_batch(ref.run_id, metrics=items),
+        what="log metrics",
+        uri=ref.tracking_uri,
+    )
+
+
+def log_artifact(ref: RunRef, path: str | Path, artifact_path: str | None = None) -> None:
+    """Upload one file (or a directory) to the run's artifacts under `artifact_path`."""
+    path = Path(path)
+    c = client(ref.tracking_uri)
+    c_fn = c.log_artifacts if path.is_dir() else c.log_artifact
+    with_retries(
+        lambda: c_fn(ref.run_id, str(path), artifact_path), what=f"upload {path.name}", uri=ref.tracking_uri
+    )
+
+
+def set_tags(ref: RunRef, tags: Mapping[str, Any]) -> None:
+    """Set run tags (values stringified)."""
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, str(v)) for k, v in tags.items()]
+    with_retries(
+        lambda: client(ref.tracking_uri).log_batch(ref.run_id, tags=items),
+        what="set tags",
+        uri=ref.tracking_uri,
+    )
+
+
+def get_run_tags(ref: RunRef) -> dict[str, str]:
+    """The run's tags (without MLflow's own `mlflow.*`)."""
+    run = with_retries(
+        lambda: client(ref.tracking_uri).get_run(ref.run_id), what="read run", uri=ref.tracking_uri
+    )
+    return {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+
+
+def finish_run(ref: RunRef, status: str = "FINISHED") -> None:
+    """Mark the run terminated with `status` (FINISHED, FAILED, KILLED)."""
+    with_retries(
+        lambda: client(ref.tracking_uri).set_terminated(ref.run_id, status=status),
+        what="finish run",
+        uri=ref.tracking_uri,
+    )

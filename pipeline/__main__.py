@@ -1,0 +1,141 @@
+"""Compile, submit or locally run the SphereReID Kubeflow pipeline (errors: one line on stderr, exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from spherereid.config import ConfigError
+
+from .settings import ClusterSettings, PipelineError
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key, value
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image",
+        default=os.environ.get("SPHEREREID_IMAGE"),
+        help="immutable image reference (tag or digest); default $SPHEREREID_IMAGE",
+    )
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (argument defaults)")
+    p.add_argument("--accelerator-type", help="GPU resource name (default nvidia.com/gpu)")
+    p.add_argument("--gpus", type=int, dest="accelerator_count", help="GPUs for train (default 1)")
+    p.add_argument("--secret", dest="secret_name", help="Kubernetes Secret with the S3/MLflow credentials")
+    p.add_argument("--checkpoint-pvc", help="PVC name for train checkpoints (a retried train resumes)")
+    p.add_argument("--parallelism", type=int, help="datasets processed at once (0 = all)")
+    p.add_argument(
+        "--env",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="non-secret env var for every task (e.g. MLFLOW_TRACKING_URI=http://...)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> ClusterSettings:
+    base = ClusterSettings()
+    env = {**base.env, **dict(args.env)}
+    return base.replace(
+        accelerator_type=args.accelerator_type,
+        accelerator_count=args.accelerator_count,
+        secret_name=args.secret_name,
+        checkpoint_pvc=args.checkpoint_pvc,
+        parallelism=args.parallelism,
+        env=env,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compile", help="compile the pipeline to a YAML package")
+    _add_cluster_flags(c)
+    c.add_argument("--out", type=Path, required=True, help="output YAML file")
+    s = sub.add_parser("submit", help="compile and start a run on a Kubeflow Pipelines API")
+    _add_cluster_flags(s)
+    s.add_argument("--host", default=os.environ.get("KFP_HOST", ""), help="KFP API URL; default $KFP_HOST")
+    s.add_argument("--experiment", default="spherereid")
+    s.add_argument("--run-name")
+    s.add_argument("--data-repo", default="", help="git URL of the repository with the DVC-tracked raw data")
+    s.add_argument("--data-rev", default="", help="git revision (tag/commit) of the data repository")
+    s.add_argument("--datasets", nargs="+", help="override params.yaml's datasets")
+    s.add_argument("--no-cache", action="store_true", help="disable caching for this run")
+    r = sub.add_parser("run-local", help="run the pipeline here with kfp.local (no cluster, no Docker)")
+    r.add_argument("--params", type=Path, default=Path("params.yaml"))
+    r.add_argument("--out", type=Path, default=Path("outputs/kfp-local"), help="output dir (pipeline root)")
+    r.add_argument("--datasets", nargs="+", help="override params.yaml's datasets")
+    r.add_argument(
+        "--raw-root",
+        default="",
+        help="folder holding <dataset>/ raw folders (default: synthetic is generated)",
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "compile":
+        from .compile import compile_pipeline
+
+        if not args.image:
+            raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
+        out = compile_pipeline(
+            image=args.image, out=args.out, params_path=args.params, settings=_settings(args)
+        )
+        print(f"compiled {out} for image {args.image}")
+    elif args.command == "submit":
+        from .submit import submit
+
+        if not args.image:
+            raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
+        overrides = {"data_repo": args.data_repo, "data_rev": args.data_rev}
+        if args.datasets:
+            overrides["datasets"] = args.datasets
+        run_id = submit(
+            host=args.host,
+            image=args.image,
+            params_path=args.params,
+            settings=_settings(args),
+            experiment=args.experiment,
+            run_name=args.run_name,
+            overrides=overrides,
+            enable_caching=False if args.no_cache else None,
+        )
+        print(f"submitted run {run_id} to {args.host}")
+    else:
+        from .run_local import run_local
+
+        results = run_local(
+            out_dir=args.out, params_path=args.params, datasets=args.datasets, raw_root=args.raw_root
+        )
+        print(json.dumps(results, indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _run(args)
+    except (PipelineError, ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

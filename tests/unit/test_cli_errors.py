@@ -1,0 +1,44 @@
+"""Entry points turn this package's errors into one line and exit 2; bugs still raise."""
+
+import pytest
+
+from spherereid.cli import main as cli_main
+from spherereid.config import ConfigError
+from spherereid.stages._cli import run_cli
+
+
+def _raise(exc):
+    def body():
+        raise exc
+
+    return body
+
+
+def test_package_error_becomes_one_line(capsys):
+    assert run_cli(_raise(ConfigError("params.yaml: missing key 'loss.scale'"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: params.yaml: missing key 'loss.scale'"
+
+
+def test_os_error_becomes_one_line(capsys):
+    assert run_cli(_raise(FileNotFoundError(2, "No such file or directory", "data/x"))) == 2
+    assert "data/x" in capsys.readouterr().err
+
+
+def test_programming_errors_are_not_hidden():
+    with pytest.raises(ZeroDivisionError):
+        run_cli(_raise(ZeroDivisionError("bug")))
+
+
+def test_train_stage_on_a_missing_prepared_dir(tmp_path, capsys):
+    from spherereid.stages.train import main
+
+    params = __import__("pathlib").Path(__file__).resolve().parents[2] / "params.yaml"
+    code = main(["--params", str(params), "--prepared", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "run the preprocess stage first" in capsys.readouterr().err
+
+
+def test_console_script_rejects_unknown_command(capsys):
+    assert cli_main(["frobnicate"]) == 2
+    assert "spherereid synthesize" in capsys.readouterr().err

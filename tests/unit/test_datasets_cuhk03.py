@@ -1,0 +1,197 @@
+"""CUHK03: extraction from a v7.3 (HDF5) cuhk-03.mat, the new (CUHK03-NP) and classic protocols."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
+from fixtures import cuhk03 as fx  # noqa: E402
+from fixtures.market import zip_tree  # noqa: E402
+from spherereid.datasets import DatasetError, parse  # noqa: E402
+from spherereid.datasets.cuhk03 import extract_images, pairs_sizes  # noqa: E402
+
+OFFSETS = [0, 40, 70, 90, 105]  # cumulative PAIR_SIZES (40, 30, 20, 15, 10)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cuhk03") / "raw"
+    fx.write_cuhk03_mat(root / "cuhk03_release" / "cuhk-03.mat")
+    for kind in ("labeled", "detected"):
+        fx.write_new_protocol(root / f"cuhk03_new_protocol_config_{kind}.mat", *fx.new_protocol_for(kind))
+    return root
+
+
+def test_fixture_has_the_release_layout(raw):
+    import h5py
+
+    with h5py.File(raw / "cuhk03_release" / "cuhk-03.mat", "r") as f:
+        assert f["labeled"].shape == (1, 5) and f["testsets"].shape == (1, 20)
+        assert [f[r].shape for r in f["detected"][0]] == [(10, 40), (10, 30), (10, 20), (10, 15), (10, 10)]
+        assert f[f["testsets"][0][0]].shape == (2, 100)
+        empty = f[f[f["labeled"][0][0]][9, 0]]  # person 1 of pair 1 has no 10th image
+        assert empty.dtype == np.uint64 and empty.shape == (2,)
+    assert (raw / "cuhk03_release" / "cuhk-03.mat").read_bytes()[:10] == b"MATLAB 7.3"
+    assert pairs_sizes(raw / "cuhk03_release" / "cuhk-03.mat", "labeled") == [40, 30, 20, 15, 10]
+
+
+@pytest.mark.parametrize("kind, count", [("labeled", 331), ("detected", 319)])
+def test_extraction_names_and_pixels(tmp_path, raw, kind, count):
+    # by hand: 115 persons x 2 images, + 2 for the 39 with g % 3 == 0, + 1 for the 23 with g % 5 == 0
+    # (detected: minus the 12 with g % 10 == 0)
+    out = tmp_path / f"images_{kind}"
+    assert extract_images(raw / "cuhk03_release" / "cuhk-03.mat", kind, out) == []
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert len(names) == count and names == fx.names(kind)
+    assert "1_001_1_01.png" in names and "1_001_2_06.png" in names and "5_010_2_06.png" in names
+    for name in ("1_001_1_01.png", "1_006_1_03.png", "2_003_2_07.png", "5_010_2_06.png"):
+        c, p, _, k = (int(t) for t in name[:-4].split("_"))
+        got = np.asarray(Image.open(out / name))
+        assert got.shape == (*fx.IMAGE_HW, 3)  # (H, W, 3): the stored (3, W, H) transposed back
+        assert np.array_equal(got, fx.image(kind, c, p, k - 1))
+
+
+def _names(items):
+    return [it.path.name for it in items]
+
+
+@pytest.mark.parametrize("kind", ["labeled", "detected"])
+def test_new_protocol(tmp_path, raw, kind):
+    files, labels, idx = fx.new_protocol_for(kind)
+    splits = parse("cuhk03", raw, tmp_path / "work", cuhk03_labels=kind)
+    for split in ("train", "query", "gallery"):
+        items = getattr(splits, split)
+        want = [i - 1 for i in idx[f"{split}_idx"]]
+        assert _names(items) == [files[i] for i in want]
+        assert [it.pid for it in items] == [labels[i] for i in want]
+        assert [it.camid for it in items] == [int(files[i].split("_")[2]) - 1 for i in want]
+    assert len({it.pid for it in splits.train}) == 85 and len({it.pid for it in splits.query}) == 30
+    assert len(splits.query) == 60  # one per (test identity, camera)
+    # test ids: the last 30 of the persons with >= 2 images per view (g % 3 == 0, pid g + 1): 28, 31, .., 115
+    assert {(it.pid, it.camid) for it in splits.query} == {(p, c) for p in range(28, 116, 3) for c in (0, 1)}
+    assert splits.protocol == {"name": "market", "variant": "cuhk03-new", "labels": kind}
+    assert splits.skipped == []
+    assert splits.train[0].source == f"cuhk03_release/cuhk-03.mat#{kind}/1_001_1_01.png"
+    assert (tmp_path / "work" / "cuhk03" / f"images_{kind}" / "1_001_1_01.png").is_file()
+
+
+def test_extraction_is_reused(tmp_path, raw):
+    work = tmp_path / "work"
+    first = parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    png = first.train[0].path
+    png.write_bytes(b"not re-extracted")
+    second = parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    assert second.train[0].path == png and png.read_bytes() == b"not re-extracted"
+    mat = raw / "cuhk03_release" / "cuhk-03.mat"
+    os.utime(mat, (mat.stat().st_atime, mat.stat().st_mtime + 10))  # a changed .mat is extracted again
+    parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("split", [0, 7, 19])
+def test_classic_protocol(tmp_path, raw, split):
+    splits = parse(
+        "cuhk03",
+        raw,
+        tmp_path / "work",
+        cuhk03_labels="detected",
+        cuhk03_protocol="classic",
+        cuhk03_split=split,
+    )
+    test = {(int(c), int(p)) for c, p in fx.testsets()[split]}
+    assert len(test) == 100
+    expect_q, expect_t = [], []
+    for name in fx.names("detected"):
+        c, p, view, _ = (int(t) for t in name[:-4].split("_"))
+        row = (name, OFFSETS[c - 1] + p, view - 1)
+        (expect_q if (c, p) in test else expect_t).append(row)
+    assert [(it.path.name, it.pid, it.camid) for it in splits.query] == expect_q
+    assert splits.gallery == splits.query and splits.gallery is not splits.query
+    assert [(it.path.name, it.pid, it.camid) for it in splits.train] == expect_t
+    assert len({it.pid for it in splits.train}) == 15 and len({it.pid for it in splits.query}) == 100
+    assert splits.protocol == {"name": "cuhk03-classic", "split": split, "repeats": 10, "labels": "detected"}
+
+
+MISSING = "listed in cuhk03_new_protocol_config_labeled.mat but the image is missing"
+
+
+def test_pre_extracted_folder_and_protocol_file_in_release_dir(tmp_path, raw):
+    work = tmp_path / "work"
+    parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    root = tmp_path / "mine" / "cuhk03"
+    shutil.copytree(work / "cuhk03" / "images_labeled", root / "images_labeled")
+    (root / "images_labeled" / "5_010_2_06.png").unlink()  # listed in the protocol file but missing
+    outside = tmp_path / "elsewhere.png"
+    (root / "images_labeled" / "5_009_2_06.png").rename(outside)
+    (root / "images_labeled" / "5_009_2_06.png").symlink_to(outside)  # escapes the dataset root
+    (root / "cuhk03_release").mkdir()
+    shutil.copy(raw / "cuhk03_new_protocol_config_labeled.mat", root / "cuhk03_release")
+    splits = parse("cuhk03", tmp_path / "mine", tmp_path / "work2", cuhk03_labels="labeled")
+    files, _, idx = fx.new_protocol_for("labeled")
+    assert len(splits.train) + len(splits.query) + len(splits.gallery) == len(files) - 2
+    assert splits.query[0].source == "cuhk03/images_labeled/" + splits.query[0].path.name
+    assert [(s.path, s.reason) for s in splits.skipped] == [
+        ("cuhk03/images_labeled/5_009_2_06.png", "symlink outside the dataset root"),
+        ("cuhk03/images_labeled/5_010_2_06.png", MISSING),
+    ]
+    assert not (tmp_path / "work2" / "cuhk03").exists()  # nothing extracted
+    with pytest.raises(DatasetError, match="classic protocol needs cuhk03_release/cuhk-03.mat"):
+        parse(
+            "cuhk03",
+            tmp_path / "mine",
+            tmp_path / "work2",
+            cuhk03_labels="labeled",
+            cuhk03_protocol="classic",
+        )
+    with pytest.raises(DatasetError, match="images_detected: missing"):
+        parse("cuhk03", tmp_path / "mine", tmp_path / "work2", cuhk03_labels="detected")
+
+
+def test_release_zip(tmp_path, raw):
+    root = tmp_path / "raw"
+    root.mkdir()
+    zip_tree(raw / "cuhk03_release", root / "cuhk03_release.zip", "cuhk03_release")
+    shutil.copy(raw / "cuhk03_new_protocol_config_detected.mat", root)
+    splits = parse("cuhk03", root, tmp_path / "work")
+    _, _, idx = fx.new_protocol_for("detected")
+    assert [len(s) for s in (splits.train, splits.query, splits.gallery)] == [len(idx[k]) for k in idx]
+    assert splits.query[0].source.startswith("cuhk03_release.zip.d/cuhk03_release/cuhk-03.mat#detected/")
+    assert sorted(p.name for p in root.iterdir()) == [
+        "cuhk03_new_protocol_config_detected.mat",
+        "cuhk03_release.zip",
+    ]
+
+
+def test_bad_stored_image_is_skipped(tmp_path):
+    mat = fx.write_cuhk03_mat(tmp_path / "cuhk03_release" / "cuhk-03.mat", bad=("labeled", 2, 3, 5))
+    skipped = extract_images(mat, "labeled", tmp_path / "out")
+    assert skipped == [("2_003_2_06.png", "stored array (4, 3, 6) uint8 is not a (3, W, H) uint8 image")]
+    assert not (tmp_path / "out" / "2_003_2_06.png").exists()
+    assert len(list((tmp_path / "out").glob("*.png"))) == 330
+
+
+def test_fatal_problems(tmp_path, raw):
+    with pytest.raises(DatasetError, match="does not exist"):
+        parse("cuhk03", tmp_path / "none", tmp_path / "w")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="found neither cuhk03_release/cuhk-03.mat"):
+        parse("cuhk03", tmp_path / "empty", tmp_path / "w")
+    only_mat = tmp_path / "only" / "cuhk03_release"
+    only_mat.mkdir(parents=True)
+    shutil.copy(raw / "cuhk03_release" / "cuhk-03.mat", only_mat)
+    with pytest.raises(DatasetError, match="cuhk03_new_protocol_config_detected.mat: missing"):
+        parse("cuhk03", tmp_path / "only", tmp_path / "w")
+    (only_mat / "cuhk-03.mat").write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
+    with pytest.raises(DatasetError, match="not readable as MATLAB v7.3"):
+        parse("cuhk03", tmp_path / "only", tmp_path / "w2")
+    with pytest.raises(DatasetError, match="labeled or detected"):
+        parse("cuhk03", raw, tmp_path / "w", cuhk03_labels="both")
+    with pytest.raises(DatasetError, match="split 0..19"):
+        parse("cuhk03", raw, tmp_path / "w", cuhk03_protocol="classic", cuhk03_split=20)
