@@ -48,8 +48,13 @@ def main() -> None:
     ids = max(s.p * 4, args.images // 8)
     labels = np.arange(args.images) % ids
     model = ReIDNet(**{**dataclasses.asdict(p.model), "pretrained": "none"})
-    criterion = build_loss(p.loss.type, embedding_dim=model.embedding_dim, num_classes=ids,
-                           scale=p.loss.scale, margin=p.loss.margin)
+    criterion = build_loss(
+        p.loss.type,
+        embedding_dim=model.embedding_dim,
+        num_classes=ids,
+        scale=p.loss.scale,
+        margin=p.loss.margin,
+    )
     optimizer = torch.optim.Adam(list(model.parameters()) + list(criterion.parameters()), lr=1e-4)
     model.train()
     train_tf, _ = build_transforms(**dataclasses.asdict(t))
@@ -60,8 +65,9 @@ def main() -> None:
         del arr
         images = np.load(image_array_path(Path(tmp), "train"), mmap_mode="r")
         sampler = BalancedIdentitySampler(labels.tolist(), p=s.p, k=s.k, seed=0)
-        batches = TrainBatches(images, labels, sampler, train_tf, torch.Generator().manual_seed(0),
-                               torch.device("cpu"))
+        batches = TrainBatches(
+            images, labels, sampler, train_tf, torch.Generator().manual_seed(0), torch.device("cpu")
+        )
 
         def real_stream():
             epoch = 0
@@ -88,9 +94,11 @@ def main() -> None:
     bare = time.perf_counter() - start
 
     n = args.steps * s.batch_size
-    print(f"model {p.model.backbone}/{p.model.head}, batch {s.batch_size} ({s.p}x{s.k}), input "
-          f"{t.crop_height}x{t.crop_width}, stored {p.data.stored_height}x{p.data.stored_width}, "
-          f"{torch.get_num_threads()} threads, {args.steps} steps")
+    print(
+        f"model {p.model.backbone}/{p.model.head}, batch {s.batch_size} ({s.p}x{s.k}), input "
+        f"{t.crop_height}x{t.crop_width}, stored {p.data.stored_height}x{p.data.stored_width}, "
+        f"{torch.get_num_threads()} threads, {args.steps} steps"
+    )
     print(f"real data path : {n / real:8.1f} images/s")
     print(f"bare step      : {n / bare:8.1f} images/s")
     print(f"ratio real/bare: {bare / real:8.3f}  (goal >= 0.90)")

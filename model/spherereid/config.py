@@ -66,7 +66,9 @@ class SyntheticConfig:
     width: int = 64
 
     def __post_init__(self) -> None:
-        _require(self.train_identities >= 1 and self.test_identities >= 1, "synthetic identities must be >= 1")
+        _require(
+            self.train_identities >= 1 and self.test_identities >= 1, "synthetic identities must be >= 1"
+        )
         _require(1 <= self.cameras <= 6, "synthetic.cameras must be in 1..6 (Market-1501 naming)")
         _require(2 <= self.min_cameras <= self.cameras, "synthetic.min_cameras must be in 2..cameras")
         _require(self.images_per_camera >= 1, "synthetic.images_per_camera must be >= 1")

@@ -62,7 +62,7 @@ def train_one_epoch(
     lr = optimizer.param_groups[0]["lr"]
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+    bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=None if progress else True, leave=False)
     for step, (images, labels) in enumerate(bar):
         use_amp = scaler is not None
         with torch.autocast(device_type=images.device.type, enabled=use_amp):
@@ -120,7 +120,7 @@ def extract_features(
     device = torch.device(device)
     chunks: list[np.ndarray] = []
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
+    for start in tqdm(starts, desc=desc, unit="batch", disable=None if progress else True, leave=False):
         raw = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
         x = transform(raw)
         emb = model(x).float()

@@ -42,8 +42,13 @@ def plot_cmc(cmc: Sequence[float], path: Path, title: str = "CMC") -> Path:
     ax.plot(ranks, np.asarray(cmc) * 100, marker="o", ms=2)
     for r in (1, 5, 10):
         if r <= len(cmc):
-            ax.annotate(f"R{r} {cmc[r - 1] * 100:.1f}%", (r, cmc[r - 1] * 100), textcoords="offset points",
-                        xytext=(5, -12), fontsize=8)
+            ax.annotate(
+                f"R{r} {cmc[r - 1] * 100:.1f}%",
+                (r, cmc[r - 1] * 100),
+                textcoords="offset points",
+                xytext=(5, -12),
+                fontsize=8,
+            )
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_title(title)

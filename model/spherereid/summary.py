@@ -26,8 +26,10 @@ def summarize(outputs: Path, datasets: list[str]) -> str:
             r = json.loads(reg_path.read_text())
             aliases = ", ".join(r.get("aliases") or []) or "none"
             gate = "passed" if r.get("passed_gate") else f"FAILED ({r.get('reason', '')})"
-            lines.append(f"[{name}] registered {r.get('name')} version {r.get('version')}; aliases: {aliases}; "
-                         f"quality gate {gate}")
+            lines.append(
+                f"[{name}] registered {r.get('name')} version {r.get('version')}; aliases: {aliases}; "
+                f"quality gate {gate}"
+            )
     uri = tracking_uri()
     lines.append(f"MLflow UI: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
     return "\n".join(lines)

@@ -73,7 +73,8 @@ def fit(
     """Train on uint8 `images` (N, H, W, 3) with `labels` (N,) in 0..num_classes-1.
 
     Resumes from `checkpoint_path` when it exists and was written with the same configuration and
-    `data_fingerprint` (`epochs` may grow); otherwise starts fresh. Calls `on_epoch` after each epoch's checkpoint.
+    `data_fingerprint` (`epochs` may grow); otherwise starts fresh. Calls `on_epoch` after each
+    epoch's checkpoint.
     """
     dev = resolve_device(device)
     config = {
@@ -83,8 +84,9 @@ def fit(
         "sampler": sampler_kwargs,
         "optim": optim_kwargs,
         "schedule": schedule_kwargs,
-        "transform": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(transform).items()
-                      if k != "normalize"},
+        "transform": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in vars(transform).items() if k != "normalize"
+        },
         "seed": seed,
         "amp": amp,
         "data": data_fingerprint,
@@ -100,9 +102,14 @@ def fit(
     ).to(dev)
     params = list(model.parameters()) + list(criterion.parameters())
     optimizer = torch.optim.Adam(
-        params, lr=optim_kwargs["lr"], weight_decay=optim_kwargs["weight_decay"], betas=tuple(optim_kwargs["betas"])
+        params,
+        lr=optim_kwargs["lr"],
+        weight_decay=optim_kwargs["weight_decay"],
+        betas=tuple(optim_kwargs["betas"]),
     )
-    sampler = BalancedIdentitySampler(labels.tolist(), p=sampler_kwargs["p"], k=sampler_kwargs["k"], seed=seed)
+    sampler = BalancedIdentitySampler(
+        labels.tolist(), p=sampler_kwargs["p"], k=sampler_kwargs["k"], seed=seed
+    )
     step_per_iteration = schedule_kwargs["step_per"] == "iteration"
     scheduler = build_scheduler(
         optimizer,
@@ -137,8 +144,11 @@ def fit(
         else:
             stale = checkpoint_path.with_name(checkpoint_path.name + ".stale")
             checkpoint_path.replace(stale)
-            log.warning("%s was written with another configuration; moved to %s, starting fresh",
-                        checkpoint_path, stale)
+            log.warning(
+                "%s was written with another configuration; moved to %s, starting fresh",
+                checkpoint_path,
+                stale,
+            )
 
     for epoch in range(start_epoch, epochs):
         sampler.set_epoch(epoch)
@@ -175,7 +185,12 @@ def fit(
         checkpoint.save_atomic(state, checkpoint_path)
         log.info(
             "epoch %d/%d loss %.4f acc %.3f lr %.2e (%.0f img/s)",
-            epoch + 1, epochs, stats.loss, stats.accuracy, stats.lr, stats.images_per_second,
+            epoch + 1,
+            epochs,
+            stats.loss,
+            stats.accuracy,
+            stats.lr,
+            stats.images_per_second,
         )
         if on_epoch is not None:
             on_epoch(stats)

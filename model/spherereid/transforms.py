@@ -68,7 +68,9 @@ class TrainTransform:
         tops = torch.randint(0, rh - ch + 1, (b,), generator=generator).tolist()
         lefts = torch.randint(0, rw - cw + 1, (b,), generator=generator).tolist()
         flips = (torch.rand(b, generator=generator) < self.flip_prob).tolist()
-        out = torch.stack([x[i, :, t : t + ch, left : left + cw] for i, (t, left) in enumerate(zip(tops, lefts))])
+        out = torch.stack(
+            [x[i, :, t : t + ch, left : left + cw] for i, (t, left) in enumerate(zip(tops, lefts))]
+        )
         flip_idx = [i for i, f in enumerate(flips) if f]
         if flip_idx:
             out[flip_idx] = out[flip_idx].flip(-1)

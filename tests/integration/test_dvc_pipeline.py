@@ -16,8 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 TINY = {
-    "synthetic": {"train_identities": 16, "test_identities": 12, "distractors": 6, "junk": 4,
-                  "height": 64, "width": 32, "images_per_camera": 2},
+    "synthetic": {
+        "train_identities": 16,
+        "test_identities": 12,
+        "distractors": 6,
+        "junk": 4,
+        "height": 64,
+        "width": 32,
+        "images_per_camera": 2,
+    },
     "data": {"stored_height": 36, "stored_width": 18},
     "transform": {"resize_height": 36, "resize_width": 18, "crop_height": 32, "crop_width": 16},
     "model": {"backbone": "tiny", "embedding_dim": 32},
@@ -46,8 +53,9 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
 def repo(tmp_path_factory):
     """A copy of this repository's tracked files in a fresh git repo, with tiny params."""
     dest = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         if rel.startswith(("data/", "outputs/")) or rel == "dvc.lock":
             continue
@@ -56,10 +64,17 @@ def repo(tmp_path_factory):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, target)
     (dest / "params.yaml").write_text(yaml.safe_dump(_tiny_params(ROOT / "params.yaml"), sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "SPHEREREID_LOG_LEVEL": "WARNING", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_LOG_LEVEL": "WARNING",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     _run(["git", "init", "-q"], dest, env)
     _run(["git", "add", "-A"], dest, env)
     _run(["git", "commit", "-qm", "init"], dest, env)
@@ -71,8 +86,16 @@ def repo(tmp_path_factory):
 def test_repro_writes_every_stage_output(repo):
     dest, _ = repo
     ds = dest / "outputs" / "synthetic"
-    for rel in ("train/model.pt", "train/history.csv", "train/mlflow_run.json", "eval/metrics.json",
-                "eval/cmc.csv", "eval/cmc.png", "eval/ranked_lists.png", "register/registration.json"):
+    for rel in (
+        "train/model.pt",
+        "train/history.csv",
+        "train/mlflow_run.json",
+        "eval/metrics.json",
+        "eval/cmc.csv",
+        "eval/cmc.png",
+        "eval/ranked_lists.png",
+        "register/registration.json",
+    ):
         assert (ds / rel).is_file(), rel
     history = (ds / "train" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + TINY["train"]["epochs"]
@@ -83,8 +106,13 @@ def test_repro_writes_every_stage_output(repo):
     cmc = (ds / "eval" / "cmc.csv").read_text().splitlines()
     assert len(cmc) == 1 + TINY["evaluate"]["max_rank"]
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
-    assert {"synthesize", "preprocess@synthetic", "train@synthetic", "evaluate@synthetic",
-            "register@synthetic"} <= set(lock["stages"])
+    assert {
+        "synthesize",
+        "preprocess@synthetic",
+        "train@synthetic",
+        "evaluate@synthetic",
+        "register@synthetic",
+    } <= set(lock["stages"])
 
 
 @pytest.mark.slow
@@ -96,7 +124,9 @@ def test_registry_holds_the_version_with_aliases_and_lineage(repo):
     run_ref = json.loads((dest / "outputs" / "synthetic" / "train" / "mlflow_run.json").read_text())
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     model = client.get_registered_model("spherereid-synthetic")
-    assert model.aliases.get("champion") == str(reg["version"]) or int(model.aliases["champion"]) == int(reg["version"])
+    assert model.aliases.get("champion") == str(reg["version"]) or int(model.aliases["champion"]) == int(
+        reg["version"]
+    )
     version = client.get_model_version("spherereid-synthetic", str(reg["version"]))
     assert version.run_id == run_ref["run_id"]
     assert {"dataset_hash", "params_hash", "git_commit"} <= set(version.tags)

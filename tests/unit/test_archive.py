@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from spherereid.datasets.archive import ArchiveError, extract_once, safe_extract
 from spherereid.datasets.base import DatasetError
 

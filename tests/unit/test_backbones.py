@@ -4,6 +4,7 @@ from urllib.error import URLError
 
 import pytest
 import torch
+
 from spherereid.backbones import BACKBONES, PretrainedWeightsError, build_backbone, imagenet_cache_path
 
 X = torch.zeros(2, 3, 64, 32)

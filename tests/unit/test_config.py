@@ -26,7 +26,11 @@ def test_paper_recipe_matches_the_paper():
     assert (p.model.backbone, p.model.head, p.model.embedding_dim) == ("resnet50", "D", 1024)
     assert (p.sampler.p, p.sampler.k) == (16, 4)
     assert (p.optim.lr, p.optim.weight_decay) == (1e-3, 5e-4)
-    assert (p.schedule.warmup_start_lr, p.schedule.warmup_epochs, p.schedule.milestones) == (5e-5, 20, (80, 100))
+    assert (p.schedule.warmup_start_lr, p.schedule.warmup_epochs, p.schedule.milestones) == (
+        5e-5,
+        20,
+        (80, 100),
+    )
     assert p.train.epochs == 140
     assert (p.transform.resize_height, p.transform.resize_width) == (288, 144)
     assert (p.transform.crop_height, p.transform.crop_width) == (256, 128)

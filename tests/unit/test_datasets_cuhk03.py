@@ -14,6 +14,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
 from fixtures import cuhk03 as fx  # noqa: E402
 from fixtures.market import zip_tree  # noqa: E402
+
 from spherereid.datasets import DatasetError, parse  # noqa: E402
 from spherereid.datasets.cuhk03 import extract_images, pairs_sizes  # noqa: E402
 

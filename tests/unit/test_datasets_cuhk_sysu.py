@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
 from fixtures import cuhk_sysu as fx  # noqa: E402
 from fixtures.market import write_tree  # noqa: E402
+
 from spherereid.datasets import DatasetError, parse  # noqa: E402
 
 N = 1_000_000  # first pid of unlabelled gallery boxes

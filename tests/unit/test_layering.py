@@ -20,5 +20,7 @@ def _imports(path: Path) -> set[str]:
 def test_library_never_imports_kfp_components_or_pipeline():
     files = sorted((ROOT / "model" / "spherereid").rglob("*.py"))
     assert len(files) > 10
-    offenders = {str(f.relative_to(ROOT)): sorted(_imports(f) & {"kfp", "components", "pipeline"}) for f in files}
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(_imports(f) & {"kfp", "components", "pipeline"}) for f in files
+    }
     assert {k: v for k, v in offenders.items() if v} == {}

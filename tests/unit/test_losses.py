@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from spherereid.losses import SoftmaxLoss, SphereSoftmaxLoss, build_loss
 
 

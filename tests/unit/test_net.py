@@ -3,8 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from spherereid.net import ReIDNet, build_net
 from torch import nn
+
+from spherereid.net import ReIDNet, build_net
 
 X = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
 

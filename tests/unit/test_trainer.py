@@ -18,7 +18,9 @@ def _data():
     labels = np.repeat(np.arange(IDS), PER_ID)
     # identity-dependent colour so the loss has something to learn
     base = rng.integers(0, 255, size=(IDS, 1, 1, 3))
-    images = np.clip(base[labels] + rng.integers(-30, 30, size=(IDS * PER_ID, H, W, 3)), 0, 255).astype(np.uint8)
+    images = np.clip(base[labels] + rng.integers(-30, 30, size=(IDS * PER_ID, H, W, 3)), 0, 255).astype(
+        np.uint8
+    )
     return images, labels
 
 
@@ -29,11 +31,15 @@ def _fit(ckpt, epochs, **over):
         labels=labels,
         num_classes=IDS,
         checkpoint_path=ckpt,
-        model_kwargs=dict(backbone="tiny", head="D", embedding_dim=16, last_stride=1, dropout=0.5, pretrained="none"),
+        model_kwargs=dict(
+            backbone="tiny", head="D", embedding_dim=16, last_stride=1, dropout=0.5, pretrained="none"
+        ),
         loss_kwargs=dict(type="sphere", scale=14.0, margin=0.0),
         sampler_kwargs=dict(p=3, k=4, batch_size=12),
         optim_kwargs=dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
-        schedule_kwargs=dict(warmup_start_lr=5e-5, warmup_epochs=2, milestones=(3,), gamma=0.1, step_per="epoch"),
+        schedule_kwargs=dict(
+            warmup_start_lr=5e-5, warmup_epochs=2, milestones=(3,), gamma=0.1, step_per="epoch"
+        ),
         transform=TrainTransform(resize=(H, W), crop=(20, 10), flip_prob=0.5, random_erasing=0.5),
         epochs=epochs,
         seed=0,
@@ -67,7 +73,16 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_state(tmp_path):
     _fit(tmp_path / "last.pt", epochs=1)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 1
-    assert {"model", "criterion", "optimizer", "scheduler", "sampler", "aug_rng", "torch_rng", "config"} <= set(state)
+    assert {
+        "model",
+        "criterion",
+        "optimizer",
+        "scheduler",
+        "sampler",
+        "aug_rng",
+        "torch_rng",
+        "config",
+    } <= set(state)
     assert state["config"]["model"]["backbone"] == "tiny"
 
 
