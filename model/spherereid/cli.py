@@ -1,8 +1,8 @@
 """`spherereid` console script: one entry point for the stages and tools.
 
-    spherereid synthesize|preprocess|train|evaluate|register ...  (same as python -m spherereid.stages.X)
-    spherereid evaluate-features FEATURES.npz ...    (same as python -m spherereid.evaluate_features)
-    spherereid summary [--params params.yaml] [--outputs outputs]
+spherereid synthesize|preprocess|train|evaluate|register ...  (same as python -m spherereid.stages.X)
+spherereid evaluate-features FEATURES.npz ...    (same as python -m spherereid.evaluate_features)
+spherereid summary [--params params.yaml] [--outputs outputs]
 """
 
 from __future__ import annotations
