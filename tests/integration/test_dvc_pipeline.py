@@ -145,3 +145,39 @@ def test_second_repro_is_a_no_op_and_metrics_show_works(repo):
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], dest, env).stdout)
     text = json.dumps(shown)
     assert "rank1" in text and "mAP" in text
+
+
+@pytest.mark.slow
+def test_kfp_local_run_gives_the_same_numbers_as_the_dvc_path(repo, tmp_path):
+    """Same params and seed through kfp.local (the KFP path) -> the same metrics as `dvc repro`."""
+    dest, env = repo
+    kfp_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'kfp-mlflow.db'}",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}  # fmt: skip
+    proc = _run([sys.executable, "-m", "pipeline", "run-local", "--params", str(dest / "params.yaml"),
+                 "--out", str(tmp_path / "kfp")], ROOT, kfp_env)  # fmt: skip
+    kfp_metrics = json.loads(proc.stdout)["synthetic"]["metrics"]
+    dvc_metrics = json.loads((dest / "outputs" / "synthetic" / "eval" / "metrics.json").read_text())
+    for key in (
+        "rank1",
+        "rank5",
+        "rank10",
+        "mAP",
+        "mAP_official",
+        "mINP",
+        "num_valid_queries",
+        "num_queries",
+    ):
+        assert kfp_metrics[key] == pytest.approx(dvc_metrics[key], abs=1e-9), key
+
+
+@pytest.mark.slow
+def test_exp_run_with_a_changed_param_trains_again_and_metrics_diff_reports_it(repo):
+    """`dvc exp run -S train.epochs=3`: retrains (3 epochs in the history) and `dvc metrics diff` works."""
+    dest, env = repo
+    _run(["dvc", "exp", "run", "-S", "train.epochs=3"], dest, env)
+    history = (dest / "outputs" / "synthetic" / "train" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], dest, env).stdout)
+    assert "outputs/synthetic/eval/metrics.json" in diff
+    shown = json.dumps(json.loads(_run(["dvc", "exp", "show", "--json"], dest, env).stdout))
+    assert '"epochs": 3' in shown
