@@ -23,6 +23,16 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; otherwise torch.device(name)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device is '{name}' but no CUDA device is available; use auto or cpu")
+    return device
+
+
 @dataclass(frozen=True)
 class EpochStats:
     """Per-epoch figures: mean loss, top-1 training accuracy, learning rate at the epoch's start."""
@@ -121,7 +131,8 @@ def extract_features(
     chunks: list[np.ndarray] = []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", disable=None if progress else True, leave=False):
-        raw = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
+        # np.array copies: the prepared memmap is read-only and torch wants writable memory
+        raw = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
         x = transform(raw)
         emb = model(x).float()
         if flip:

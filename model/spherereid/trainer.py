@@ -19,7 +19,7 @@ import torch
 
 from . import checkpoint
 from .batches import TrainBatches
-from .engine import EpochStats, train_one_epoch
+from .engine import EpochStats, resolve_device, train_one_epoch
 from .losses import build_loss
 from .net import ReIDNet
 from .sampler import BalancedIdentitySampler
@@ -28,16 +28,6 @@ from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; otherwise torch.device(name)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device is '{name}' but no CUDA device is available; use auto or cpu")
-    return device
 
 
 @dataclass

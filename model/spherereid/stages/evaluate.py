@@ -20,11 +20,10 @@ import torch
 
 from .. import checkpoint, metrics, tracking
 from ..config import EvaluateConfig, TransformConfig, load_params
-from ..engine import extract_features
+from ..engine import extract_features, resolve_device
 from ..manifest import PreparedSet
 from ..net import ReIDNet
 from ..plots import plot_cmc, plot_ranked_lists
-from ..trainer import resolve_device
 from ..transforms import EvalTransform
 from ._cli import run_cli
 from .train import MODEL_FILE, RUN_FILE
