@@ -7,7 +7,7 @@
 # A CUDA base image would add a second, unused copy of those libraries and another Python version.
 # No apt packages: DVC fetches raw data from a git URL with dulwich (pure Python), no git binary needed.
 #
-#   docker build -t REGISTRY/spherereid:$(git rev-parse --short HEAD) .
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t REGISTRY/spherereid:$(git rev-parse --short HEAD) .
 #   docker build --build-arg FETCH_IMAGENET=1 ...   # bake torchvision's ImageNet ResNet weights in
 #
 # No params.yaml and no credentials in the image: hyper-parameters arrive as pipeline parameters,
@@ -52,3 +52,8 @@ RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin reid \
 
 USER 10001
 WORKDIR /home/reid
+
+# The code version for the MLflow `git_commit` tag: the image has no .git (and no git binary), so the
+# train stage reads it from here. Last, so a new commit does not rebuild the layers above.
+ARG GIT_COMMIT=unknown
+ENV SPHEREREID_GIT_COMMIT=${GIT_COMMIT}

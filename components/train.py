@@ -23,6 +23,7 @@ def train(
     import shutil
     from pathlib import Path
 
+    from spherereid import tracking
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import train as stage
 
@@ -34,4 +35,7 @@ def train(
     if checkpoint_dir:
         shutil.copytree(work, trained.path, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
     lineage = {key: prepared.metadata.get(key, "") for key in ("dataset", "revision", "data_hash")}
+    # No dvc.lock in the pod: the raw data's DVC hash and git revision come from preprocess's metadata.
+    data_tags = {"dvc_data_hash": lineage["data_hash"], "data_revision": lineage["revision"]}
+    tracking.set_tags(tracking.read_run_ref(work / stage.RUN_FILE), {k: v for k, v in data_tags.items() if v})
     trained.metadata.update(lineage, epochs=res.epochs, final_loss=res.final_loss, mlflow_run_id=res.run_id)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from spherereid.config import ConfigError
+from spherereid.stages._cli import configure_logging
 
 from .settings import ClusterSettings, PipelineError
 
@@ -125,11 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()  # the stages' set-up: INFO to stderr, SPHEREREID_LOG_LEVEL overrides
     try:
         return _run(args)
     except (PipelineError, ConfigError, OSError) as exc:

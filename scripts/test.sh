@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite in the project venv (built on first use).
-#   bash scripts/test.sh          the default suite (everything not marked slow; ~10 min on 2 cores)
-#   bash scripts/test.sh --slow   only the slow tests (integration: real servers, whole pipelines)
+#   bash scripts/test.sh          the default suite (everything not marked slow; about 1 min on 2 cores)
+#   bash scripts/test.sh --slow   only the slow tests (real servers, whole pipelines, 1M-gallery memory; ~6 min)
 #   extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,7 +2,8 @@
 
 `load_image` reads one file (one read: the bytes are hashed and decoded from memory), refuses what
 cannot be used with a `BadImage` whose message is the reason shown in the preprocess report (empty
-file, not an image, truncated data, more pixels than the explicit cap, crop box outside the image),
+file, not an image, truncated data, more pixels than the explicit cap, crop box outside the image,
+a side under MIN_SIDE pixels), converts any mode to RGB (16-bit grey to its high byte, not clipped),
 applies an optional (x, y, w, h) crop clipped to the image and resizes with Pillow's bilinear filter
 to the stored size. `decode_many` maps it over a process pool with an ordered, chunked `imap`;
 a task with an output array (`out`, `row`) writes the image straight into that .npy file (opened as
@@ -24,6 +25,8 @@ from PIL import Image, UnidentifiedImageError
 # Explicit decompression-bomb cap: far above any ReID image (CUHK-SYSU scenes are < 1 MP, a 4K frame
 # is 8.3 MP), far below what would exhaust memory when decoded (50 MP RGB = 150 MB).
 MAX_PIXELS = 50_000_000
+# An image (or clipped crop) narrower or lower than this holds no person: a broken crop or thumbnail.
+MIN_SIDE = 4
 
 
 class BadImage(ValueError):
@@ -98,7 +101,16 @@ def open_checked(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"truncated or corrupt image data ({exc})") from None
+    if img.mode.startswith("I;16"):
+        # 16-bit grey: Pillow's convert would clip at 255; keep the high byte, as Pillow does for 16-bit RGB
+        img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
     return img.convert("RGB")
+
+
+def check_size(size: tuple[int, int], what: str = "image") -> None:
+    """BadImage if a (width, height) is under MIN_SIDE pixels on either side."""
+    if min(size) < MIN_SIDE:
+        raise BadImage(f"{what} is {size[0]}x{size[1]} pixels, under the {MIN_SIDE}-pixel minimum side")
 
 
 def load_image(
@@ -115,11 +127,13 @@ def load_image(
     except OSError as exc:
         raise BadImage(f"cannot read the file ({exc.strerror or exc})") from None
     img = open_checked(data, max_pixels)
+    check_size(img.size)
     if crop is not None:
         box = clip_box(crop, img.size)
         if box is None:
             raise BadImage(f"crop box {tuple(crop)} lies outside the {img.size[0]}x{img.size[1]} image")
         img = img.crop(box)
+        check_size(img.size, f"crop box {tuple(crop)} clipped to the image")
     img = img.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8), content_hash(data, crop)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 import yaml
 
 log = logging.getLogger(__name__)
+
+ENV_GIT_COMMIT = "SPHEREREID_GIT_COMMIT"  # baked into the image (docker build --build-arg GIT_COMMIT=...)
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -36,7 +39,9 @@ def params_hash(params_flat: Mapping[str, Any]) -> str:
 
 
 def git_commit(repo: str | Path) -> str | None:
-    """HEAD's commit of the git repository containing `repo`, or None (no git, not a repository)."""
+    """HEAD's commit of the git repository containing `repo`; outside a repository (or without git, as
+    in the image) the commit the image was built from ($SPHEREREID_GIT_COMMIT); else None."""
+    fallback = os.environ.get(ENV_GIT_COMMIT, "").strip() or None
     try:
         proc = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -46,9 +51,9 @@ def git_commit(repo: str | Path) -> str | None:
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
     sha = proc.stdout.strip()
-    return sha if proc.returncode == 0 and sha else None
+    return sha if proc.returncode == 0 and sha else fallback
 
 
 def dvc_data_hash(path: str | Path) -> str | None:

@@ -71,7 +71,9 @@ def create_image_array(root: Path, split: str, count: int, height: int, width: i
 def write_manifest(root: Path, entries: list[Entry], info: dict[str, Any]) -> None:
     """Write manifest.csv and dataset.json (images are written separately)."""
     root = Path(root)
-    with open(root / MANIFEST, "w", newline="") as fh:
+    # UTF-8 on every platform; a file name that is not valid UTF-8 (os.fsdecode surrogates) is written
+    # with backslash escapes instead of failing
+    with open(root / MANIFEST, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for e in entries:
@@ -84,7 +86,7 @@ def read_entries(root: Path) -> list[Entry]:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise ManifestError(f"{path}: no manifest; run the preprocess stage first")
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != COLUMNS:
             raise ManifestError(f"{path}: columns {reader.fieldnames} != {list(COLUMNS)}")

@@ -2,7 +2,8 @@
 
 The checks work on (pid, camid) lists so they run before and after decoding alike:
 identity / camera counts per split, train-test identity overlap (pids 0 and -1 excepted),
-queries without a cross-camera gallery match and identities with a single training image.
+queries without a cross-camera gallery match, identities with a single training image and
+duplicate images (same content hash).
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ def single_image_identities(train: Sequence[Item]) -> list[int]:
     return sorted(pid for pid, n in Counter(i.pid for i in train).items() if n == 1)
 
 
+def duplicate_images(images: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(source, source of its first copy) for each (split, source, sha256) whose content repeats an
+    earlier image of the same split, or a train image in query / gallery (a leak). Copies shared by
+    query and gallery are allowed: CUHK03-classic uses query = gallery."""
+    first: dict[tuple[str, str], str] = {}  # (split, sha256) -> source of the first copy
+    out = []
+    for split, source, sha in images:
+        prev = first.get((split, sha)) or first.get(("train", sha))
+        if prev is not None:
+            out.append((source, prev))
+        else:
+            first[(split, sha)] = source
+    return out
+
+
 def skipped_summary(skipped: Sequence[Skipped]) -> dict[str, int]:
     """Count of skipped files per reason (reasons with file-specific details are kept whole)."""
     return dict(Counter(s.reason for s in skipped).most_common())
@@ -66,7 +82,8 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     """Write report.json and report.md into `out_dir`."""
     out_dir = Path(out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out_dir / "report.md").write_text(render_markdown(report))
+    # file names that are not valid UTF-8 are written with backslash escapes (report.json: \udcxx escapes)
+    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8", errors="backslashreplace")
 
 
 def _pct(x: float) -> str:
@@ -106,13 +123,16 @@ def render_markdown(r: dict[str, Any]) -> str:
             lines += ["", f"... and {len(sk['files']) - MD_FILES} more (all are listed in report.json)."]
     w = r["warnings"]
     q, s1 = w["queries_without_match"], w["single_image_identities"]
+    dup = w.get("duplicate_images", {"count": 0, "first": []})
     first_q = ", ".join(q["first"]) or "-"
     first_s = ", ".join(map(str, s1["first"])) or "-"
+    first_d = ", ".join(f"`{a}` = `{b}`" for a, b in dup["first"]) or "-"
     lines += [
         "",
         "## Warnings",
         "",
         f"- queries without a cross-camera gallery match: {q['count']} (first: {first_q})",
         f"- training identities with one image: {s1['count']} (first pids: {first_s})",
+        f"- duplicate images (same bytes as an earlier one): {dup['count']} (first: {first_d})",
     ]
     return "\n".join(lines) + "\n"

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .tracking import tracking_uri
+
+SHOWN = (("rank-1", "rank1"), ("rank-5", "rank5"), ("mAP", "mAP"), ("mAP(official)", "mAP_official"))
+
+
+def _read(path: Path) -> dict[str, Any] | str:
+    """The JSON object in `path`, or the reason it cannot be used (a killed stage leaves a partial file)."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return f"{path} unreadable ({type(exc).__name__}): run `dvc repro` again"
+    return raw if isinstance(raw, dict) else f"{path} is not a JSON object: run `dvc repro` again"
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
 
 
 def summarize(outputs: Path, datasets: list[str]) -> str:
@@ -17,13 +33,17 @@ def summarize(outputs: Path, datasets: list[str]) -> str:
         if not eval_path.is_file():
             lines.append(f"[{name}] not evaluated yet ({eval_path} missing): run `dvc repro`")
             continue
-        m = json.loads(eval_path.read_text())
-        lines.append(
-            f"[{name}] rank-1 {m['rank1']:.1%}  rank-5 {m['rank5']:.1%}  mAP {m['mAP']:.1%}  "
-            f"mAP(official) {m['mAP_official']:.1%}  mINP {m['mINP']:.1%}"
-        )
+        m = _read(eval_path)
+        if isinstance(m, str):
+            lines.append(f"[{name}] {m}")
+            continue
+        shown = "  ".join(f"{label} {_pct(m.get(key))}" for label, key in (*SHOWN, ("mINP", "mINP")))
+        lines.append(f"[{name}] {shown}")
         if reg_path.is_file():
-            r = json.loads(reg_path.read_text())
+            r = _read(reg_path)
+            if isinstance(r, str):
+                lines.append(f"[{name}] {r}")
+                continue
             aliases = ", ".join(r.get("aliases") or []) or "none"
             gate = "passed" if r.get("passed_gate") else f"FAILED ({r.get('reason', '')})"
             lines.append(

@@ -3,8 +3,11 @@ processes (train, evaluate, register; DVC or KFP) log to the same run.
 
 The tracking URI comes from MLFLOW_TRACKING_URI; unset, it is `sqlite:///<repo root>/mlflow.db` with
 artifacts in `<repo root>/mlartifacts`, whatever the working directory. Calls to a tracking server are
-retried with exponential backoff on connection errors, then fail with `TrackingUnavailableError`.
-Logging calls use the URI recorded in the RunRef (where the run lives), not the current environment.
+retried with exponential backoff on connection errors (and 429/5xx once MLflow's own retries ran
+out), then fail with `TrackingUnavailableError`; an answer that is not MLflow's (wrong port, an auth
+proxy) raises `TrackingServerError`. Both name the URI in one line.
+Logging calls use the URI of the RunRef: `read_run_ref` gives the URI recorded by train (where the run
+lives), unless MLFLOW_TRACKING_URI is set, which always wins; a run missing there raises RunRefError.
 Nothing happens at import time; mlflow is imported inside the functions.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -32,6 +36,10 @@ ARTIFACTS_DIR = "mlartifacts"
 
 class TrackingUnavailableError(RuntimeError):
     """The tracking server cannot be reached after all retries."""
+
+
+class TrackingServerError(RuntimeError):
+    """Something answers at the tracking URI, but not as a (reachable, authorised) MLflow API."""
 
 
 class RunRefError(ValueError):
@@ -75,12 +83,22 @@ def local_artifact_root(uri: str) -> Path | None:
     return (db if db.is_absolute() else Path.cwd() / db).resolve().parent / ARTIFACTS_DIR
 
 
+def _drop_urllib3_retry(record: logging.LogRecord) -> bool:
+    """Drop urllib3's per-retry warnings (a repr of the whole exception each); with_retries logs one
+    short line per attempt instead and ends with the one-line error."""
+    return not str(record.msg).startswith("Retrying")
+
+
 def _prepare_env() -> None:
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if _drop_urllib3_retry not in pool_log.filters:
+        pool_log.addFilter(_drop_urllib3_retry)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's own HTTP retries default to 7 with factor 2 (minutes on a refused connection):
-    # keep a couple for 429/5xx and let with_retries handle unreachable servers.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    # keep one for a passing 429/5xx and let with_retries handle unreachable servers (2 would double the
+    # time to the one-line error: ~30 s instead of ~17 s with the default 5 attempts).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
@@ -103,13 +121,27 @@ def _is_connection_error(exc: BaseException) -> bool:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, requests.ConnectionError | requests.Timeout | ConnectionError):
+        # RetryError: MLflow's own retries on 429/5xx ran out (a restarting server behind its ingress)
+        unavailable = requests.ConnectionError | requests.Timeout | requests.exceptions.RetryError
+        if isinstance(cur, unavailable | ConnectionError):
             return True
         text = str(cur)
         if "Failed to establish a new connection" in text or "Connection refused" in text:
             return True
+        if "Max retries exceeded" in text and "error responses" in text:
+            return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def _non_api_status(exc: BaseException) -> int | None:
+    """The HTTP status of a non-MLflow (non-JSON) error answer, e.g. a wrong port or an auth proxy."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if not isinstance(exc, MlflowException) or isinstance(exc, RestException):
+        return None
+    found = re.match(r"API request to endpoint \S+ failed with error code (\d+)", str(exc.message))
+    return int(found.group(1)) if found else None
 
 
 def with_retries(
@@ -128,7 +160,14 @@ def with_retries(
             return fn()
         except Exception as exc:  # noqa: BLE001 - filtered just below
             if not _is_connection_error(exc):
-                raise
+                status = _non_api_status(exc)
+                if status is None:
+                    raise
+                raise TrackingServerError(
+                    f"MLflow tracking server {uri} answered HTTP {status} without an MLflow response "
+                    f"({what}): check MLFLOW_TRACKING_URI (host, port, path prefix) and, for a server with "
+                    "authentication, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
+                ) from None
             if i == attempts - 1:
                 raise TrackingUnavailableError(
                     f"MLflow tracking server {uri} unreachable ({what}; {attempts} attempts): the stage "
@@ -156,8 +195,26 @@ def write_run_ref(path: str | Path, ref: RunRef) -> None:
 
 
 def read_run_ref(path: str | Path) -> RunRef:
-    """Read mlflow_run.json; a missing or corrupt file raises RunRefError naming it."""
-    path = Path(path)
+    """Read mlflow_run.json; a missing or corrupt file raises RunRefError naming it.
+
+    A set MLFLOW_TRACKING_URI replaces the recorded URI (the environment says where to log; a run that
+    is not there fails with RunRefError on first use instead of silently logging elsewhere).
+    """
+    ref = _read_run_ref(Path(path))
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env_uri and env_uri != ref.tracking_uri:
+        log.warning(
+            "%s: run %s was recorded at %s; using MLFLOW_TRACKING_URI=%s",
+            path,
+            ref.run_id,
+            ref.tracking_uri,
+            env_uri,
+        )
+        return RunRef(ref.run_id, ref.experiment_id, env_uri)
+    return ref
+
+
+def _read_run_ref(path: Path) -> RunRef:
     if not path.is_file():
         raise RunRefError(f"{path}: MLflow run reference not found; run the train stage first")
     try:
@@ -270,17 +327,29 @@ def _resumable(ref: RunRef, flat: dict[str, str]) -> bool:
     return True
 
 
+def _on_run(ref: RunRef, fn: Callable[[], T], *, what: str) -> T:
+    """`with_retries(fn)` for a call on run `ref`; a run the store does not hold raises RunRefError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return with_retries(fn, what=what, uri=ref.tracking_uri)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise RunRefError(
+            f"MLflow run {ref.run_id} not found at {ref.tracking_uri} ({what}): mlflow_run.json points to a "
+            "run this store does not hold (another MLFLOW_TRACKING_URI, or a deleted store); set "
+            "MLFLOW_TRACKING_URI to the store the train stage used, or run the train stage again"
+        ) from None
+
+
 def log_metrics(ref: RunRef, metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log `metrics` (name -> float) at `step` (default 0) in one batch."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items()]
-    with_retries(
-        lambda: client(ref.tracking_uri).log_batch(ref.run_id, metrics=items),
-        what="log metrics",
-        uri=ref.tracking_uri,
-    )
+    _on_run(ref, lambda: client(ref.tracking_uri).log_batch(ref.run_id, metrics=items), what="log metrics")
 
 
 def log_artifact(ref: RunRef, path: str | Path, artifact_path: str | None = None) -> None:
@@ -288,9 +357,7 @@ def log_artifact(ref: RunRef, path: str | Path, artifact_path: str | None = None
     path = Path(path)
     c = client(ref.tracking_uri)
     c_fn = c.log_artifacts if path.is_dir() else c.log_artifact
-    with_retries(
-        lambda: c_fn(ref.run_id, str(path), artifact_path), what=f"upload {path.name}", uri=ref.tracking_uri
-    )
+    _on_run(ref, lambda: c_fn(ref.run_id, str(path), artifact_path), what=f"upload {path.name}")
 
 
 def set_tags(ref: RunRef, tags: Mapping[str, Any]) -> None:
@@ -298,25 +365,19 @@ def set_tags(ref: RunRef, tags: Mapping[str, Any]) -> None:
     from mlflow.entities import RunTag
 
     items = [RunTag(k, str(v)) for k, v in tags.items()]
-    with_retries(
-        lambda: client(ref.tracking_uri).log_batch(ref.run_id, tags=items),
-        what="set tags",
-        uri=ref.tracking_uri,
-    )
+    if not items:
+        return
+    _on_run(ref, lambda: client(ref.tracking_uri).log_batch(ref.run_id, tags=items), what="set tags")
 
 
 def get_run_tags(ref: RunRef) -> dict[str, str]:
     """The run's tags (without MLflow's own `mlflow.*`)."""
-    run = with_retries(
-        lambda: client(ref.tracking_uri).get_run(ref.run_id), what="read run", uri=ref.tracking_uri
-    )
+    run = _on_run(ref, lambda: client(ref.tracking_uri).get_run(ref.run_id), what="read run")
     return {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
 
 
 def finish_run(ref: RunRef, status: str = "FINISHED") -> None:
     """Mark the run terminated with `status` (FINISHED, FAILED, KILLED)."""
-    with_retries(
-        lambda: client(ref.tracking_uri).set_terminated(ref.run_id, status=status),
-        what="finish run",
-        uri=ref.tracking_uri,
+    _on_run(
+        ref, lambda: client(ref.tracking_uri).set_terminated(ref.run_id, status=status), what="finish run"
     )

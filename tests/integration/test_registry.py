@@ -249,3 +249,55 @@ def test_register_cli_reports_missing_inputs_and_unreachable_servers_in_one_line
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: MLflow tracking server " + uri) and "2 attempts" in err[-1]
     assert not (tmp_path / "reg" / "registration.json").exists()
+
+
+def test_register_cli_talks_to_the_set_tracking_uri_not_the_recorded_one(
+    store, tmp_path, make_train_dir, monkeypatch, capsys, unused_port
+):
+    """MLFLOW_TRACKING_URI=<unreachable> must not fall back to the store mlflow_run.json names."""
+    train_dir, eval_dir, _ = _train_and_eval(tmp_path, make_train_dir, {"rank1": 0.9, "mAP": 0.9})
+    params = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "params.yaml", params)
+    argv = ["--params", str(params), "--train", str(train_dir), "--eval", str(eval_dir)]
+    uri = f"http://127.0.0.1:{unused_port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("SPHEREREID_MLFLOW_RETRIES", "2")
+    monkeypatch.setenv("SPHEREREID_MLFLOW_BACKOFF", "0.01")
+    assert register_stage.main([*argv, "--out", str(tmp_path / "reg")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: MLflow tracking server " + uri) and "2 attempts" in err[-1]
+    assert not (tmp_path / "reg" / "registration.json").exists()
+    assert tracking.client(store).search_registered_models() == []  # nothing went to the recorded store
+
+    # a reachable store that does not hold the run: one line naming the run and the store
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    assert register_stage.main([*argv, "--out", str(tmp_path / "reg")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    run_id = json.loads((train_dir / "mlflow_run.json").read_text())["run_id"]
+    assert err[-1].startswith(f"error: MLflow run {run_id} not found at {other}")
+    assert not (tmp_path / "reg" / "registration.json").exists()
+
+
+def test_summary_reports_metrics_registration_and_unreadable_files_without_a_traceback(tmp_path, store):
+    from spherereid.summary import summarize
+
+    ok, cut, partial = (tmp_path / n for n in ("ok", "cut", "partial"))
+    (ok / "eval").mkdir(parents=True)
+    metrics = {"rank1": 0.5, "rank5": 0.75, "mAP": 0.25, "mAP_official": 0.125, "mINP": 0.0625}
+    (ok / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    (ok / "register").mkdir()
+    reg = {"name": "spherereid-ok", "version": 3, "aliases": ["challenger"], "passed_gate": True}
+    (ok / "register" / "registration.json").write_text(json.dumps(reg))
+    (cut / "eval").mkdir(parents=True)
+    (cut / "eval" / "metrics.json").write_text('{"rank1": 0.5, "mA')  # a killed evaluate stage
+    (partial / "eval").mkdir(parents=True)
+    (partial / "eval" / "metrics.json").write_text(json.dumps({"rank1": 0.5, "mAP": 0.25}))
+    lines = summarize(tmp_path, ["ok", "cut", "partial", "none"]).splitlines()
+    assert lines[0] == ("[ok] rank-1 50.0%  rank-5 75.0%  mAP 25.0%  mAP(official) 12.5%  mINP 6.2%")
+    assert lines[1] == ("[ok] registered spherereid-ok version 3; aliases: challenger; quality gate passed")
+    assert lines[2].startswith(f"[cut] {cut / 'eval' / 'metrics.json'} unreadable (JSONDecodeError)")
+    assert lines[3] == "[partial] rank-1 50.0%  rank-5 n/a  mAP 25.0%  mAP(official) n/a  mINP n/a"
+    assert lines[4].startswith("[none] not evaluated yet")
+    assert lines[5] == f"MLflow UI: mlflow ui --backend-store-uri {store}  (then open http://127.0.0.1:5000)"

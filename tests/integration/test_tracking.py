@@ -133,7 +133,8 @@ def test_start_log_and_resume_share_one_run_and_artifacts_sit_beside_the_db(stor
     assert other.experiment_id == ref.experiment_id
 
 
-def test_git_commit_matches_rev_parse_and_is_none_outside_a_repo(tmp_path):
+def test_git_commit_matches_rev_parse_and_is_none_outside_a_repo(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPHEREREID_GIT_COMMIT", raising=False)
     assert tracking.git_commit(tmp_path) is None
     env = {
         "GIT_AUTHOR_NAME": "t",
@@ -151,6 +152,14 @@ def test_git_commit_matches_rev_parse_and_is_none_outside_a_repo(tmp_path):
         ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, env=env
     ).stdout.strip()
     assert len(head) == 40 and tracking.git_commit(tmp_path) == head
+
+
+def test_git_commit_outside_a_repo_or_without_git_is_the_images_build_commit(tmp_path, monkeypatch):
+    """In the KFP image there is no .git and no git binary: the commit baked in at build time is used."""
+    monkeypatch.setenv("SPHEREREID_GIT_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    assert tracking.git_commit(tmp_path) == "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no git executable at all
+    assert tracking.git_commit(tmp_path) == "0123456789abcdef0123456789abcdef01234567"
 
 
 def test_dvc_data_hash_from_lock_and_dvc_file(tmp_path):
@@ -211,3 +220,99 @@ def test_unreachable_server_fails_with_the_uri_after_the_configured_retries(
     assert "\n" not in message
     assert sleeps == [0.01, 0.02]
     assert not (tmp_path / "mlflow_run.json").exists()
+
+
+def test_a_set_tracking_uri_overrides_the_recorded_one_and_unset_keeps_it(tmp_path, monkeypatch):
+    recorded = RunRef("r1", "7", "sqlite:////somewhere/mlflow.db")
+    tracking.write_run_ref(tmp_path / "r.json", recorded)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.read_run_ref(tmp_path / "r.json") == recorded
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team:5000")
+    assert tracking.read_run_ref(tmp_path / "r.json") == RunRef("r1", "7", "http://mlflow.team:5000")
+
+
+def test_a_run_missing_from_the_store_is_a_run_ref_error_naming_run_and_uri(store, tmp_path):
+    tracking.client(store).search_experiments()  # an initialised, empty store
+    ref = RunRef("0123abcd", "1", store)
+    for call in (
+        lambda: tracking.get_run_tags(ref),
+        lambda: tracking.log_metrics(ref, {"loss": 1.0}),
+        lambda: tracking.set_tags(ref, {"a": "b"}),
+        lambda: tracking.finish_run(ref),
+    ):
+        with pytest.raises(RunRefError) as info:
+            call()
+        message = str(info.value)
+        assert "0123abcd" in message and store in message and "MLFLOW_TRACKING_URI" in message
+        assert "\n" not in message
+
+
+def test_urllib3_retry_warnings_are_dropped_once_a_client_exists():
+    import logging
+
+    tracking.client("sqlite:////tmp/unused-never-opened.db")
+    pool = logging.getLogger("urllib3.connectionpool")
+    retry = pool.makeRecord(
+        pool.name, logging.WARNING, __file__, 1, "Retrying (%r) after %r", ("R", "e"), None
+    )
+    other = pool.makeRecord(pool.name, logging.WARNING, __file__, 1, "Connection pool is full", (), None)
+    assert pool.filter(retry) is False and pool.filter(other) is True
+
+
+@pytest.fixture
+def http_status_server():
+    """A local HTTP server answering every request with the status set in `state["status"]` (plain text)."""
+    import http.server
+    import threading
+
+    state = {"status": 404, "hits": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            state["hits"] += 1
+            body = b"<html>not mlflow</html>"
+            self.send_response(state["status"])
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer  # noqa: N815 - the http.server API
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_is_not_mlflow_or_refuses_auth_is_one_line_naming_uri_and_status(
+    http_status_server, monkeypatch
+):
+    uri, state = http_status_server
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    for status in (404, 401):
+        state["status"] = status
+        with pytest.raises(tracking.TrackingServerError) as info:
+            tracking.get_run_tags(RunRef("abc", "1", uri))
+        message = str(info.value)
+        assert f"{uri} answered HTTP {status}" in message and "MLFLOW_TRACKING_URI" in message
+        assert "\n" not in message and "<html>" not in message
+
+
+def test_a_server_answering_503_is_retried_then_reported_unreachable(http_status_server, monkeypatch):
+    uri, state = http_status_server
+    state["status"] = 503
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("SPHEREREID_MLFLOW_RETRIES", "3")
+    sleeps: list[float] = []
+    monkeypatch.setattr(tracking.time, "sleep", sleeps.append)
+    with pytest.raises(TrackingUnavailableError, match="3 attempts"):
+        tracking.get_run_tags(RunRef("abc", "1", uri))
+    assert sleeps == [1.0, 2.0] and state["hits"] == 6  # 3 attempts x (1 request + MLflow's 1 retry)

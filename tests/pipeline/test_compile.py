@@ -242,3 +242,12 @@ def test_compile_cli_cluster_flags(tmp_path, capsys):
     assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.team:5000"} in train["env"]
     assert {r["secretName"] for s in STAGES for r in k8s[f"exec-{s}"]["secretAsEnv"]} == {"team-creds"}
     assert k8s["exec-train"]["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "ckpt"
+
+
+def test_train_gets_a_memory_backed_dev_shm_for_dataloader_workers(compiled):
+    """Kubernetes' default 64M /dev/shm kills torch DataLoader workers; only train needs more."""
+    _, _, k8s = compiled
+    assert k8s["exec-train"]["emptyDirMounts"] == [
+        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "8G"}
+    ]
+    assert all("emptyDirMounts" not in k8s[f"exec-{s}"] for s in ("preprocess", "evaluate", "register"))

@@ -142,12 +142,34 @@ def test_preprocess_component_calls_run_with_the_params(tmp_path, monkeypatch):
     assert prepared.metadata["dataset"] == "market1501" and prepared.metadata["origin"] == "local"
 
 
+def _write_run_ref(out_dir, run_id="r1"):
+    from spherereid import tracking
+
+    tracking.write_run_ref(Path(out_dir) / "mlflow_run.json", tracking.RunRef(run_id, "1", "sqlite:///x.db"))
+
+
+def _record_tags(monkeypatch) -> list:
+    from spherereid import tracking
+
+    tagged = []
+    monkeypatch.setattr(tracking, "set_tags", lambda ref, tags: tagged.append((ref.run_id, dict(tags))))
+    return tagged
+
+
 def test_train_component_calls_run_with_the_params(tmp_path, monkeypatch):
     stage = _stage("train")
     params, raw = _struct_params()
-    rec = _Recorder(stage.run, lambda **_: SimpleNamespace(epochs=3, final_loss=0.5, run_id="r1"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def fake(*, out_dir, **_):
+        _write_run_ref(out_dir)
+        return SimpleNamespace(epochs=3, final_loss=0.5, run_id="r1")
+
+    rec = _Recorder(stage.run, fake)
     monkeypatch.setattr(stage, "run", rec)
-    prepared = _artifact(dsl.Dataset, tmp_path / "prepared", {"dataset": "synthetic", "data_hash": "h"})
+    tagged = _record_tags(monkeypatch)
+    metadata = {"dataset": "synthetic", "data_hash": "h", "revision": "c0ffee"}
+    prepared = _artifact(dsl.Dataset, tmp_path / "prepared", metadata)
     trained = _artifact(dsl.Model, tmp_path / "trained")
     names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
     _component("train").python_func(prepared=prepared, trained=trained, **{n: raw[n] for n in names})
@@ -156,8 +178,10 @@ def test_train_component_calls_run_with_the_params(tmp_path, monkeypatch):
         assert call[name] == getattr(params, name), name
     assert type(call["train"].epochs) is int
     assert Path(call["out_dir"]) == tmp_path / "trained"
-    assert trained.metadata == {"dataset": "synthetic", "revision": "", "data_hash": "h", "epochs": 3,
+    assert trained.metadata == {"dataset": "synthetic", "revision": "c0ffee", "data_hash": "h", "epochs": 3,
                                 "final_loss": 0.5, "mlflow_run_id": "r1"}  # fmt: skip
+    # the pod has no dvc.lock: the raw data's DVC hash and revision reach the MLflow run as tags
+    assert tagged == [("r1", {"dvc_data_hash": "h", "data_revision": "c0ffee"})]
 
 
 def test_train_component_with_a_checkpoint_dir_trains_there_and_copies_without_checkpoints(
@@ -170,9 +194,11 @@ def test_train_component_with_a_checkpoint_dir_trains_there_and_copies_without_c
         (Path(out_dir) / "checkpoints").mkdir(parents=True)
         (Path(out_dir) / "checkpoints" / "last.pt").write_bytes(b"c")
         (Path(out_dir) / "model.pt").write_bytes(b"m")
+        _write_run_ref(out_dir, "r")
         return SimpleNamespace(epochs=1, final_loss=1.0, run_id="r")
 
     monkeypatch.setattr(stage, "run", _Recorder(stage.run, fake))
+    _record_tags(monkeypatch)
     trained = _artifact(dsl.Model, tmp_path / "trained")
     names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
     _component("train").python_func(
@@ -180,7 +206,7 @@ def test_train_component_with_a_checkpoint_dir_trains_there_and_copies_without_c
         checkpoint_dir=str(tmp_path / "pvc"), **{n: raw[n] for n in names},
     )  # fmt: skip
     assert (tmp_path / "pvc" / "checkpoints" / "last.pt").is_file()
-    assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == ["model.pt"]
+    assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == ["mlflow_run.json", "model.pt"]
 
 
 def test_evaluate_component_logs_every_metric_and_embeds_the_figures(tmp_path, monkeypatch):

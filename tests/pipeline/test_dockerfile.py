@@ -106,5 +106,17 @@ def test_dockerignore_keeps_data_caches_and_runs_out():
         ".git",
         "**/__pycache__",
         ".pytest_cache",
+        ".dvc/config.local",  # DVC remote credentials (`dvc remote modify --local`)
+        ".env",
     ):
         assert entry in ignored, entry
+
+
+def test_the_build_commit_reaches_the_git_commit_lineage_tag():
+    """No .git in the image: build arg GIT_COMMIT becomes the env var lineage.git_commit falls back to."""
+    from spherereid.lineage import ENV_GIT_COMMIT
+
+    instructions = _instructions()
+    assert ("ARG", "GIT_COMMIT=unknown") in instructions
+    assert ("ENV", f"{ENV_GIT_COMMIT}=${{GIT_COMMIT}}") in instructions
+    assert "--build-arg GIT_COMMIT=$(git rev-parse HEAD)" in DOCKERFILE.read_text()

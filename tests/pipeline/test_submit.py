@@ -98,3 +98,46 @@ def test_a_refused_run_is_one_line(capsys, monkeypatch):
     assert rc == 2
     err = capsys.readouterr().err
     assert err == "error: Kubeflow Pipelines at http://kfp.example:8080 refused the run: 403 Forbidden\n"
+
+
+@pytest.mark.parametrize("rev", ["", "main", "HEAD", "master"])
+def test_a_data_repo_without_a_pinned_revision_is_refused_before_connecting(rev, capsys, monkeypatch):
+    """preprocess is cached on (data_repo, data_rev): a moving revision would be served stale data."""
+    monkeypatch.setattr("kfp.Client", lambda **_: pytest.fail("must not connect with a moving data revision"))
+    argv = ["submit", "--host", "http://h:1", "--image", IMAGE, "--params", str(ROOT / "params.yaml"),
+            "--data-repo", "https://git.example/data.git", "--data-rev", rev]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "https://git.example/data.git" in err and "pin --data-rev" in err
+
+
+def test_a_host_that_is_not_the_kfp_api_is_one_line_without_tracebacks(capsys, monkeypatch):
+    """An HTTP server that answers 404 (a wrong port, the UI's path...): kfp.Client logs a traceback per
+    healthz attempt on the root logger; the user sees one line naming the host and the HTTP status."""
+    import http.server
+    import threading
+
+    import kfp.client.client
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(kfp.client.client.time, "sleep", lambda _: None)  # its 5 healthz attempts, 5 s apart
+    host = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        rc = main(["submit", "--host", host, "--image", IMAGE, "--params", str(ROOT / "params.yaml")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: cannot reach Kubeflow Pipelines at {host} (HTTP 404 Not Found")

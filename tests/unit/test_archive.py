@@ -162,3 +162,12 @@ def test_extract_once_reuses_and_refreshes(tmp_path):
     _zip(arc, [("a.txt", b"version-2")])  # a different archive (size changed): extracted again
     assert (extract_once(arc, work) / "a.txt").read_bytes() == b"version-2"
     assert sorted(p.name for p in work.iterdir()) == ["r.zip.d"]  # no partial folder left behind
+
+
+def test_extract_once_of_a_refused_archive_leaves_nothing(tmp_path):
+    arc = _zip(tmp_path / "evil.zip", [("bounding_box_train/a.jpg", b"x"), ("../evil.txt", b"x")])
+    work = tmp_path / "work"
+    with pytest.raises(ArchiveError, match="'../evil.txt' contains '..'"):
+        extract_once(arc, work)
+    assert list(work.iterdir()) == []  # before: work/evil.zip.partial/bounding_box_train/a.jpg stayed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.zip", "work"]

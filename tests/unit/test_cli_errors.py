@@ -1,5 +1,7 @@
 """Entry points turn this package's errors into one line and exit 2; bugs still raise."""
 
+from pathlib import Path
+
 import pytest
 
 from spherereid.cli import main as cli_main
@@ -42,3 +44,32 @@ def test_train_stage_on_a_missing_prepared_dir(tmp_path, capsys):
 def test_console_script_rejects_unknown_command(capsys):
     assert cli_main(["frobnicate"]) == 2
     assert "spherereid synthesize" in capsys.readouterr().err
+
+
+def test_stage_error_classes_work_under_python_dash_m(tmp_path):
+    """Run as `python -m`, a stage's own error class lives in __main__: still one line, exit 2."""
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    args = [
+        "--prepared",
+        str(empty),
+        "--train",
+        str(empty),
+        "--out",
+        str(tmp_path / "o"),
+        "--params",
+        str(params),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "spherereid.stages.evaluate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in proc.stderr

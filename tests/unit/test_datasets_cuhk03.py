@@ -173,7 +173,7 @@ def test_release_zip(tmp_path, raw):
 def test_bad_stored_image_is_skipped(tmp_path):
     mat = fx.write_cuhk03_mat(tmp_path / "cuhk03_release" / "cuhk-03.mat", bad=("labeled", 2, 3, 5))
     skipped = extract_images(mat, "labeled", tmp_path / "out")
-    assert skipped == [("2_003_2_06.png", "stored array (4, 3, 6) uint8 is not a (3, W, H) uint8 image")]
+    assert skipped == [("2_003_2_06.png", "stored array (4, 4, 8) uint8 is not a (3, W, H) uint8 image")]
     assert not (tmp_path / "out" / "2_003_2_06.png").exists()
     assert len(list((tmp_path / "out").glob("*.png"))) == 330
 
@@ -196,3 +196,22 @@ def test_fatal_problems(tmp_path, raw):
         parse("cuhk03", raw, tmp_path / "w", cuhk03_labels="both")
     with pytest.raises(DatasetError, match="split 0..19"):
         parse("cuhk03", raw, tmp_path / "w", cuhk03_protocol="classic", cuhk03_split=20)
+
+
+def test_unreadable_or_malformed_mat_files_name_the_file(tmp_path, raw):
+    import h5py
+
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    config = root / "cuhk03_new_protocol_config_detected.mat"
+    config.write_bytes(b"garbage")  # before: scipy's MatReadError as a traceback
+    with pytest.raises(DatasetError, match=f"{config}: not readable as a MATLAB v5 file"):
+        parse("cuhk03", root, tmp_path / "work")
+    mat = root / "cuhk03_release" / "cuhk-03.mat"
+    with h5py.File(mat, "w") as f:  # HDF5, but 'detected' holds numbers instead of references
+        f["detected"] = np.zeros((1, 5))
+        f["testsets"] = np.zeros((1, 20))
+    with pytest.raises(DatasetError, match=f"{mat}: unexpected content \\(TypeError"):
+        parse("cuhk03", root, tmp_path / "work", cuhk03_protocol="classic")
+    with pytest.raises(DatasetError, match=f"{config}: is a file, not a folder"):
+        parse("cuhk03", config, tmp_path / "work")

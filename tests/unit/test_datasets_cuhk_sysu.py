@@ -36,7 +36,8 @@ def test_train_and_query(tmp_path, release):
         ("s3.jpg", 2, 0, fx.P2[1]),
         ("s3.jpg", 3, 0, fx.P3[0]),  # p3's box in s4 is empty: skipped
     ]
-    assert _rows(splits.query) == [("s5.jpg", 1, 0, fx.A), ("s8.jpg", 2, 0, fx.D)]
+    # pids are the idname numbers: train p1..p3, test p101 and p102 (before: 1 and 2, clashing with train)
+    assert _rows(splits.query) == [("s5.jpg", 101, 0, fx.A), ("s8.jpg", 102, 0, fx.D)]
     assert splits.train[0].source == "CUHK-SYSU/Image/SSM/s1.jpg#1,1,10,20"
     assert splits.train[0].path == release / "CUHK-SYSU" / "Image" / "SSM" / "s1.jpg"
     assert [(s.path, s.reason) for s in splits.skipped] == [
@@ -50,12 +51,12 @@ def test_gallery_50(tmp_path, release):
     splits = parse("cuhk_sysu", release, tmp_path / "work", cuhksysu_gallery_size=50)
     # scenes in first-listed order: s6, s7, s8 (query 1), then s9, s5, s10 (query 2)
     assert _rows(splits.gallery) == [
-        ("s6.jpg", 1, 1, fx.B),
+        ("s6.jpg", 101, 1, fx.B),
         ("s6.jpg", N, 1, fx.U[2]),
-        ("s7.jpg", 1, 1, fx.C_ANNOT),  # Images.mat box matched to TestG's C by IoU 171/229
-        ("s8.jpg", 2, 1, fx.D),  # query 2's own box labels it in query 1's gallery
-        ("s9.jpg", 2, 1, fx.E),
-        ("s5.jpg", 1, 1, fx.A),
+        ("s7.jpg", 101, 1, fx.C_ANNOT),  # Images.mat box matched to TestG's C by IoU 171/229
+        ("s8.jpg", 102, 1, fx.D),  # query 2's own box labels it in query 1's gallery
+        ("s9.jpg", 102, 1, fx.E),
+        ("s5.jpg", 101, 1, fx.A),
         ("s5.jpg", N + 1, 1, fx.U[1]),
         ("s10.jpg", N + 2, 1, fx.U[3]),
         ("s10.jpg", N + 3, 1, fx.U[4]),
@@ -68,21 +69,21 @@ def test_gallery_50(tmp_path, release):
     # positives of each query (same pid) are exactly its labelled gallery boxes
     for q, gal in zip(splits.query, splits.protocol["galleries"], strict=True):
         pos = [splits.gallery[i].path.name for i in gal if splits.gallery[i].pid == q.pid]
-        assert pos == {1: ["s6.jpg", "s7.jpg"], 2: ["s9.jpg"]}[q.pid]
+        assert pos == {101: ["s6.jpg", "s7.jpg"], 102: ["s9.jpg"]}[q.pid]
 
 
 def test_gallery_100(tmp_path, release):
     splits = parse("cuhk_sysu", release, tmp_path / "work", cuhksysu_gallery_size=100)
-    assert _rows(splits.query) == [("s5.jpg", 1, 0, fx.A), ("s8.jpg", 2, 0, fx.D)]
+    assert _rows(splits.query) == [("s5.jpg", 101, 0, fx.A), ("s8.jpg", 102, 0, fx.D)]
     assert [(r[0], r[1]) for r in _rows(splits.gallery)] == [
-        ("s6.jpg", 1),
+        ("s6.jpg", 101),
         ("s6.jpg", N),
-        ("s7.jpg", 1),
-        ("s8.jpg", 2),
+        ("s7.jpg", 101),
+        ("s8.jpg", 102),
         ("s11.jpg", N + 1),
         ("s12.jpg", N + 2),
-        ("s9.jpg", 2),
-        ("s5.jpg", 1),
+        ("s9.jpg", 102),
+        ("s5.jpg", 101),
         ("s5.jpg", N + 3),
         ("s10.jpg", N + 4),
         ("s10.jpg", N + 5),
@@ -118,3 +119,45 @@ def test_cropped_form_is_train_only(tmp_path):
     ]
     assert splits.query == [] and splits.gallery == [] and splits.protocol == {"name": "train-only"}
     assert [s.path for s in splits.skipped] == ["cuhksysu/cropped_images/readme.txt"]
+
+
+def test_unreadable_or_malformed_annotation_names_the_file(tmp_path):
+    import numpy as np
+    import scipy.io
+
+    root = fx.write_release(tmp_path / "raw")
+    images = root / "annotation" / "Images.mat"
+    images.write_bytes(b"garbage, not a MAT file")  # before: scipy's MatReadError as a traceback
+    with pytest.raises(DatasetError, match=f"{images}: not readable as a MATLAB v5 file"):
+        parse("cuhk_sysu", root, tmp_path / "work", cuhksysu_gallery_size=50)
+    box = np.zeros((1, 1), dtype=[("idlocate", object), ("ishard", object)])
+    box[0, 0] = ("x y w h", 0.0)  # a box that is text, not numbers: before a ValueError traceback
+    img = np.zeros((1, 1), dtype=[("imname", object), ("nAppear", object), ("box", object)])
+    img[0, 0] = ("s1.jpg", 1.0, box)
+    scipy.io.savemat(images, {"Img": img})
+    with pytest.raises(DatasetError, match=f"{images}: unexpected content \\(ValueError"):
+        parse("cuhk_sysu", root, tmp_path / "work", cuhksysu_gallery_size=50)
+
+
+def test_root_that_is_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "release.zip").write_bytes(b"PK")
+    with pytest.raises(DatasetError, match="release.zip: is a file, not a folder"):
+        parse("cuhk_sysu", tmp_path / "release.zip", tmp_path / "work")
+
+
+def test_raw_release_goes_through_preprocess(tmp_path, release):
+    """Before pids were idnames, train pids 1..3 and test pids 1..2 clashed: the train/test identity
+    overlap check refused every raw CUHK-SYSU release."""
+    from spherereid.config import DataConfig
+    from spherereid.manifest import PreparedSet
+    from spherereid.stages import preprocess
+
+    data = DataConfig(
+        stored_height=16, stored_width=8, workers=1, max_bad_fraction=0.5, cuhksysu_gallery_size=50
+    )
+    res = preprocess.run(dataset="cuhk_sysu", raw_dir=release, out_dir=tmp_path / "out", data=data)
+    assert res.num_images == {"train": 5, "query": 2, "gallery": 9} and res.num_classes == 3
+    prepared = PreparedSet(tmp_path / "out")
+    assert prepared.split("query").pids.tolist() == [101, 102]
+    assert prepared.split("train").labels.tolist() == [0, 0, 1, 1, 2]
+    assert prepared.protocol["galleries"] == [[0, 1, 2, 3], [4, 5, 6, 7, 8]]

@@ -75,6 +75,43 @@ def test_grey_and_palette_images_become_rgb(tmp_path):
     assert pal.shape == (4, 4, 3)
 
 
+def test_sixteen_bit_grey_png_is_scaled_to_eight_bits_not_clipped(tmp_path):
+    # the high byte, v // 256, as Pillow does for 16-bit RGB PNGs: 25700 -> 100, 65535 -> 255, 255 -> 0,
+    # 9509 -> 37, 1000 -> 3; Pillow's own convert("RGB") of mode I;16 would clip 25700 and 65535 to 255
+    # and keep 255 as 255
+    values = np.array([[0, 25700], [65535, 255], [256, 9509], [1000, 2000]], dtype=np.uint16)
+    values = np.repeat(np.repeat(values, 2, axis=0), 2, axis=1)  # (8, 4): above the minimum side
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    img, _ = load_image(tmp_path / "g16.png", 8, 4)
+    expected = np.array([[0, 100], [255, 0], [1, 37], [3, 7]], dtype=np.uint8)
+    expected = np.repeat(np.repeat(expected, 2, axis=0), 2, axis=1)
+    assert img.shape == (8, 4, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(img[..., c], expected)
+
+
+@pytest.mark.parametrize(
+    ("size", "crop", "reason"),
+    [
+        ((1, 1), None, "image is 1x1 pixels, under the 4-pixel minimum side"),
+        ((3, 40), None, "image is 3x40 pixels"),
+        ((20, 20), (18, 0, 5, 10), r"crop box \(18, 0, 5, 10\) clipped to the image is 2x10 pixels"),
+    ],
+)
+def test_images_under_the_minimum_side_are_bad(tmp_path, size, crop, reason):
+    path = _noise_image(tmp_path / "tiny.jpg", *size, fmt="JPEG")
+    with pytest.raises(BadImage, match=reason):
+        load_image(path, 8, 4, crop=crop)
+
+
+def test_images_at_the_minimum_side_are_kept(tmp_path):
+    path = _noise_image(tmp_path / "four.png", 4, 4)
+    assert load_image(path, 8, 4)[0].shape == (8, 4, 3)
+    scene = _noise_image(tmp_path / "s.png", 20, 20)
+    assert load_image(scene, 8, 4, crop=(16, 0, 5, 10))[0].shape == (8, 4, 3)  # clipped to 4x10
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [

@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +209,57 @@ def test_warnings_for_unmatched_queries_and_single_image_identities(tmp_path):
     assert w["single_image_identities"] == {"count": 1, "first": [9]}
 
 
+def test_duplicate_images_are_reported(tmp_path):
+    raw = make_market(tmp_path / "raw")
+    train, test = raw / "bounding_box_train", raw / "bounding_box_test"
+    # a copy inside train, a train image leaked into the gallery, and a query copied into the gallery
+    (train / _name(7, 3, 300)).write_bytes((train / _name(7, 1, 100)).read_bytes())
+    (test / _name(11, 4, 301)).write_bytes((train / _name(2, 1, 102)).read_bytes())
+    (test / _name(12, 3, 302)).write_bytes((raw / "query" / _name(12, 2, 107)).read_bytes())
+    preprocess.run(dataset="market1501", raw_dir=raw, out_dir=tmp_path / "out", data=data())
+    w = json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]
+    # query = gallery copies are allowed (CUHK03-classic); the other two are listed, in manifest order
+    assert w["duplicate_images"] == {
+        "count": 2,
+        "first": [
+            ["bounding_box_train/" + _name(7, 3, 300), "bounding_box_train/" + _name(7, 1, 100)],
+            ["bounding_box_test/" + _name(11, 4, 301), "bounding_box_train/" + _name(2, 1, 102)],
+        ],
+    }
+    assert (
+        "duplicate images (same bytes as an earlier one): 2" in (tmp_path / "out" / "report.md").read_text()
+    )
+
+
+def test_no_query_with_a_gallery_match_is_an_error_naming_the_folders(tmp_path):
+    layout = [x for x in LAYOUT if x[0] != "bounding_box_test" or x[1] not in (11, 12)]
+    raw = make_market(tmp_path / "raw", layout)  # the gallery holds only the distractor (and junk)
+    with pytest.raises(
+        PreprocessError, match=f"{raw / 'query'}: none of the 2 queries .* in {raw / 'bounding_box_test'}"
+    ):
+        preprocess.run(dataset="market1501", raw_dir=raw, out_dir=tmp_path / "out", data=data())
+    assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_failed_run_leaves_no_empty_scratch_folder(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(DatasetError, match="does not exist"):
+        preprocess.run(dataset="market1501", raw_dir=tmp_path / "none", out_dir=out, data=data())
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that stores any bytes as a name")
+def test_file_names_that_are_not_utf8_are_kept_and_written_escaped(tmp_path):
+    raw = make_market(tmp_path / "raw")
+    name = os.fsencode(raw / "bounding_box_test" / "0011_c4s1_000300_") + b"\xff.jpg"
+    with open(name, "wb") as fh:
+        fh.write(_jpeg(300))
+    preprocess.run(dataset="market1501", raw_dir=raw, out_dir=tmp_path / "out", data=data())
+    sources = [r["source"] for r in _rows(tmp_path / "out")]
+    assert "bounding_box_test/0011_c4s1_000300_\\udcff.jpg" in sources  # before: UnicodeEncodeError
+    assert PreparedSet(tmp_path / "out").split("gallery").camids.tolist() == [2, 1, 2, 3, 0]
+
+
 def _snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -258,6 +311,30 @@ def test_main_prints_one_line_and_exits_2_on_errors(tmp_path, capsys):
     code = preprocess.main(["--params", str(tmp_path / "missing.yaml"), "--dataset", "market1501",
                             "--raw", str(tmp_path), "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 2 and "params file not found" in capsys.readouterr().err
+
+
+def test_python_dash_m_reports_stage_errors_in_one_line(tmp_path):
+    """Run as `python -m` the module is __main__; its PreprocessError used to escape as a traceback."""
+    raw = make_market(tmp_path / "raw", [*LAYOUT, ("query", 7, 3)])  # pid 7 in train and query
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    args = [
+        "--params",
+        str(params),
+        "--dataset",
+        "market1501",
+        "--raw",
+        str(raw),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "spherereid.stages.preprocess", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    expected = f"error: {raw}: 1 identities are in both train and query/gallery (first: 7); train and test"
+    assert proc.returncode == 2 and proc.stderr.startswith(expected) and proc.stderr.count("\n") == 1
 
 
 def _scene(path: Path, seed: int) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -168,3 +170,27 @@ def test_synthesize_main_reports_errors_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "error: synthetic.seed must be >= 0, got -1"
     assert not (tmp_path / "out").exists()
+
+
+def test_synthesize_removes_what_a_killed_run_left(tmp_path):
+    out = tmp_path / "synthetic"
+    for name in (".tmp-synthetic-999999", ".tmp-synthetic-2-777", "keep"):  # a dead run's temp folder,
+        (tmp_path / name / "query").mkdir(parents=True)  # another output's temp and an unrelated folder
+    synthesize.run(synthetic=SyntheticConfig(**TINY), out_dir=out, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-synthetic-2-777", "keep", "synthetic"]
+
+
+def test_python_dash_m_reports_stage_errors_in_one_line(tmp_path):
+    """Run as `python -m` the module is __main__; its SynthesizeError used to escape as a traceback."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    cmd = [sys.executable, "-m", "spherereid.stages.synthesize", "--params", str(params)]
+    proc = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "mine")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr == f"error: {tmp_path / 'mine'}: exists, is not empty and holds no synthetic.json; "
+        "refusing to replace it (choose another --out)\n"
+    )

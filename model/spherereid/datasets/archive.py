@@ -201,7 +201,11 @@ def extract_once(archive: Path, work_dir: Path, **caps: int) -> Path:
     for stale in (tmp, out):
         if stale.exists():
             shutil.rmtree(stale)
-    safe_extract(archive, tmp, **caps)
+    try:
+        safe_extract(archive, tmp, **caps)
+    except ArchiveError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a refused archive leaves nothing behind
+        raise
     (tmp / _DONE).write_text(stamp)
     tmp.rename(out)
     return out

@@ -30,12 +30,15 @@ import numpy as np
 
 from .archive import extract_once
 from .base import DatasetError, Item, Skipped, Splits
-from .naming import inside_root
+from .matfile import load_v5, mat_str, open_v73, reading
+from .naming import inside_root, require_folder
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^([1-5])_(\d{3})_([12])_(\d{2})\.png$")
 SUBDIRS = ("", "cuhk03", "CUHK03")
+RELEASE_MAT = "cuhk-03.mat of the release"
+NP_MAT = "cuhk03_new_protocol_config_*.mat (CUHK03-NP)"
 _DONE = ".complete"
 _SKIPPED = "skipped.json"
 
@@ -46,17 +49,6 @@ def _parse_name(name: str) -> tuple[int, int, int, int] | None:
     return tuple(int(g) for g in m.groups()) if m else None  # type: ignore[return-value]
 
 
-def _h5(path: Path) -> Any:
-    import h5py
-
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(
-            f"{path}: not readable as MATLAB v7.3 (HDF5) ({exc}); use the original cuhk-03.mat of the release"
-        ) from None
-
-
 def _key(f: Any, key: str, path: Path) -> Any:
     if key not in f:
         raise DatasetError(f"{path}: key '{key}' missing; is this the original cuhk-03.mat?")
@@ -65,7 +57,7 @@ def _key(f: Any, key: str, path: Path) -> Any:
 
 def pairs_sizes(mat: Path, kind: str) -> list[int]:
     """Number of persons in each camera pair of cuhk-03.mat (843, 440, 77, 58, 49 in the release)."""
-    with _h5(mat) as f:
+    with open_v73(mat, RELEASE_MAT) as f, reading(mat, RELEASE_MAT):
         return [int(f[ref].shape[1]) for ref in _key(f, kind, mat)[0]]
 
 
@@ -88,7 +80,7 @@ def extract_images(mat: Path, kind: str, out_dir: Path) -> list[tuple[str, str]]
     tmp.mkdir(parents=True)
     skipped: list[tuple[str, str]] = []
     count = 0
-    with _h5(mat) as f:
+    with open_v73(mat, RELEASE_MAT) as f, reading(mat, RELEASE_MAT):
         for c, pair_ref in enumerate(_key(f, kind, mat)[0], start=1):
             cells = f[pair_ref][:].T  # (n_pids, 10)
             for p in range(cells.shape[0]):
@@ -115,8 +107,7 @@ def extract_images(mat: Path, kind: str, out_dir: Path) -> list[tuple[str, str]]
 
 def _find_base(root: Path, work_dir: Path) -> tuple[Path, Path | None]:
     """(folder holding the release, path of cuhk-03.mat or None)."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset root does not exist; check the raw data path")
+    require_folder(root, "cuhk03_release/ (or images_detected/ ...)")
     for sub in SUBDIRS:
         base = root / sub if sub else root
         for mat in (base / "cuhk03_release" / "cuhk-03.mat", base / "cuhk-03.mat"):
@@ -148,24 +139,17 @@ def _rel(path: Path, root: Path, work_dir: Path) -> str:
 def _mat_indices(cfg: dict[str, Any], key: str, n: int, path: Path) -> np.ndarray:
     if key not in cfg:
         raise DatasetError(f"{path}: key '{key}' missing; is this cuhk03_new_protocol_config_*.mat?")
-    idx = np.asarray(cfg[key]).astype(np.int64).ravel() - 1  # stored 1-based
+    with reading(path, NP_MAT):
+        idx = np.asarray(cfg[key]).astype(np.int64).ravel() - 1  # stored 1-based
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise DatasetError(f"{path}: '{key}' has indices outside 1..{n} (the filelist length)")
     return idx
-
-
-def _as_str(x: Any) -> str:
-    while isinstance(x, np.ndarray):
-        x = x.flat[0] if x.size else ""
-    return str(x)
 
 
 def _new_protocol(
     base: Path, labels: str, images: dict[str, Path], prefix: str, rejected: set[str]
 ) -> Splits:
     """CUHK03-NP splits; names in `rejected` are already reported as skipped."""
-    import scipy.io
-
     name = f"cuhk03_new_protocol_config_{labels}.mat"
     cands = [base / name, base / "cuhk03_release" / name]
     path = next((p for p in cands if p.is_file()), None)
@@ -174,12 +158,13 @@ def _new_protocol(
             f"{cands[0]}: missing (also looked in {cands[1].parent}); the new protocol needs it "
             "(from the CUHK03-NP / person-re-ranking release), or set data.cuhk03_protocol: classic"
         )
-    cfg = scipy.io.loadmat(path)
+    cfg = load_v5(path, NP_MAT)
     for key in ("filelist", "labels"):
         if key not in cfg:
             raise DatasetError(f"{path}: key '{key}' missing; is this cuhk03_new_protocol_config_*.mat?")
-    files = [_as_str(x) for x in np.asarray(cfg["filelist"]).ravel()]
-    pids = np.asarray(cfg["labels"]).astype(np.int64).ravel()
+    with reading(path, NP_MAT):
+        files = [mat_str(x) for x in np.asarray(cfg["filelist"]).ravel()]
+        pids = np.asarray(cfg["labels"]).astype(np.int64).ravel()
     if pids.size != len(files):
         raise DatasetError(f"{path}: 'labels' has {pids.size} entries but 'filelist' {len(files)}")
     out: dict[str, list[Item]] = {}
@@ -207,7 +192,7 @@ def _new_protocol(
 
 
 def _classic(mat: Path, labels: str, split: int, images: dict[str, Path], prefix: str) -> Splits:
-    with _h5(mat) as f:
+    with open_v73(mat, RELEASE_MAT) as f, reading(mat, RELEASE_MAT):
         tests = _key(f, "testsets", mat)
         if split >= tests.shape[-1]:
             raise DatasetError(f"{mat}: testsets holds {tests.shape[-1]} splits, not split {split}")

@@ -8,10 +8,11 @@ nAppear, scene[imname, idlocate, ishard]) and `annotation/test/train_test/TestG<
 Every item is a scene with `crop=(x, y, w, h)`, cut out by the preprocess stage. Boxes with w or h 0
 are skipped (reported).
 
-Pid convention: train pids are 1..T in Train.mat order; test pids are 1..Q in TestG order (the same
-for every gallery size); a gallery box of nobody labelled gets a unique pid 1_000_000 + k. Splits are
-separate, so train and test pids may share numbers. Scenes have no cameras: camid is 0 for train and
-query items and 1 for gallery items (a Market-style evaluator then never drops a true match).
+Pid convention: the number of the person's `idname` (`p1234` -> 1234; the ids of Person.mat and of the
+cropped form's file names), so train (Train.mat) and test (TestG Query) identities are disjoint as in
+the release; a gallery box of nobody labelled gets a unique pid 1_000_000 + k. Scenes have no
+cameras: camid is 0 for train and query items and 1 for gallery items (a Market-style evaluator then
+never drops a true match).
 Test protocol: query q is the query person's box in its query scene; its gallery is every annotated
 box of the N scenes TestG<N> lists for it; protocol = {"name": "cuhk-sysu", "gallery_size": N,
 "galleries": [[gallery item indices] per query]}; positives are gallery items with the query's pid.
@@ -32,25 +33,22 @@ from typing import Any
 import numpy as np
 
 from .base import DatasetError, Item, Skipped, Splits
-from .naming import IMAGE_SUFFIXES, inside_root, is_ignored
+from .matfile import load_v5, mat_str, reading
+from .naming import IMAGE_SUFFIXES, inside_root, is_ignored, require_folder
 
 log = logging.getLogger(__name__)
 
 SUBDIRS = ("", "CUHK-SYSU", "cuhk_sysu", "cuhksysu", "dataset")
 UNLABELED_PID_BASE = 1_000_000
 CROP_RE = re.compile(r"^p(\d+)_s(\d+)")
+IDNAME_RE = re.compile(r"^p?(\d+)$")
 Box = tuple[int, int, int, int]
+EXPECTED = "CUHK-SYSU annotation file"
 
 
 def _list(x: Any) -> list[Any]:
     """A MATLAB struct/cell array as a list (squeeze_me turns a 1-element array into a scalar)."""
     return list(np.asarray(x, dtype=object).ravel()) if isinstance(x, np.ndarray) else [x]
-
-
-def _str(x: Any) -> str:
-    while isinstance(x, np.ndarray):
-        x = x.ravel()[0] if x.size else ""
-    return str(x)
 
 
 def _box(x: Any) -> Box | None:
@@ -69,14 +67,23 @@ def _get(s: Any, name: str, path: Path) -> Any:
 
 
 def _load(path: Path, key: str) -> list[Any]:
-    import scipy.io
-
     if not path.is_file():
         raise DatasetError(f"{path}: missing; the CUHK-SYSU raw release has it under annotation/")
-    mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    mat = load_v5(path, EXPECTED, squeeze_me=True, struct_as_record=False)
     if key not in mat:
         raise DatasetError(f"{path}: key '{key}' missing; is this the original CUHK-SYSU file?")
     return _list(mat[key])
+
+
+def _pid(struct: Any, path: Path) -> int:
+    """The person id of a struct's `idname` ('p1234' -> 1234)."""
+    idname = mat_str(_get(struct, "idname", path))
+    m = IDNAME_RE.match(idname.strip())
+    if m is None:
+        raise DatasetError(
+            f"{path}: idname '{idname}' is not p<number>; is this the original CUHK-SYSU file?"
+        )
+    return int(m.group(1))
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -118,9 +125,10 @@ class _Builder:
 
 def _train(b: _Builder, path: Path) -> list[Item]:
     items = []
-    for pid, person in enumerate(_load(path, "Train"), start=1):
+    for person in _load(path, "Train"):
+        pid = _pid(person, path)
         for app in _list(_get(person, "scene", path)):
-            imname = _str(_get(app, "imname", path))
+            imname = mat_str(_get(app, "imname", path))
             it = b.item(imname, _box(_get(app, "idlocate", path)), pid, 0, f"train person {pid}")
             if it is not None:
                 items.append(it)
@@ -132,30 +140,38 @@ def _test(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[
     queries: list[Item] = []
     query_scenes: list[list[str]] = []
     labels: dict[str, list[tuple[Box, int]]] = {}
-    for pid, entry in enumerate(_load(path, f"TestG{gallery_size}"), start=1):
-        q = _get(entry, "Query", path)
-        qname, qbox = _str(_get(q, "imname", path)), _box(_get(q, "idlocate", path))
-        qi = b.item(qname, qbox, pid, 0, f"query {pid}")
-        if qi is not None:  # the query box also labels its scene when that scene is in some gallery
-            labels.setdefault(qname, []).append((qbox, pid))  # type: ignore[arg-type]
-        scenes = []
-        for g in _list(_get(entry, "Gallery", path)):
-            imname, box = _str(_get(g, "imname", path)), _box(_get(g, "idlocate", path))
-            scenes.append(imname)
-            if box is not None and box[2] > 0 and box[3] > 0:
-                labels.setdefault(imname, []).append((box, pid))
-        if qi is not None:
-            queries.append(qi)
-            query_scenes.append(scenes)
-    boxes = {_str(_get(s, "imname", base)): _get(s, "box", base) for s in _load(_images_mat(base), "Img")}
+    with reading(path, EXPECTED):
+        for entry in _load(path, f"TestG{gallery_size}"):
+            q = _get(entry, "Query", path)
+            pid = _pid(q, path)
+            qname, qbox = mat_str(_get(q, "imname", path)), _box(_get(q, "idlocate", path))
+            qi = b.item(qname, qbox, pid, 0, f"query {pid}")
+            if qi is not None:  # the query box also labels its scene when that scene is in some gallery
+                labels.setdefault(qname, []).append((qbox, pid))  # type: ignore[arg-type]
+            scenes = []
+            for g in _list(_get(entry, "Gallery", path)):
+                imname, box = mat_str(_get(g, "imname", path)), _box(_get(g, "idlocate", path))
+                scenes.append(imname)
+                if box is not None and box[2] > 0 and box[3] > 0:
+                    labels.setdefault(imname, []).append((box, pid))
+            if qi is not None:
+                queries.append(qi)
+                query_scenes.append(scenes)
+    images = _images_mat(base)
+    with reading(images, EXPECTED):  # scene -> its annotated (x, y, w, h) boxes (None if malformed)
+        boxes = {
+            mat_str(_get(s, "imname", images)): [
+                _box(_get(r, "idlocate", images)) for r in _list(_get(s, "box", images))
+            ]
+            for s in _load(images, "Img")
+        }
     gallery: list[Item] = []
     scene_items: dict[str, list[int]] = {}
     unlabeled = 0
     for imname in dict.fromkeys(s for scenes in query_scenes for s in scenes):
         idx = scene_items.setdefault(imname, [])
         todo = list(labels.get(imname, []))
-        for raw in _list(boxes.get(imname, np.empty(0, dtype=object))):
-            box = _box(_get(raw, "idlocate", base))
+        for box in boxes.get(imname, []):
             best = max(todo, key=lambda lab: _iou(lab[0], box), default=None) if box else None
             if best is not None and (best[0] == box or _iou(best[0], box) >= 0.5):
                 todo.remove(best)
@@ -203,13 +219,14 @@ def _cropped(folder: Path, root: Path) -> Splits:
 def parse(root: Path, work_dir: Path, *, gallery_size: int = 100) -> Splits:
     """Parse CUHK-SYSU (raw release with TestG<gallery_size>, or the train-only cropped form)."""
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset root does not exist; check the raw data path")
+    require_folder(root, "Image/ and annotation/ (or cropped_images/)")
     for sub in SUBDIRS:
         base = root / sub if sub else root
         if _images_mat(base).is_file():
             b = _Builder(base, root)
-            train = _train(b, base / "annotation" / "test" / "train_test" / "Train.mat")
+            train_mat = base / "annotation" / "test" / "train_test" / "Train.mat"
+            with reading(train_mat, EXPECTED):
+                train = _train(b, train_mat)
             query, gallery, galleries = _test(b, base, gallery_size)
             for split, items in (("train", train), ("query", query), ("gallery", gallery)):
                 if not items:

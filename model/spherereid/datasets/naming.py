@@ -56,6 +56,16 @@ def inside_root(path: Path, root: Path) -> bool:
     return real == base or real.startswith(base + os.sep)
 
 
+def require_folder(root: Path, layout: str) -> None:
+    """DatasetError unless `root` is an existing folder; `layout` says what it should hold."""
+    if not root.exists():
+        raise DatasetError(f"{root}: dataset root does not exist; check the raw data path")
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root}: is a file, not a folder; point the raw data path at the folder holding {layout}"
+        )
+
+
 def scan_folder(
     folder: Path, root: Path, rules: NameRules, source_prefix: str = ""
 ) -> tuple[list[Item], list[Skipped], int]:

@@ -139,11 +139,6 @@ def _draw_task(args: tuple[list[Shot], int, int, int]) -> list[bytes]:
     return [draw_shot(s, seed, height, width) for s in shots]
 
 
-def _batches(shots: list[Shot], size: int) -> Iterator[list[Shot]]:
-    for i in range(0, len(shots), size):
-        yield shots[i : i + size]
-
-
 def generate(
     out_dir: Path,
     *,
@@ -177,8 +172,8 @@ def generate(
     for folder in FOLDERS:
         (out_dir / folder).mkdir(parents=True, exist_ok=False)
     batch = max(1, images_per_camera * (cameras + min_cameras) // 2)  # about one identity per task
-    tasks = ((b, seed, height, width) for b in _batches(shots, batch))
-    batches = list(_batches(shots, batch))
+    batches = [shots[i : i + batch] for i in range(0, len(shots), batch)]
+    tasks = ((b, seed, height, width) for b in batches)
     if workers > 1:
         with pool_context().Pool(workers) as pool:
             _write_all(out_dir, batches, pool.imap(_draw_task, tasks, chunksize=4), progress)

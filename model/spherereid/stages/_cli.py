@@ -19,8 +19,10 @@ def configure_logging() -> None:
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """Errors raised on purpose by this package (their class is defined in spherereid) or by the OS."""
-    return type(exc).__module__.startswith("spherereid") or isinstance(exc, OSError)
+    """Errors raised on purpose by this package (their class is defined in spherereid, or in a stage
+    module run as `python -m`, where its module is __main__) or by the OS."""
+    module = type(exc).__module__
+    return module.startswith("spherereid") or module == "__main__" or isinstance(exc, OSError)
 
 
 def run_cli(body: Callable[[], int]) -> int:

@@ -26,9 +26,18 @@ from ..baseline import raw_pixel_baseline
 from ..config import DataConfig, load_params
 from ..datasets.base import Item, Skipped, Splits
 from ..imageio import MAX_PIXELS, DecodeTask, decode_many
-from ..manifest import INFO, SPLITS, Entry, PreparedSet, image_array_path, write_manifest
+from ..manifest import (
+    INFO,
+    SPLITS,
+    Entry,
+    PreparedSet,
+    create_image_array,
+    image_array_path,
+    write_manifest,
+)
 from ..report import (
     FIRST,
+    duplicate_images,
     identity_overlap,
     queries_without_match,
     single_image_identities,
@@ -100,7 +109,7 @@ def _decode(splits: Splits, tmp: Path, height: int, width: int, workers: int) ->
             os.replace(full[split], final)
         elif rows:  # some images failed: keep the decoded rows only
             src = np.load(full[split], mmap_mode="r")
-            out = np.lib.format.open_memmap(final, "w+", np.uint8, (len(rows), height, width, 3))
+            out = create_image_array(tmp, split, len(rows), height, width)
             for a in range(0, len(rows), 1024):
                 out[a : a + 1024] = src[rows[a : a + 1024]]
             out.flush()
@@ -109,6 +118,20 @@ def _decode(splits: Splits, tmp: Path, height: int, width: int, workers: int) ->
             np.save(final, np.zeros((0, height, width, 3), np.uint8))
         full[split].unlink(missing_ok=True)
     return kept, bad
+
+
+def _unmatched_queries(
+    query: list[Item], gallery: list[Item], galleries: list[list[int]] | None
+) -> list[int]:
+    """Indices of queries without a gallery match; PreprocessError if no query has one."""
+    nomatch = queries_without_match(query, gallery, galleries)
+    if query and len(nomatch) == len(query):
+        raise PreprocessError(
+            f"{_folder(query)}: none of the {len(query)} queries has a gallery image of its identity "
+            f"(from another camera) in {_folder(gallery)}, so nothing can be evaluated; add gallery "
+            "images of the query identities"
+        )
+    return nomatch
 
 
 def _remap_protocol(protocol: dict[str, Any], splits: Splits, kept: dict) -> dict[str, Any]:
@@ -133,6 +156,14 @@ def run(*, dataset: str, raw_dir: Path, out_dir: Path, data: DataConfig) -> Prep
         raise PreprocessError(f"{out_dir}: the output folder must not be (or contain) the raw data {raw_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
+    try:
+        return _prepare(dataset, raw_dir, out_dir, work, data)
+    finally:  # scratch space left empty (nothing extracted, or a failed run) is not kept
+        if work.is_dir() and not any(work.iterdir()):
+            work.rmdir()
+
+
+def _prepare(dataset: str, raw_dir: Path, out_dir: Path, work: Path, data: DataConfig) -> PreprocessResult:
     splits = datasets.parse(
         dataset, raw_dir, work, cuhk03_labels=data.cuhk03_labels, cuhk03_protocol=data.cuhk03_protocol,
         cuhk03_split=data.cuhk03_split, cuhksysu_gallery_size=data.cuhksysu_gallery_size,
@@ -146,6 +177,7 @@ def run(*, dataset: str, raw_dir: Path, out_dir: Path, data: DataConfig) -> Prep
             f"{raw_dir}: {len(overlap)} identities are in both train and query/gallery (first: "
             f"{', '.join(map(str, overlap[:FIRST]))}); train and test identities must be disjoint"
         )
+    _unmatched_queries(splits.query, splits.gallery, splits.protocol.get("galleries"))
     (out_dir / INFO).unlink(missing_ok=True)  # from here on the folder does not look complete
     for stale in out_dir.glob(".tmp-*"):
         shutil.rmtree(stale)
@@ -170,8 +202,6 @@ def run(*, dataset: str, raw_dir: Path, out_dir: Path, data: DataConfig) -> Prep
         _write_info_last(out_dir, info)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if work.is_dir() and not any(work.iterdir()):
-        work.rmdir()
     log.info("prepared %s in %s: %s", dataset, out_dir, info["num_images"])
     return PreprocessResult(
         out_dir, info["num_images"], info["num_classes"], len(skipped), report["baseline"]
@@ -204,8 +234,9 @@ def _summarise(
         "dataset": dataset, "height": data.stored_height, "width": data.stored_width,
         "num_classes": len(labels), "protocol": protocol, "num_images": num_images,
     }  # fmt: skip
-    nomatch = queries_without_match(items["query"], items["gallery"], protocol.get("galleries"))
+    nomatch = _unmatched_queries(items["query"], items["gallery"], protocol.get("galleries"))
     singles = single_image_identities(items["train"])
+    dups = duplicate_images([(e.split, e.source, e.sha256) for e in entries])
     if nomatch:
         log.warning("%d queries have no cross-camera gallery match (first: %s)", len(nomatch),
                     items["query"][nomatch[0]].source)  # fmt: skip
@@ -213,6 +244,8 @@ def _summarise(
         log.warning(
             "%d training identities have a single image (first pids: %s)", len(singles), singles[:FIRST]
         )
+    if dups:
+        log.warning("%d images duplicate an earlier one (first: %s = %s)", len(dups), *dups[0])
     report = {
         "dataset": dataset, "raw_dir": str(raw_dir), "height": data.stored_height, "width": data.stored_width,
         "num_classes": len(labels), "protocol_name": protocol.get("name", "market"),
@@ -228,6 +261,7 @@ def _summarise(
                 "count": len(nomatch), "first": [items["query"][q].source for q in nomatch[:FIRST]],
             },
             "single_image_identities": {"count": len(singles), "first": singles[:FIRST]},
+            "duplicate_images": {"count": len(dups), "first": [list(d) for d in dups[:FIRST]]},
         },
         "baseline": _baseline(tmp, protocol, items),
     }  # fmt: skip
@@ -273,4 +307,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m` runs this file as __main__: call the main() of the imported package module instead,
+    # so that errors raised are the spherereid.stages.preprocess classes run_cli reports in one line
+    from spherereid.stages import preprocess as stage
+
+    sys.exit(stage.main())

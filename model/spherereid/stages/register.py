@@ -29,7 +29,7 @@ RUN_FILE = "mlflow_run.json"
 LINEAGE_FILE = "lineage.json"
 METRICS_FILE = "metrics.json"
 OUT_FILE = "registration.json"
-LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash")
+LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash", "data_revision")
 
 
 class RegisterInputError(ValueError):

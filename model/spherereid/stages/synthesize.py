@@ -1,8 +1,9 @@
 """Synthesize stage: write the embedded synthetic ReID dataset (Market-1501 layout) to `out_dir`.
 
-The dataset is generated into a sibling temporary folder and renamed into place, so a killed run
-never leaves a half dataset at `out_dir`. `out_dir/synthetic.json` records the configuration and
-the counts; a folder whose record matches the requested configuration is reused as it is.
+The dataset is generated into a sibling temporary folder `.tmp-<name>-<pid>` and renamed into place,
+so a killed run never leaves a half dataset at `out_dir` (the next run removes its temporary folder).
+`out_dir/synthetic.json` records the configuration and the counts; a folder whose record matches the
+requested configuration is reused as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -64,9 +66,10 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
             "(choose another --out)"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.iterdir():  # left by killed runs (kill -9 skips the finally below)
+        if stale.is_dir() and re.fullmatch(rf"\.tmp-{re.escape(out_dir.name)}-\d+", stale.name):
+            shutil.rmtree(stale)
     tmp = out_dir.parent / f".tmp-{out_dir.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     total = len(plan(**{k: v for k, v in config.items() if k not in ("height", "width")}))
     try:
         with tqdm(desc="synthesize", unit="img", total=total) as bar:
@@ -102,4 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m` runs this file as __main__: call the main() of the imported package module instead,
+    # so that errors raised are the spherereid.stages.synthesize classes run_cli reports in one line
+    from spherereid.stages import synthesize as stage
+
+    sys.exit(stage.main())
