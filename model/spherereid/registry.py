@@ -90,7 +90,7 @@ def _ensure_model(c, name: str) -> None:
         c.get_registered_model(name)
         return
     except MlflowException as exc:
-        if tracking._is_connection_error(exc):
+        if tracking.is_connection_error(exc):
             raise
     try:
         c.create_registered_model(

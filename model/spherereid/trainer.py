@@ -8,6 +8,7 @@ interrupted run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,18 @@ from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
+# The modules whose code decides what training computes: a checkpoint written by other code is stale.
+TRAINING_MODULES = ("trainer", "engine", "batches", "transforms", "net", "backbones", "losses", "sampler",
+                    "schedule")  # fmt: skip
+
+
+def code_fingerprint() -> str:
+    """sha256 (first 16 hex) of the training modules' source: part of the resume key, so changed code
+    (e.g. a new loss) retrains instead of resuming a finished checkpoint."""
+    digest = hashlib.sha256()
+    for name in TRAINING_MODULES:
+        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -62,9 +75,9 @@ def fit(
 ) -> FitResult:
     """Train on uint8 `images` (N, H, W, 3) with `labels` (N,) in 0..num_classes-1.
 
-    Resumes from `checkpoint_path` when it exists and was written with the same configuration and
-    `data_fingerprint` (`epochs` may grow); otherwise starts fresh. Calls `on_epoch` after each
-    epoch's checkpoint.
+    Resumes from `checkpoint_path` when it exists and was written with the same configuration,
+    `data_fingerprint` and training code (`epochs` may grow); otherwise starts fresh. Calls
+    `on_epoch` after each epoch's checkpoint.
     """
     dev = resolve_device(device)
     config = {
@@ -80,6 +93,7 @@ def fit(
         "seed": seed,
         "amp": amp,
         "data": data_fingerprint,
+        "code": code_fingerprint(),
     }
     torch.manual_seed(seed)
     model = ReIDNet(**model_kwargs).to(dev)

@@ -122,3 +122,18 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 def test_too_few_identities_for_p_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="identit"):
         _fit(tmp_path / "last.pt", epochs=1, sampler_kwargs=dict(p=8, k=4, batch_size=32))
+
+
+def test_changed_training_code_or_data_does_not_resume_a_finished_checkpoint(tmp_path, monkeypatch):
+    ckpt = tmp_path / "last.pt"
+    _fit(ckpt, epochs=1)
+    assert _fit(ckpt, epochs=1).resumed_from_epoch == 1  # same code, config and data: nothing to redo
+    monkeypatch.setattr(trainer_mod, "code_fingerprint", lambda: "another-version")
+    assert _fit(ckpt, epochs=1).resumed_from_epoch == 0
+    assert _fit(ckpt, epochs=1, data_fingerprint="other-data").resumed_from_epoch == 0
+
+
+def test_code_fingerprint_covers_the_training_modules():
+    fp = trainer_mod.code_fingerprint()
+    assert len(fp) == 16 and fp == trainer_mod.code_fingerprint()
+    assert {"losses", "net", "sampler", "transforms", "engine"} <= set(trainer_mod.TRAINING_MODULES)

@@ -1,0 +1,161 @@
+"""The connection to MLflow: the tracking URI, a client, and retries with backoff.
+
+The tracking URI comes from MLFLOW_TRACKING_URI; unset, it is `sqlite:///<repo root>/mlflow.db` with
+artifacts in `<repo root>/mlartifacts`, whatever the working directory. Calls to a tracking server are
+retried with exponential backoff on connection errors (and 429/5xx once MLflow's own retries ran
+out), then fail with `TrackingUnavailableError`; an answer that is not MLflow's (wrong port, an auth
+proxy) raises `TrackingServerError`. Both name the URI in one line. mlflow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ENV_RETRIES = "SPHEREREID_MLFLOW_RETRIES"
+ENV_BACKOFF = "SPHEREREID_MLFLOW_BACKOFF"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking server cannot be reached after all retries."""
+
+
+class TrackingServerError(RuntimeError):
+    """Something answers at the tracking URI, but not as a (reachable, authorised) MLflow API."""
+
+
+# ---------------------------------------------------------------- URIs and clients
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The nearest parent of `start` (default CWD) holding params.yaml or .git; else `start`."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "params.yaml").is_file() or (folder / ".git").exists():
+            return folder
+    return start
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, or `sqlite:///<repo root>/mlflow.db` (absolute) when unset."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if uri:
+        return uri
+    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """For a sqlite store, `<folder of the .db>/mlartifacts` (absolute); None for servers."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///") :])
+    return (db if db.is_absolute() else Path.cwd() / db).resolve().parent / ARTIFACTS_DIR
+
+
+def _drop_urllib3_retry(record: logging.LogRecord) -> bool:
+    """Drop urllib3's per-retry warnings (a repr of the whole exception each); with_retries logs one
+    short line per attempt instead and ends with the one-line error."""
+    return not str(record.msg).startswith("Retrying")
+
+
+def _prepare_env() -> None:
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if _drop_urllib3_retry not in pool_log.filters:
+        pool_log.addFilter(_drop_urllib3_retry)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's own HTTP retries default to 7 with factor 2 (minutes on a refused connection):
+    # keep one for a passing 429/5xx and let with_retries handle unreachable servers (2 would double the
+    # time to the one-line error: ~30 s instead of ~17 s with the default 5 attempts).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def client(uri: str | None = None):
+    """An `MlflowClient` for `uri` (default: `tracking_uri()`), tracking and registry alike."""
+    _prepare_env()
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+# ---------------------------------------------------------------- retries
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    import requests
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        # RetryError: MLflow's own retries on 429/5xx ran out (a restarting server behind its ingress)
+        unavailable = requests.ConnectionError | requests.Timeout | requests.exceptions.RetryError
+        if isinstance(cur, unavailable | ConnectionError):
+            return True
+        text = str(cur)
+        if "Failed to establish a new connection" in text or "Connection refused" in text:
+            return True
+        if "Max retries exceeded" in text and "error responses" in text:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def non_api_status(exc: BaseException) -> int | None:
+    """The HTTP status of a non-MLflow (non-JSON) error answer, e.g. a wrong port or an auth proxy."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if not isinstance(exc, MlflowException) or isinstance(exc, RestException):
+        return None
+    found = re.match(r"API request to endpoint \S+ failed with error code (\d+)", str(exc.message))
+    return int(found.group(1)) if found else None
+
+
+def with_retries(
+    fn: Callable[[], T], *, what: str, uri: str, attempts: int | None = None, base_delay: float | None = None
+) -> T:
+    """Call `fn()`; on a connection error wait base_delay * 2**i and try again, `attempts` times in all.
+
+    Defaults: 5 attempts, 1 s (env SPHEREREID_MLFLOW_RETRIES / SPHEREREID_MLFLOW_BACKOFF override).
+    Raises TrackingUnavailableError naming `uri` when every attempt failed; other errors pass through.
+    """
+    attempts = int(os.environ.get(ENV_RETRIES, 5)) if attempts is None else attempts
+    base_delay = float(os.environ.get(ENV_BACKOFF, 1.0)) if base_delay is None else base_delay
+    attempts = max(1, attempts)
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - filtered just below
+            if not is_connection_error(exc):
+                status = non_api_status(exc)
+                if status is None:
+                    raise
+                raise TrackingServerError(
+                    f"MLflow tracking server {uri} answered HTTP {status} without an MLflow response "
+                    f"({what}): check MLFLOW_TRACKING_URI (host, port, path prefix) and, for a server with "
+                    "authentication, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
+                ) from None
+            if i == attempts - 1:
+                raise TrackingUnavailableError(
+                    f"MLflow tracking server {uri} unreachable ({what}; {attempts} attempts): the stage "
+                    f"outputs on disk are kept; start the server or set MLFLOW_TRACKING_URI to a reachable "
+                    f"one (unset it for the local sqlite store), then run the stage again"
+                ) from None
+            delay = base_delay * 2**i
+            log.warning(
+                "%s: %s unreachable (attempt %d/%d), retrying in %.1f s", what, uri, i + 1, attempts, delay
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
