@@ -40,15 +40,11 @@ def plot_cmc(cmc: Sequence[float], path: Path, title: str = "CMC") -> Path:
     ranks = np.arange(1, len(cmc) + 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(ranks, np.asarray(cmc) * 100, marker="o", ms=2)
-    for r in (1, 5, 10):
-        if r <= len(cmc):
-            ax.annotate(
-                f"R{r} {cmc[r - 1] * 100:.1f}%",
-                (r, cmc[r - 1] * 100),
-                textcoords="offset points",
-                xytext=(5, -12),
-                fontsize=8,
-            )
+    marks = [r for r in (1, 5, 10) if r <= len(cmc)]
+    ax.scatter(marks, [cmc[r - 1] * 100 for r in marks], color="#d73027", zorder=3, s=18)
+    summary = "\n".join(f"rank-{r}: {cmc[r - 1] * 100:.1f}%" for r in marks)
+    ax.text(0.97, 0.05, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})  # fmt: skip
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_title(title)
