@@ -80,21 +80,21 @@ def fit(
     `on_epoch` after each epoch's checkpoint.
     """
     dev = resolve_device(device)
-    config = {
-        "num_classes": num_classes,
-        "model": model_kwargs,
-        "loss": loss_kwargs,
-        "sampler": sampler_kwargs,
-        "optim": optim_kwargs,
-        "schedule": schedule_kwargs,
-        "transform": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in vars(transform).items() if k != "normalize"
-        },
-        "seed": seed,
-        "amp": amp,
-        "data": data_fingerprint,
-        "code": code_fingerprint(),
-    }
+    config = _plain(
+        {
+            "num_classes": num_classes,
+            "model": model_kwargs,
+            "loss": loss_kwargs,
+            "sampler": sampler_kwargs,
+            "optim": optim_kwargs,
+            "schedule": schedule_kwargs,
+            "transform": {k: v for k, v in vars(transform).items() if k != "normalize"},
+            "seed": seed,
+            "amp": amp,
+            "data": data_fingerprint,
+            "code": code_fingerprint(),
+        }
+    )  # lists, not tuples: compares equal to the copy read back from a checkpoint
     torch.manual_seed(seed)
     model = ReIDNet(**model_kwargs).to(dev)
     criterion = build_loss(
@@ -132,7 +132,7 @@ def fit(
 
     if checkpoint_path.is_file():
         state = checkpoint.load(checkpoint_path, map_location=dev)
-        if state.get("format") == CHECKPOINT_FORMAT and state.get("config") == _plain(config):
+        if state.get("format") == CHECKPOINT_FORMAT and state.get("config") == config:
             model.load_state_dict(state["model"])
             criterion.load_state_dict(state["criterion"])
             optimizer.load_state_dict(state["optimizer"])
@@ -182,7 +182,7 @@ def fit(
             "aug_rng": aug_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": [dataclasses.asdict(h) for h in history],
-            "config": _plain(config),
+            "config": config,
         }
         if scaler is not None:
             state["scaler"] = scaler.state_dict()

@@ -69,6 +69,7 @@ def run(
     protocol = prepared.protocol
     if protocol.get("name") == "train-only":
         raise EvaluationError(f"{prepared_dir}: this dataset has no query/gallery split (train-only)")
+    ref = tracking.read_run_ref(train_dir / RUN_FILE)  # fail before the slow work, not after it
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto")
     net = load_model(train_dir, device)
@@ -113,7 +114,6 @@ def run(
     plot_cmc(summary["cmc"], out_dir / "cmc.png", title=f"CMC: {prepared.info.get('dataset', '')}")
     _ranked_lists(qf, gf, query, gallery, evaluate.metric, out_dir / "ranked_lists.png")
 
-    ref = tracking.read_run_ref(train_dir / RUN_FILE)
     tracking.log_metrics(ref, {k: float(v) for k, v in reported.items()})
     for name in ("cmc.png", "ranked_lists.png", "cmc.csv", "metrics.json"):
         tracking.log_artifact(ref, out_dir / name, artifact_path="evaluation")
@@ -125,34 +125,20 @@ def run(
 
 def _rank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, gallery, cfg: EvaluateConfig):
     name = protocol.get("name", "market")
+    labelled = (qf, gf, query.pids, gallery.pids)
+    cameras = (query.camids, gallery.camids)
     if name == "cuhk03-classic":
         return metrics.evaluate_cuhk03_classic(
-            qf,
-            gf,
-            query.pids,
-            gallery.pids,
-            query.camids,
-            gallery.camids,
-            metric=cfg.metric,
-            max_rank=cfg.max_rank,
-            repeats=int(protocol.get("repeats", 10)),
-            seed=0,
-        )
+            *labelled, *cameras, metric=cfg.metric, max_rank=cfg.max_rank,
+            repeats=int(protocol.get("repeats", 10)), seed=0,
+        )  # fmt: skip
     if name == "cuhk-sysu":
         galleries = [np.asarray(g, dtype=np.int64) for g in protocol["galleries"]]
         return metrics.evaluate_gallery_subsets(
-            qf, gf, query.pids, gallery.pids, galleries, max_rank=cfg.max_rank, metric=cfg.metric
+            *labelled, galleries, max_rank=cfg.max_rank, metric=cfg.metric
         )
     return metrics.evaluate_features(
-        qf,
-        gf,
-        query.pids,
-        gallery.pids,
-        query.camids,
-        gallery.camids,
-        metric=cfg.metric,
-        max_rank=cfg.max_rank,
-        query_chunk=cfg.query_chunk,
+        *labelled, *cameras, metric=cfg.metric, max_rank=cfg.max_rank, query_chunk=cfg.query_chunk
     )
 
 
