@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spherereid import metrics
-from spherereid.distances import pairwise_distance
+from spherereid.evaluation import metrics
+from spherereid.evaluation.distances import pairwise_distance
 
 LABELS = Path("/work/shared/data/market1501-labels")
 

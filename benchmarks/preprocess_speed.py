@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from spherereid.config import DataConfig
-from spherereid.datasets import market1501
-from spherereid.datasets.synthetic import generate
-from spherereid.imageio import DecodeTask, decode_many
+from spherereid.data.datasets import market1501
+from spherereid.data.datasets.synthetic import generate
+from spherereid.data.imageio import DecodeTask, decode_many
 from spherereid.stages import preprocess
 
 

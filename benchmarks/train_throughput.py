@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spherereid.batches import TrainBatches
 from spherereid.config import load_params
-from spherereid.losses import build_loss
-from spherereid.manifest import create_image_array, image_array_path
-from spherereid.net import ReIDNet
-from spherereid.sampler import BalancedIdentitySampler
-from spherereid.transforms import build_transforms
+from spherereid.data.batches import TrainBatches
+from spherereid.data.manifest import create_image_array, image_array_path
+from spherereid.data.sampler import BalancedIdentitySampler
+from spherereid.data.transforms import build_transforms
+from spherereid.modeling.losses import build_loss
+from spherereid.modeling.net import ReIDNet
 
 
 def _step(model, criterion, optimizer, x, y) -> None:

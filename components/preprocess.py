@@ -23,8 +23,8 @@ def preprocess(
     from pathlib import Path
 
     from spherereid.param_coercion import build_from_struct
-    from spherereid.raw_source import resolve_raw
     from spherereid.stages import preprocess as stage
+    from spherereid.stages.raw_source import resolve_raw
 
     sources = {"raw_root": raw_root, "data_repo": data_repo, "data_rev": data_rev, "data_path": data_path}
     out = Path(prepared.path)

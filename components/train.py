@@ -23,9 +23,9 @@ def train(
     import shutil
     from pathlib import Path
 
-    from spherereid import tracking
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import train as stage
+    from spherereid.tracking import runs as tracking
 
     names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
     given = (model, loss, sampler, optim, schedule, train, transform)

@@ -25,9 +25,6 @@ class ClusterSettings:
     train_cpu_request: str = "4"
     train_memory_request: str = "16G"
     train_memory_limit: str = "32G"
-    # /dev/shm of the train pod (memory-backed emptyDir, counted in its memory): Kubernetes gives a container
-    # 64M, which kills DataLoader workers (train.workers > 0) with "bus error" on the first batches.
-    train_shm_size: str = "8G"
     task_cpu_request: str = "1"  # preprocess, evaluate, register
     task_memory_request: str = "4G"
     gpu_node_selector: tuple[str, str] = ("nvidia.com/gpu.present", "true")

@@ -48,8 +48,7 @@ def _small(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.PipelineTas
 
 
 def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.PipelineTask:
-    """GPU request, GPU-node placement, retries with backoff, /dev/shm for DataLoader workers and
-    (optionally) the checkpoint PVC."""
+    """GPU request, GPU-node placement, retries with backoff and (optionally) the checkpoint PVC."""
     _with_env(task, settings)
     task.set_cpu_request(settings.train_cpu_request)
     task.set_memory_request(settings.train_memory_request).set_memory_limit(settings.train_memory_limit)
@@ -64,14 +63,6 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
             num_retries=settings.train_retries,
             backoff_duration=settings.retry_backoff,
             backoff_factor=settings.retry_backoff_factor,
-        )
-    if settings.train_shm_size:
-        kubernetes.empty_dir_mount(
-            task,
-            volume_name="dshm",
-            mount_path="/dev/shm",
-            medium="Memory",
-            size_limit=settings.train_shm_size,
         )
     if settings.checkpoint_pvc:
         kubernetes.mount_pvc(task, pvc_name=settings.checkpoint_pvc, mount_path=CHECKPOINT_MOUNT)

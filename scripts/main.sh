@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-set -euo pipefail
 start=$(date +%s)
 dvc repro "$@"
 spherereid summary

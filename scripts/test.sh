@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-set -euo pipefail
 marker="not slow"
 if [ "${1:-}" = "--slow" ]; then marker="slow"; shift; fi
 exec python -m pytest -m "$marker" -p no:cacheprovider --timeout=900 "$@"

@@ -1,8 +1,8 @@
-"""`spherereid` console script: one entry point for the stages and tools.
+"""`spherereid`: the front door to the stages and tools.
 
-spherereid synthesize|preprocess|train|evaluate|register ...  (same as python -m spherereid.stages.X)
-spherereid evaluate-features FEATURES.npz ...    (same as python -m spherereid.evaluate_features)
-spherereid summary [--params params.yaml] [--outputs outputs]
+Every command is a `main(argv, prog)` function named "module:function"; `spherereid <command> --help`
+documents its options.
+The table below is the only list of commands: `spherereid --help` prints it without importing torch.
 """
 
 from __future__ import annotations
@@ -13,43 +13,82 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-COMMANDS = {
-    "synthesize": "spherereid.stages.synthesize",
-    "preprocess": "spherereid.stages.preprocess",
-    "train": "spherereid.stages.train",
-    "evaluate": "spherereid.stages.evaluate",
-    "register": "spherereid.stages.register",
-    "evaluate-features": "spherereid.evaluate_features",
+from . import __version__
+
+# command -> ("module:function" taking (argv, prog), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synthesize": (
+        "spherereid.stages.synthesize:main",
+        "write the embedded synthetic dataset (Market-1501 layout)",
+    ),
+    "preprocess": ("spherereid.stages.preprocess:main", "parse, validate and resize a raw dataset once"),
+    "train": ("spherereid.stages.train:main", "train a SphereReID model (checkpoints, exact resume, MLflow)"),
+    "evaluate": ("spherereid.stages.evaluate:main", "extract features; CMC, mAP, mINP and plots"),
+    "register": (
+        "spherereid.stages.register:main",
+        "register the evaluated model in MLflow through the gate",
+    ),
+    "evaluate-features": (
+        "spherereid.evaluation.evaluate_features:main",
+        "metrics of saved features (.npz with qf, gf, pids, camids)",
+    ),
+    "summary": ("spherereid.cli:summary", "metrics and registered versions of the last main job"),
 }
 
 
-def _summary(argv: Sequence[str]) -> int:
-    from .config import ConfigError, load_params
-    from .summary import summarize
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage first)
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
-    parser = argparse.ArgumentParser(prog="spherereid summary")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"))
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="spherereid",
+        description="SphereReID person re-identification: stages and tools.",
+        epilog="`spherereid <command> --help` documents each command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"spherereid {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    for name, (_, help_line) in COMMANDS.items():
+        sub.add_parser(name, help=help_line, add_help=False)
+    return parser
+
+
+def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
+    """Rank-1/mAP per dataset, the registered version and its aliases, and how to open the MLflow UI."""
+    from .config import ConfigError, load_params
+    from .reporting.summary import summarize
+    from .tracking.connection import tracking_uri
+
+    parser = argparse.ArgumentParser(prog=prog, description=summary.__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params file whose `datasets` are summarised (default params.yaml)")  # fmt: skip
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"),
+                        help="the stages' output root (default outputs)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         datasets = list(load_params(args.params).datasets)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(summarize(args.outputs, datasets))
+    print(summarize(args.outputs, datasets, tracking_uri()))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    names = [*COMMANDS, "summary"]
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in names:
-        print(__doc__, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    parser = _top_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0].startswith("-"):
+        parser.parse_args(argv[:1])  # --help / --version exit here; anything else is an error
+        return 2
     command, rest = argv[0], argv[1:]
-    if command == "summary":
-        return _summary(rest)
-    return int(importlib.import_module(COMMANDS[command]).main(rest) or 0)
+    if command not in COMMANDS:
+        parser.error(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+    module, function = COMMANDS[command][0].split(":")
+    return int(getattr(importlib.import_module(module), function)(rest, prog=f"spherereid {command}") or 0)
 
 
 if __name__ == "__main__":

@@ -197,13 +197,11 @@ class TrainConfig:
 
     epochs: int = 140
     seed: int = 0
-    workers: int = 2  # DataLoader workers
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # mixed precision on CUDA
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs must be >= 1")
-        _require(self.workers >= 0, "train.workers must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,8 @@ def write_tiny_train_dir(
     """model.pt of a tiny ReIDNet (as the train stage writes it) plus lineage.json; returns the net."""
     import torch
 
-    from spherereid import checkpoint
-    from spherereid.net import ReIDNet
+    from spherereid.modeling.net import ReIDNet
+    from spherereid.training import checkpoint
 
     torch.manual_seed(seed)
     net = ReIDNet(**TINY, pretrained="none")

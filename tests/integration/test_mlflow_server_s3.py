@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spherereid import tracking
 from spherereid.config import RegisterConfig
 from spherereid.stages import register as register_stage
+from spherereid.tracking import runs as tracking
 
 BIN = Path(sys.executable).parent
 S3_ENV = {

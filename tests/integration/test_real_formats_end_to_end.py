@@ -21,7 +21,7 @@ from spherereid.config import (
     TrainConfig,
     TransformConfig,
 )
-from spherereid.manifest import PreparedSet
+from spherereid.data.manifest import PreparedSet
 from spherereid.stages import evaluate, preprocess, train
 
 TRANSFORM = TransformConfig(resize_height=36, resize_width=18, crop_height=32, crop_width=16)
@@ -36,7 +36,7 @@ def _train_and_evaluate(prepared, tmp_path, p: int, k: int) -> dict:
         sampler=SamplerConfig(p=p, k=k, batch_size=p * k),
         optim=OptimConfig(),
         schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
-        train=TrainConfig(epochs=1, workers=0, device="cpu"),
+        train=TrainConfig(epochs=1, device="cpu"),
         transform=TRANSFORM,
     )
     res = evaluate.run(

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spherereid import registry, tracking
 from spherereid.config import RegisterConfig
-from spherereid.registry import RegistryError
 from spherereid.stages import register as register_stage
+from spherereid.tracking import registry
+from spherereid.tracking import runs as tracking
+from spherereid.tracking.registry import RegistryError
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +282,7 @@ def test_register_cli_talks_to_the_set_tracking_uri_not_the_recorded_one(
 
 
 def test_summary_reports_metrics_registration_and_unreadable_files_without_a_traceback(tmp_path, store):
-    from spherereid.summary import summarize
+    from spherereid.reporting.summary import summarize
 
     ok, cut, partial = (tmp_path / n for n in ("ok", "cut", "partial"))
     (ok / "eval").mkdir(parents=True)
@@ -294,7 +295,9 @@ def test_summary_reports_metrics_registration_and_unreadable_files_without_a_tra
     (cut / "eval" / "metrics.json").write_text('{"rank1": 0.5, "mA')  # a killed evaluate stage
     (partial / "eval").mkdir(parents=True)
     (partial / "eval" / "metrics.json").write_text(json.dumps({"rank1": 0.5, "mAP": 0.25}))
-    lines = summarize(tmp_path, ["ok", "cut", "partial", "none"]).splitlines()
+    lines = summarize(
+        tmp_path, ["ok", "cut", "partial", "none"], f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ).splitlines()
     assert lines[0] == ("[ok] rank-1 50.0%  rank-5 75.0%  mAP 25.0%  mAP(official) 12.5%  mINP 6.2%")
     assert lines[1] == ("[ok] registered spherereid-ok version 3; aliases: challenger; quality gate passed")
     assert lines[2].startswith(f"[cut] {cut / 'eval' / 'metrics.json'} unreadable (JSONDecodeError)")

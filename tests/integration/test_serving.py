@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spherereid import tracking
 from spherereid.config import RegisterConfig
 from spherereid.stages import register as register_stage
+from spherereid.tracking import runs as tracking
 
 BIN = Path(sys.executable).parent
 
@@ -100,7 +100,7 @@ def test_served_champion_returns_the_networks_unit_embeddings_and_rejects_wrong_
 def test_to_batch_accepts_arrays_dicts_and_dataframes_and_names_the_expected_shape():
     import pandas as pd
 
-    from spherereid.pyfunc_model import to_batch
+    from spherereid.tracking.pyfunc_model import to_batch
 
     x = np.arange(2 * 3 * 4 * 2, dtype=np.float64).reshape(2, 3, 4, 2)
     expected = x.astype(np.float32)

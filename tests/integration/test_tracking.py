@@ -1,4 +1,4 @@
-"""spherereid.tracking on a local sqlite store: URIs, run references, resume, lineage helpers, retries."""
+"""spherereid.tracking.runs on a local sqlite store: URIs, run refs, resume, lineage helpers, retries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import subprocess
 import pytest
 import requests
 
-from spherereid import tracking
-from spherereid.tracking import RunRef, RunRefError, TrackingUnavailableError
+from spherereid.tracking import runs as tracking
+from spherereid.tracking.runs import RunRef, RunRefError, TrackingUnavailableError
 
 
 @pytest.fixture

@@ -143,13 +143,13 @@ def test_preprocess_component_calls_run_with_the_params(tmp_path, monkeypatch):
 
 
 def _write_run_ref(out_dir, run_id="r1"):
-    from spherereid import tracking
+    from spherereid.tracking import runs as tracking
 
     tracking.write_run_ref(Path(out_dir) / "mlflow_run.json", tracking.RunRef(run_id, "1", "sqlite:///x.db"))
 
 
 def _record_tags(monkeypatch) -> list:
-    from spherereid import tracking
+    from spherereid.tracking import runs as tracking
 
     tagged = []
     monkeypatch.setattr(tracking, "set_tags", lambda ref, tags: tagged.append((ref.run_id, dict(tags))))

@@ -50,11 +50,11 @@ def test_hadolint_passes():
 
 
 def test_installs_the_same_requirements_and_lock_as_the_readme_path():
-    venv_installs = _pip_installs((ROOT / "scripts" / "venv.sh").read_text())
+    venv_installs = _pip_installs((ROOT / "scripts" / "install_venv.sh").read_text())
     runs = [args for word, args in _instructions() if word == "RUN"]
     docker_installs = [found[0] for found in map(_pip_installs, runs) if found]
     req = [a for a in venv_installs if "-r" in a]
-    assert len(req) == 1, "scripts/venv.sh installs requirements.txt once"
+    assert len(req) == 1, "scripts/install_venv.sh installs requirements.txt once"
     docker_req = [a for a in docker_installs if "-r" in a]
     assert len(docker_req) == 1
     for flag in ("-r", "-c"):
@@ -114,7 +114,7 @@ def test_dockerignore_keeps_data_caches_and_runs_out():
 
 def test_the_build_commit_reaches_the_git_commit_lineage_tag():
     """No .git in the image: build arg GIT_COMMIT becomes the env var lineage.git_commit falls back to."""
-    from spherereid.lineage import ENV_GIT_COMMIT
+    from spherereid.tracking.lineage import ENV_GIT_COMMIT
 
     instructions = _instructions()
     assert ("ARG", "GIT_COMMIT=unknown") in instructions

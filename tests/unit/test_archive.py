@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from spherereid.datasets.archive import ArchiveError, extract_once, safe_extract
-from spherereid.datasets.base import DatasetError
+from spherereid.data.datasets.archive import ArchiveError, extract_once, safe_extract
+from spherereid.data.datasets.base import DatasetError
 
 
 def _zip(path: Path, members: list[tuple[str, bytes]], links: dict[str, str] | None = None) -> Path:

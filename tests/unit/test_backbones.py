@@ -5,7 +5,12 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from spherereid.backbones import BACKBONES, PretrainedWeightsError, build_backbone, imagenet_cache_path
+from spherereid.modeling.backbones import (
+    BACKBONES,
+    PretrainedWeightsError,
+    build_backbone,
+    imagenet_cache_path,
+)
 
 X = torch.zeros(2, 3, 64, 32)
 

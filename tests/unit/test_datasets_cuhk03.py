@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixt
 from fixtures import cuhk03 as fx  # noqa: E402
 from fixtures.market import zip_tree  # noqa: E402
 
-from spherereid.datasets import DatasetError, parse  # noqa: E402
-from spherereid.datasets.cuhk03 import extract_images, pairs_sizes  # noqa: E402
+from spherereid.data.datasets import DatasetError, parse  # noqa: E402
+from spherereid.data.datasets.cuhk03 import extract_images, pairs_sizes  # noqa: E402
 
 OFFSETS = [0, 40, 70, 90, 105]  # cumulative PAIR_SIZES (40, 30, 20, 15, 10)
 

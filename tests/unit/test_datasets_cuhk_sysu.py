@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixt
 from fixtures import cuhk_sysu as fx  # noqa: E402
 from fixtures.market import write_tree  # noqa: E402
 
-from spherereid.datasets import DatasetError, parse  # noqa: E402
+from spherereid.data.datasets import DatasetError, parse  # noqa: E402
 
 N = 1_000_000  # first pid of unlabelled gallery boxes
 
@@ -149,7 +149,7 @@ def test_raw_release_goes_through_preprocess(tmp_path, release):
     """Before pids were idnames, train pids 1..3 and test pids 1..2 clashed: the train/test identity
     overlap check refused every raw CUHK-SYSU release."""
     from spherereid.config import DataConfig
-    from spherereid.manifest import PreparedSet
+    from spherereid.data.manifest import PreparedSet
     from spherereid.stages import preprocess
 
     data = DataConfig(

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
 from fixtures.market import duke_name, market_name, write_tree, zip_tree  # noqa: E402
 
-from spherereid.datasets import DATASETS, DatasetError, market1501, parse, relabel  # noqa: E402
+from spherereid.data.datasets import DATASETS, DatasetError, market1501, parse, relabel  # noqa: E402
 
 TRAIN = [market_name(2, 1, 10), market_name(2, 2, 11), market_name(7, 3, 12), market_name(1500, 6, 13)]
 QUERY = [market_name(2, 1, 20), market_name(7, 3, 21)]

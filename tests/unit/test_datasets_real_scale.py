@@ -18,7 +18,7 @@ import scipy.io
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
 from fixtures.market import write_tree  # noqa: E402
 
-from spherereid.datasets import parse, relabel  # noqa: E402
+from spherereid.data.datasets import parse, relabel  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spherereid.engine import extract_features
-from spherereid.net import ReIDNet
-from spherereid.transforms import EvalTransform
+from spherereid.data.transforms import EvalTransform
+from spherereid.modeling.net import ReIDNet
+from spherereid.training.loop import extract_features
 
 
 def _setup():

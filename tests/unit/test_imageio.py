@@ -1,4 +1,4 @@
-"""Image decoding / validation / crop / resize (spherereid.imageio)."""
+"""Image decoding / validation / crop / resize (spherereid.data.imageio)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spherereid.imageio import (
+from spherereid.data.imageio import (
     BadImage,
     DecodeTask,
     clip_box,

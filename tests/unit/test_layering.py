@@ -1,26 +1,144 @@
-"""Dependencies point one way: pipeline -> components -> spherereid; the library never imports kfp."""
+"""Dependencies point one way, enforced from the source:
+pipeline -> components -> stages -> {tracking, reporting} -> training -> {data, modeling} -> config;
+evaluation uses data and config only; the library never imports kfp, components or pipeline."""
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "model" / "spherereid"
+
+# What each part of the package may import from the package (besides itself). The top-level modules
+# config, param_coercion and cli count as parts of their own.
+ALLOWED = {
+    "config": set(),
+    "param_coercion": {"config"},
+    "data": {"config"},
+    "modeling": {"config"},
+    "evaluation": {"data", "config"},
+    "training": {"data", "modeling", "config"},
+    "reporting": {"training", "evaluation", "data", "modeling", "config"},
+    "tracking": {"training", "evaluation", "data", "modeling", "config"},
+    "launch": {"config"},
+    "deploy": {"tracking", "reporting", "training", "evaluation", "data", "modeling", "config"},
+    "stages": {
+        "deploy",
+        "tracking",
+        "reporting",
+        "training",
+        "evaluation",
+        "data",
+        "modeling",
+        "config",
+        "param_coercion",
+    },  # fmt: skip
+    "cli": {
+        "stages",
+        "deploy",
+        "tracking",
+        "reporting",
+        "training",
+        "evaluation",
+        "data",
+        "modeling",
+        "config",
+        "launch",
+    },  # fmt: skip
+}
+FORBIDDEN_TOP_LEVEL = {"kfp", "components", "pipeline"}
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names = set()
-    for node in ast.walk(tree):
+def _part(path: Path) -> str:
+    """The layer a file belongs to: its first folder under spherereid, or its own name at the top."""
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _is_part(name: str) -> bool:
+    return (PKG / name).is_dir() or (PKG / f"{name}.py").is_file()
+
+
+def _package_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, first package part) of every import of spherereid code in `path`, relative or absolute."""
+    rel = path.relative_to(PKG)
+    package = list(rel.parts[:-1])
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
+            if target:
+                out.append((node.lineno, target[0]))
+            else:  # from . import x (at the top): x is the part, unless it is a name from __init__
+                out.extend((node.lineno, a.name) for a in node.names if _is_part(a.name))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "spherereid":
+            parts = node.module.split(".")[1:]
+            out.extend((node.lineno, parts[0]) for _ in [0] if parts)
+            if not parts:
+                out.extend((node.lineno, a.name) for a in node.names)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                if parts[0] == "spherereid" and len(parts) > 1:
+                    out.append((node.lineno, parts[1]))
+    return out
+
+
+def _top_level_imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
+            out.extend((node.lineno, a.name.split(".")[0]) for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            out.append((node.lineno, node.module.split(".")[0]))
+    return out
 
 
-def test_library_never_imports_kfp_components_or_pipeline():
-    files = sorted((ROOT / "model" / "spherereid").rglob("*.py"))
-    assert len(files) > 10
-    offenders = {
-        str(f.relative_to(ROOT)): sorted(_imports(f) & {"kfp", "components", "pipeline"}) for f in files
-    }
-    assert {k: v for k, v in offenders.items() if v} == {}
+def _violations(root: Path) -> list[str]:
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.as_posix() == "__init__.py":
+            continue
+        part = _part(path) if root == PKG else rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if part not in ALLOWED:
+            bad.append(f"{rel}: part {part!r} is not in the allowed-imports table; add it to ALLOWED")
+            continue
+        for line, target in _package_imports(path):
+            if target != part and target not in ALLOWED[part]:
+                bad.append(f"{rel}:{line} imports spherereid.{target}, which {part} may not use")
+        for line, name in _top_level_imports(path):
+            if name in FORBIDDEN_TOP_LEVEL:
+                bad.append(f"{rel}:{line} imports {name}; the library never imports kfp/components/pipeline")
+    return bad
+
+
+def test_every_import_follows_the_allowed_imports_table():
+    assert len(list(PKG.rglob("*.py"))) > 40
+    assert _violations(PKG) == []
+
+
+def test_the_table_itself_points_one_way():
+    """No cycles: a part never (transitively) may import one that may import it."""
+
+    def reach(part, seen=()):
+        for dep in ALLOWED[part]:
+            assert dep not in seen + (part,), f"cycle through {part} -> {dep}"
+            reach(dep, seen + (part,))
+
+    for part in ALLOWED:
+        reach(part)
+    assert "training" not in ALLOWED["evaluation"] and "kfp" not in set().union(*ALLOWED.values())
+
+
+def test_a_forbidden_import_is_reported_with_file_line_and_target(tmp_path, monkeypatch):
+    fake = tmp_path / "spherereid"
+    (fake / "evaluation").mkdir(parents=True)
+    (fake / "evaluation" / "metrics.py").write_text("import os\n\nfrom ..training.loop import extract\n")
+    (fake / "data").mkdir()
+    (fake / "data" / "x.py").write_text("from kfp import dsl\nfrom ..config import A\n")
+    monkeypatch.setitem(globals(), "PKG", fake)
+    assert _violations(fake) == [
+        "data/x.py:1 imports kfp; the library never imports kfp/components/pipeline",
+        "evaluation/metrics.py:3 imports spherereid.training, which evaluation may not use",
+    ]

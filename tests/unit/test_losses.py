@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spherereid.losses import SoftmaxLoss, SphereSoftmaxLoss, build_loss
+from spherereid.modeling.losses import SoftmaxLoss, SphereSoftmaxLoss, build_loss
 
 
 def _hand_cosine(x, w):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spherereid.metrics import MetricsError, evaluate_distmat, top_k
+from spherereid.evaluation.metrics import MetricsError, evaluate_distmat, top_k
 
 
 def one_query(dists, g_pids, g_cams, q_pid=1, q_cam=0, max_rank=5):

@@ -15,8 +15,8 @@ CHILD = textwrap.dedent(
     import json, resource
     import numpy as np
     import torch
-    from spherereid.distances import pairwise_distance
-    from spherereid.metrics import evaluate_features
+    from spherereid.evaluation.distances import pairwise_distance
+    from spherereid.evaluation.metrics import evaluate_features
 
     G, Q, D, IDS = 1_000_000, 10_000, 256, 5_000
     gen = torch.Generator().manual_seed(0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spherereid.metrics import MetricsError, evaluate_cuhk03_classic, evaluate_gallery_subsets
+from spherereid.evaluation.metrics import MetricsError, evaluate_cuhk03_classic, evaluate_gallery_subsets
 
 # Four images on a line (euclidean metric): index: pid, camera, position
 #   A0: 1, c0, x=0     A1: 1, c1, x=2     B0: 2, c0, x=3     B1: 2, c1, x=1

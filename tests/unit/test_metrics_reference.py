@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from spherereid import metrics_ranking
-from spherereid.distances import pairwise_distance
-from spherereid.metrics import evaluate_distmat, evaluate_features, top_k
+from spherereid.evaluation import ranking as metrics_ranking
+from spherereid.evaluation.distances import pairwise_distance
+from spherereid.evaluation.metrics import evaluate_distmat, evaluate_features, top_k
 
 
 def matlab_compute_ap(good, junk, index):
@@ -164,7 +164,7 @@ def test_chunks_are_capped_by_gallery_size(monkeypatch):
 
 
 def test_all_finite_without_full_size_temporary():
-    from spherereid.metrics_inputs import all_finite
+    from spherereid.evaluation.inputs import all_finite
 
     x = torch.full((3, 4), 3e38)  # row sums overflow to inf, yet every entry is finite
     assert all_finite(x)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spherereid.net import ReIDNet, build_net
+from spherereid.modeling.net import ReIDNet, build_net
 
 X = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
 

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from spherereid.config import DataConfig
-from spherereid.datasets.base import DatasetError, Item, Splits
-from spherereid.manifest import PreparedSet
+from spherereid.data.datasets.base import DatasetError, Item, Splits
+from spherereid.data.manifest import PreparedSet
 from spherereid.stages import preprocess
 from spherereid.stages.preprocess import PreprocessError
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from spherereid.config import SyntheticConfig
-from spherereid.raw_source import RawSourceError, resolve_raw
+from spherereid.stages.raw_source import RawSourceError, resolve_raw
 
 BIN = Path(sys.executable).parent
 

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from spherereid.sampler import BalancedIdentitySampler
+from spherereid.data.sampler import BalancedIdentitySampler
 
 
 def _labels():

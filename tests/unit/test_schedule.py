@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spherereid.schedule import build_scheduler, lr_at
+from spherereid.training.schedule import build_scheduler, lr_at
 
 PAPER = dict(base_lr=1e-3, warmup_start_lr=5e-5, warmup_epochs=20, milestones=(80, 100), gamma=0.1)
 

@@ -14,11 +14,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from spherereid.baseline import area_matrix
 from spherereid.config import DataConfig, SyntheticConfig
-from spherereid.datasets import market1501
-from spherereid.datasets.synthetic import _persons, generate, plan
-from spherereid.datasets.synthetic_draw import person_key
+from spherereid.data.datasets import market1501
+from spherereid.data.datasets.synthetic import _persons, generate, plan
+from spherereid.data.datasets.synthetic_draw import person_key
+from spherereid.evaluation.baseline import area_matrix
 from spherereid.stages import preprocess, synthesize
 
 TINY = dict(

@@ -1,14 +1,16 @@
 """fit(): checkpoints every epoch, exact resume, non-finite loss handling, stale checkpoints."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-import spherereid.trainer as trainer_mod
-from spherereid import checkpoint
-from spherereid.engine import NonFiniteLossError
-from spherereid.trainer import fit
-from spherereid.transforms import TrainTransform
+import spherereid.training.trainer as trainer_mod
+from spherereid.data.transforms import TrainTransform
+from spherereid.training import checkpoint
+from spherereid.training.loop import NonFiniteLossError
+from spherereid.training.trainer import fit
 
 IDS, PER_ID, H, W = 6, 8, 24, 12
 
@@ -133,7 +135,28 @@ def test_changed_training_code_or_data_does_not_resume_a_finished_checkpoint(tmp
     assert _fit(ckpt, epochs=1, data_fingerprint="other-data").resumed_from_epoch == 0
 
 
-def test_code_fingerprint_covers_the_training_modules():
-    fp = trainer_mod.code_fingerprint()
-    assert len(fp) == 16 and fp == trainer_mod.code_fingerprint()
-    assert {"losses", "net", "sampler", "transforms", "engine"} <= set(trainer_mod.TRAINING_MODULES)
+def test_code_fingerprint_changes_when_any_file_of_data_modeling_or_training_changes(tmp_path):
+    import shutil
+
+    import spherereid
+
+    package = Path(spherereid.__file__).parent
+    copy = tmp_path / "spherereid"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    base = trainer_mod.code_fingerprint(copy)
+    assert base == trainer_mod.code_fingerprint(package) and len(base) == 16
+    files = [p for sub in ("data", "modeling", "training") for p in sorted((copy / sub).rglob("*.py"))]
+    assert len(files) > 20 and any(p.parent.name == "datasets" for p in files)  # nested folders count too
+    for path in files:
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# edited\n")
+        assert trainer_mod.code_fingerprint(copy) != base, (
+            f"editing {path.relative_to(copy)} kept the fingerprint"
+        )
+        path.write_bytes(original)
+    # a new module in a fingerprinted subpackage counts; files outside them (stages, tracking) do not
+    (copy / "modeling" / "new_head.py").write_text("X = 1\n")
+    assert trainer_mod.code_fingerprint(copy) != base
+    (copy / "modeling" / "new_head.py").unlink()
+    (copy / "stages" / "train.py").write_text("# edited\n")
+    assert trainer_mod.code_fingerprint(copy) == base

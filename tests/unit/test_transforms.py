@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spherereid.transforms import EvalTransform, TrainTransform, erase_rectangles, to_float_chw
+from spherereid.data.transforms import EvalTransform, TrainTransform, erase_rectangles, to_float_chw
 
 MEAN, STD = (0.5, 0.25, 0.125), (0.5, 0.5, 0.25)
 

@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import checkpoint, metrics, tracking
 from ..config import EvaluateConfig, TransformConfig, load_params
-from ..engine import extract_features, resolve_device
-from ..manifest import PreparedSet
-from ..net import ReIDNet
-from ..plots import plot_cmc, plot_ranked_lists
-from ..transforms import EvalTransform
+from ..data.manifest import PreparedSet
+from ..data.transforms import EvalTransform
+from ..evaluation import metrics
+from ..modeling.net import ReIDNet
+from ..reporting.plots import plot_cmc, plot_ranked_lists
+from ..tracking import runs
+from ..training import checkpoint
+from ..training.loop import extract_features, resolve_device
 from ._cli import run_cli
 from .train import MODEL_FILE, RUN_FILE
 
@@ -69,7 +71,7 @@ def run(
     protocol = prepared.protocol
     if protocol.get("name") == "train-only":
         raise EvaluationError(f"{prepared_dir}: this dataset has no query/gallery split (train-only)")
-    ref = tracking.read_run_ref(train_dir / RUN_FILE)  # fail before the slow work, not after it
+    ref = runs.read_run_ref(train_dir / RUN_FILE)  # fail before the slow work, not after it
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto")
     net = load_model(train_dir, device)
@@ -114,12 +116,12 @@ def run(
     plot_cmc(summary["cmc"], out_dir / "cmc.png", title=f"CMC: {prepared.info.get('dataset', '')}")
     _ranked_lists(qf, gf, query, gallery, evaluate.metric, out_dir / "ranked_lists.png")
 
-    tracking.log_metrics(ref, {k: float(v) for k, v in reported.items()})
+    runs.log_metrics(ref, {k: float(v) for k, v in reported.items()})
     for name in ("cmc.png", "ranked_lists.png", "cmc.csv", "metrics.json"):
-        tracking.log_artifact(ref, out_dir / name, artifact_path="evaluation")
+        runs.log_artifact(ref, out_dir / name, artifact_path="evaluation")
     for name in ("report.json", "report.md"):
         if (prepared_dir / name).is_file():
-            tracking.log_artifact(ref, prepared_dir / name, artifact_path="preprocess")
+            runs.log_artifact(ref, prepared_dir / name, artifact_path="preprocess")
     return EvaluateResult(metrics=reported, metrics_path=metrics_path)
 
 
@@ -153,14 +155,14 @@ def _ranked_lists(qf, gf, query, gallery, metric: str, path: Path) -> None:
     plot_ranked_lists(np.asarray(query.images[picks]), gallery.images, indices, correct, path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m spherereid.stages.evaluate", description=__doc__.splitlines()[0]
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.evaluate") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)"
     )
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--prepared", type=Path, required=True, help="prepared dataset directory")
     parser.add_argument("--train", type=Path, required=True, help="train stage output directory")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
 
     def body() -> int:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import datasets
-from ..baseline import raw_pixel_baseline
 from ..config import DataConfig, load_params
-from ..datasets.base import Item, Skipped, Splits
-from ..imageio import MAX_PIXELS, DecodeTask, decode_many
-from ..manifest import (
+from ..data import datasets
+from ..data.datasets.base import Item, Skipped, Splits
+from ..data.imageio import MAX_PIXELS, DecodeTask, decode_many
+from ..data.manifest import (
     INFO,
     SPLITS,
     Entry,
@@ -35,7 +35,8 @@ from ..manifest import (
     image_array_path,
     write_manifest,
 )
-from ..report import (
+from ..evaluation.baseline import raw_pixel_baseline
+from ..reporting.report import (
     FIRST,
     duplicate_images,
     identity_overlap,
@@ -279,13 +280,13 @@ def _baseline(tmp: Path, protocol: dict[str, Any], items: dict[str, list[Item]])
     return raw_pixel_baseline(q, g, pid["query"], pid["gallery"], cam["query"], cam["gallery"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.preprocess") -> int:
     """CLI: python -m spherereid.stages.preprocess --params params.yaml --dataset NAME --raw DIR --out DIR.
 
     Errors of this package (DatasetError, ManifestError, ConfigError, PreprocessError) and OS errors
     become one line on stderr and exit code 2 (stages._cli.run_cli).
     """
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'data' is used)")
     ap.add_argument("--dataset", required=True, help=f"one of {', '.join(datasets.DATASETS)}")
     ap.add_argument("--raw", required=True, type=Path, help="raw dataset folder (or archive)")

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import registry, tracking
 from ..config import RegisterConfig, load_params
-from ..pyfunc_model import log_reid_model
+from ..tracking import registry, runs
+from ..tracking.pyfunc_model import log_reid_model
 from ._cli import run_cli
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
     """Log the pyfunc model into the train run (once), register and gate it, write registration.json."""
     train_dir, eval_dir, out_dir = Path(train_dir), Path(eval_dir), Path(out_dir)
     lineage = _lineage(train_dir)
-    ref = tracking.read_run_ref(train_dir / RUN_FILE)
+    ref = runs.read_run_ref(train_dir / RUN_FILE)
     metrics = _read_json(eval_dir / METRICS_FILE, "run the evaluate stage first")
     model_pt = train_dir / MODEL_FILE
     if not model_pt.is_file():
@@ -88,7 +88,7 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
     registry.gate(numeric, min_rank1=register.min_rank1, min_map=register.min_map)  # fail early on bad input
 
     model_uri = log_reid_model(ref, model_pt, height=int(lineage["height"]), width=int(lineage["width"]))
-    run_tags = tracking.get_run_tags(ref)
+    run_tags = runs.get_run_tags(ref)
     tags = {k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags}
     tags["dataset"] = str(lineage["dataset"])
     dataset_hash = lineage.get("dataset_hash") or run_tags.get("dataset_hash")
@@ -104,7 +104,7 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
         tags=tags,
         tracking_uri=ref.tracking_uri,
     )
-    tracking.set_tags(
+    runs.set_tags(
         ref,
         {
             "registered_model": name,
@@ -112,7 +112,7 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
             "quality_gate": "passed" if reg.passed_gate else "failed",
         },
     )
-    tracking.finish_run(ref)
+    runs.finish_run(ref)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / OUT_FILE
@@ -162,14 +162,14 @@ def summary(res: RegisterResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m spherereid.stages.register", description=__doc__.splitlines()[0]
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.register") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)"
     )
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--train", type=Path, required=True, help="train stage output directory")
     parser.add_argument("--eval", type=Path, required=True, help="evaluate stage output directory")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
 
     def body() -> int:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..config import SyntheticConfig, load_params
-from ..datasets.synthetic import generate, plan
+from ..data.datasets.synthetic import generate, plan
 from ._cli import run_cli
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,9 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
     return SynthesizeResult(out_dir, dict(summary["images"]), False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.synthesize") -> int:
     """CLI: python -m spherereid.stages.synthesize --params params.yaml --out data/raw/synthetic."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'synthetic' is used)")
     ap.add_argument("--out", type=Path, default=Path("data/raw/synthetic"), help="output folder")
     ap.add_argument(

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import checkpoint, tracking
 from ..config import (
     LossConfig,
     ModelConfig,
@@ -28,11 +27,13 @@ from ..config import (
     TransformConfig,
     load_params,
 )
-from ..engine import EpochStats
-from ..manifest import PreparedSet
-from ..plots import plot_history
-from ..trainer import FitResult, fit
-from ..transforms import build_transforms
+from ..data.manifest import PreparedSet
+from ..data.transforms import build_transforms
+from ..reporting.plots import plot_history
+from ..tracking import runs
+from ..training import checkpoint
+from ..training.loop import EpochStats
+from ..training.trainer import FitResult, fit
 from ._cli import run_cli
 
 log = logging.getLogger(__name__)
@@ -93,16 +94,16 @@ def run(
     tags = {
         "dataset": dataset,
         "dataset_hash": lineage["dataset_hash"],
-        "params_hash": tracking.params_hash(flat),
+        "params_hash": runs.params_hash(flat),
         "seed": str(train.seed),
-        "git_commit": tracking.git_commit(Path.cwd()) or "unknown",
+        "git_commit": runs.git_commit(Path.cwd()) or "unknown",
     }
-    dvc_hash = tracking.dvc_data_hash(prepared_dir)
+    dvc_hash = runs.dvc_data_hash(prepared_dir)
     if dvc_hash:
         tags["dvc_data_hash"] = dvc_hash
     # The run reference is kept beside the checkpoint (which survives a killed or re-run stage), so a
     # resumed training continues the same MLflow run; the copy in out_dir is what later stages read.
-    ref = tracking.start_or_resume_run(
+    ref = runs.start_or_resume_run(
         out_dir / "checkpoints" / RUN_FILE,
         experiment=f"spherereid-{dataset}",
         run_name=f"{dataset}-{model.backbone}-{model.head}",
@@ -111,7 +112,7 @@ def run(
     )
 
     def on_epoch(stats: EpochStats) -> None:
-        tracking.log_metrics(
+        runs.log_metrics(
             ref,
             {
                 "loss": stats.loss,
@@ -122,12 +123,12 @@ def run(
             step=stats.epoch,
         )
 
-    tracking.write_run_ref(out_dir / RUN_FILE, ref)
+    runs.write_run_ref(out_dir / RUN_FILE, ref)
     train_tf, _ = build_transforms(**dataclasses.asdict(transform))
     try:
         result = _fit(prepared, split, out_dir, fingerprint, sections, train_tf, on_epoch)
     except BaseException:
-        tracking.finish_run(ref, status="FAILED")
+        runs.finish_run(ref, status="FAILED")
         raise
     net = result.model.cpu()
     checkpoint.save_atomic(
@@ -140,7 +141,7 @@ def run(
     )
     _write_history(result.history, out_dir / "history.csv")
     plot_history(result.history, out_dir / "history.png")
-    tracking.log_artifact(ref, out_dir / "history.png")
+    runs.log_artifact(ref, out_dir / "history.png")
     last = result.history[-1]
     return TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, ref.run_id)
 
@@ -183,11 +184,11 @@ def _write_history(history: Sequence[EpochStats], path: Path) -> None:
             )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m spherereid.stages.train", description=__doc__.splitlines()[0]
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.train") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)"
     )
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--prepared", type=Path, required=True, help="prepared dataset directory")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)

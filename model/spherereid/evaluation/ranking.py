@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics_core import HitAccumulator
+from .core import HitAccumulator
 
 # Largest query x gallery chunk (elements) held at once: 2**26 float32 = 256 MB, plus its masks and
 # temporaries (about 1 GB at worst). Large enough that each pass over the gallery features serves 64+

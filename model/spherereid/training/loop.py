@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .transforms import EvalTransform
+from ..data.transforms import EvalTransform
 
 log = logging.getLogger(__name__)
 

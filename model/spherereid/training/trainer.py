@@ -18,28 +18,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.batches import TrainBatches
+from ..data.sampler import BalancedIdentitySampler
+from ..data.transforms import TrainTransform
+from ..modeling.losses import build_loss
+from ..modeling.net import ReIDNet
 from . import checkpoint
-from .batches import TrainBatches
-from .engine import EpochStats, resolve_device, train_one_epoch
-from .losses import build_loss
-from .net import ReIDNet
-from .sampler import BalancedIdentitySampler
+from .loop import EpochStats, resolve_device, train_one_epoch
 from .schedule import build_scheduler
-from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
-# The modules whose code decides what training computes: a checkpoint written by other code is stale.
-TRAINING_MODULES = ("trainer", "engine", "batches", "transforms", "net", "backbones", "losses", "sampler",
-                    "schedule")  # fmt: skip
+# The subpackages whose code decides what training computes: a checkpoint written by other code is stale.
+FINGERPRINT_SUBPACKAGES = ("data", "modeling", "training")
 
 
-def code_fingerprint() -> str:
-    """sha256 (first 16 hex) of the training modules' source: part of the resume key, so changed code
-    (e.g. a new loss) retrains instead of resuming a finished checkpoint."""
+def code_fingerprint(package_root: Path | None = None) -> str:
+    """sha256 (first 16 hex) of every .py file under the data, modeling and training subpackages (path and
+    bytes, in sorted order): part of the resume key, so changed code (e.g. a new loss) retrains instead of
+    resuming a finished checkpoint. `package_root` defaults to the installed `spherereid` folder."""
+    root = package_root or Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for name in TRAINING_MODULES:
-        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    for sub in FINGERPRINT_SUBPACKAGES:
+        for path in sorted((root / sub).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .tracking import tracking_uri
-
 SHOWN = (("rank-1", "rank1"), ("rank-5", "rank5"), ("mAP", "mAP"), ("mAP(official)", "mAP_official"))
 
 
@@ -24,8 +22,9 @@ def _pct(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
 
 
-def summarize(outputs: Path, datasets: list[str]) -> str:
-    """Human-readable lines for each dataset's evaluation and registration outputs."""
+def summarize(outputs: Path, datasets: list[str], tracking_uri: str) -> str:
+    """Human-readable lines for each dataset's evaluation and registration outputs, and how to open the
+    MLflow UI on `tracking_uri`."""
     lines = []
     for name in datasets:
         eval_path = outputs / name / "eval" / "metrics.json"
@@ -50,6 +49,7 @@ def summarize(outputs: Path, datasets: list[str]) -> str:
                 f"[{name}] registered {r.get('name')} version {r.get('version')}; aliases: {aliases}; "
                 f"quality gate {gate}"
             )
-    uri = tracking_uri()
-    lines.append(f"MLflow UI: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+    lines.append(
+        f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}  (then open http://127.0.0.1:5000)"
+    )
     return "\n".join(lines)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .core import HitAccumulator, MetricsError, RankingResult, int_labels
 from .distances import DistanceError, GalleryDistances
-from .metrics_core import HitAccumulator, MetricsError, RankingResult, int_labels
-from .metrics_inputs import check_features, check_labels
-from .metrics_ranking import rows_per_chunk
+from .inputs import check_features, check_labels
+from .ranking import rows_per_chunk
 
 
 def _distance_chunks(q: torch.Tensor, g: torch.Tensor, metric: str, query_chunk: int):

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from . import tracking
-from .tracking import RunRef
+from . import runs
+from .runs import RunRef
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ PREDICT_BATCH = 64
 ENTRY_SCRIPT = (
     "# Model entry point (MLflow models-from-code): the network is rebuilt in load_context.\n"
     "import mlflow\n\n"
-    "from spherereid.pyfunc_model import ReIDEmbeddingModel\n\n"
+    "from spherereid.tracking.pyfunc_model import ReIDEmbeddingModel\n\n"
     "mlflow.models.set_model(ReIDEmbeddingModel())\n"
 )
 
@@ -54,7 +54,7 @@ class ReIDEmbeddingModel(_Base):
     def load_context(self, context) -> None:
         import torch
 
-        from .net import ReIDNet
+        from ..modeling.net import ReIDNet
 
         config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
         constructor = {**config["constructor"], "pretrained": "none"}
@@ -149,29 +149,29 @@ def log_reid_model(
     """
     model_pt = Path(model_pt)
     sha = _sha256(model_pt)
-    tags = tracking.get_run_tags(ref)
+    tags = runs.get_run_tags(ref)
     if tags.get(MODEL_SHA_TAG) == sha and tags.get(MODEL_URI_TAG):
         log.info("model already logged for run %s: %s", ref.run_id, tags[MODEL_URI_TAG])
         return tags[MODEL_URI_TAG]
-    uri = tracking.with_retries(
+    uri = runs.with_retries(
         lambda: _log(ref, model_pt, height=height, width=width, registered_name=registered_name),
         what="log pyfunc model",
         uri=ref.tracking_uri,
     )
-    tracking.set_tags(ref, {MODEL_URI_TAG: uri, MODEL_SHA_TAG: sha})
+    runs.set_tags(ref, {MODEL_URI_TAG: uri, MODEL_SHA_TAG: sha})
     return uri
 
 
 def _log(ref: RunRef, model_pt: Path, *, height: int, width: int, registered_name: str | None) -> str:
     import torch
 
-    tracking.client(ref.tracking_uri)  # sets the environment defaults
+    runs.client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from .checkpoint import load
-    from .net import ReIDNet
+    from ..modeling.net import ReIDNet
+    from ..training.checkpoint import load
 
     saved = load(model_pt)
     constructor = {**saved["constructor"], "pretrained": "none"}

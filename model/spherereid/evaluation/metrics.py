@@ -16,11 +16,11 @@ import logging
 import numpy as np
 import torch
 
+from .core import HitAccumulator, MetricsError, RankingResult
 from .distances import DistanceError, GalleryDistances
-from .metrics_core import HitAccumulator, MetricsError, RankingResult
-from .metrics_inputs import check_features, check_labels
-from .metrics_protocols import evaluate_cuhk03_classic, evaluate_gallery_subsets
-from .metrics_ranking import StandardProtocol, rows_per_chunk, top_k_chunk
+from .inputs import check_features, check_labels
+from .protocols import evaluate_cuhk03_classic, evaluate_gallery_subsets
+from .ranking import StandardProtocol, rows_per_chunk, top_k_chunk
 
 __all__ = [
     "MetricsError",

@@ -1,6 +1,6 @@
 """Rank saved features under the standard protocol and print the metrics as JSON.
 
-    python -m spherereid.evaluate_features FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
+    python -m spherereid.evaluation.evaluate_features FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
                                            [--query-chunk 1024] [--out metrics.json]
 
 FEATURES.npz holds qf (Q, D) and gf (G, D) float features, and q_pids, g_pids, q_camids, g_camids
@@ -55,12 +55,14 @@ def load_features(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m spherereid.evaluate_features", description=__doc__.splitlines()[0]
-    )
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m spherereid.evaluation.evaluate_features"
+) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("features", type=Path, help=".npz with qf, gf, q_pids, g_pids, q_camids, g_camids")
-    parser.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
+    parser.add_argument(
+        "--metric", choices=("cosine", "euclidean"), default="cosine", help="distance (default cosine)"
+    )
     parser.add_argument("--max-rank", type=int, default=50, help="length of the CMC curve (default 50)")
     parser.add_argument("--query-chunk", type=int, default=1024, help="queries per distance chunk")
     parser.add_argument("--out", type=Path, help="also write the JSON (with the CMC curve) to this file")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import tracking
+from . import runs
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _ensure_model(c, name: str) -> None:
         c.get_registered_model(name)
         return
     except MlflowException as exc:
-        if tracking.is_connection_error(exc):
+        if runs.is_connection_error(exc):
             raise
     try:
         c.create_registered_model(
@@ -117,11 +117,11 @@ def register_and_gate(
 ) -> RegistrationResult:
     """Register the run's model (once), tag it with metrics and lineage, apply the gate and aliases."""
     passed, gate_text = gate(metrics, min_rank1=min_rank1, min_map=min_map)
-    uri = tracking_uri or tracking.tracking_uri()
+    uri = tracking_uri or runs.tracking_uri()
 
     def go() -> RegistrationResult:
         return _register(
-            tracking.client(uri),
+            runs.client(uri),
             name=name,
             model_uri=model_uri,
             run_id=run_id,
@@ -132,7 +132,7 @@ def register_and_gate(
             tags=tags,
         )
 
-    result = tracking.with_retries(go, what=f"register {name}", uri=uri)
+    result = runs.with_retries(go, what=f"register {name}", uri=uri)
     log.info("%s version %d: %s", name, result.version, result.reason)
     return result
 

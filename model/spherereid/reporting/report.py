@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datasets.base import Item, Skipped
+from ..data.datasets.base import Item, Skipped
 
 NON_IDENTITIES = frozenset({0, -1})  # distractors and junk may appear anywhere
 FIRST = 10  # how many offenders a message or list shows

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import SyntheticConfig
+from ..config import SyntheticConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def resolve_raw(
     if data_repo:
         return fetch_dvc(data_repo, data_rev, data_path.format(dataset=dataset), work_dir / dataset)
     if dataset == "synthetic":
-        from .stages import synthesize
+        from . import synthesize
 
         cfg = synthetic or SyntheticConfig()
         synthesize.run(synthetic=cfg, out_dir=work_dir / dataset)

@@ -126,6 +126,18 @@ def load_image(
             data = fh.read()
     except OSError as exc:
         raise BadImage(f"cannot read the file ({exc.strerror or exc})") from None
+    return decode_resized(data, height, width, crop, max_pixels), content_hash(data, crop)
+
+
+def decode_resized(
+    data: bytes,
+    height: int,
+    width: int,
+    crop: tuple[int, int, int, int] | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
+    """Image bytes -> (height, width, 3) uint8: decode, validate, crop, bilinear resize (preprocess's own
+    step, shared with serving, export and search through data.image_chain)."""
     img = open_checked(data, max_pixels)
     check_size(img.size)
     if crop is not None:
@@ -134,8 +146,12 @@ def load_image(
             raise BadImage(f"crop box {tuple(crop)} lies outside the {img.size[0]}x{img.size[1]} image")
         img = img.crop(box)
         check_size(img.size, f"crop box {tuple(crop)} clipped to the image")
-    img = img.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8), content_hash(data, crop)
+    return resize_rgb(img, height, width)
+
+
+def resize_rgb(img: Image.Image, height: int, width: int) -> np.ndarray:
+    """An RGB PIL image -> (height, width, 3) uint8, bilinear (the stored-size resize)."""
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def pool_context() -> multiprocessing.context.BaseContext:

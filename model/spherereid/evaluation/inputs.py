@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .core import MetricsError, int_labels
 from .distances import DistanceError, as_features
-from .metrics_core import MetricsError, int_labels
 
 
 def check_labels(

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash  # noqa: F401 - re-exported
-from .mlflow_connection import (  # noqa: F401 - re-exported: the tracking API in one place
+from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
     ARTIFACTS_DIR,
     ENV_BACKOFF,
     ENV_RETRIES,
@@ -34,6 +33,7 @@ from .mlflow_connection import (  # noqa: F401 - re-exported: the tracking API i
     tracking_uri,
     with_retries,
 )
+from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 

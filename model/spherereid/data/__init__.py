@@ -1,0 +1,2 @@
+"""The input side: dataset parsers, the prepared-data manifest, image decoding, P x K sampling, transforms
+and the batched input path."""

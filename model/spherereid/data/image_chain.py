@@ -1,0 +1,77 @@
+"""The one preprocessing chain shared by evaluation, serving, ONNX export and search.
+
+decode -> resize to the stored size (preprocess's bilinear PIL resize) -> resize to the network input size
+(antialiased bilinear) -> normalise -> [network, averaged with the mirror image] -> L2.
+
+The first step (to uint8 at the stored size) is `ImageChain.stored`/`stored_batch`; the rest is
+`EvalTransform` + `training.loop.extract_features`, exactly as the evaluate stage runs them. A number
+measured through one front end therefore holds in the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .imageio import BadImage, check_size, decode_resized, resize_rgb
+from .transforms import EvalTransform
+
+
+@dataclass(frozen=True)
+class ImageChain:
+    """Sizes and normalisation of the chain; stored with every model so that it is served as evaluated."""
+
+    stored_size: tuple[int, int]  # (height, width) of the prepared arrays (data.stored_height/width)
+    input_size: tuple[int, int]  # (height, width) of the network input (transform.crop_height/width)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    flip: bool = True  # average the embeddings of the image and its mirror (evaluate.flip)
+
+    def __post_init__(self) -> None:
+        for name in ("stored_size", "input_size"):
+            value = getattr(self, name)
+            if len(value) != 2 or min(value) < 1:
+                raise ValueError(f"ImageChain.{name} must be (height, width) >= 1, got {value}")
+            object.__setattr__(self, name, (int(value[0]), int(value[1])))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (lists for tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ImageChain:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+    def stored(self, source: bytes | np.ndarray) -> np.ndarray:
+        """Encoded image bytes (JPEG, PNG, ...) or a uint8 (H, W, 3) array of any size -> uint8 at the
+        stored size (stored_h, stored_w, 3). Raises BadImage with the reason."""
+        height, width = self.stored_size
+        if isinstance(source, bytes | bytearray | memoryview):
+            return decode_resized(bytes(source), height, width)
+        arr = np.asarray(source)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise BadImage(f"expected uint8 (H, W, 3) pixels, got {arr.dtype} {arr.shape}")
+        check_size((arr.shape[1], arr.shape[0]))
+        if arr.shape[:2] == (height, width):
+            return np.ascontiguousarray(arr)
+        return resize_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGB"), height, width)
+
+    def stored_batch(self, sources: Sequence[bytes | np.ndarray]) -> np.ndarray:
+        """Many sources -> uint8 (N, stored_h, stored_w, 3); the first bad one raises BadImage naming its row."""
+        out = np.empty((len(sources), *self.stored_size, 3), dtype=np.uint8)
+        for row, source in enumerate(sources):
+            try:
+                out[row] = self.stored(source)
+            except BadImage as exc:
+                raise BadImage(f"row {row}: {exc}") from None
+        return out
+
+    def eval_transform(self) -> EvalTransform:
+        """uint8 (B, stored_h, stored_w, 3) -> normalised float32 (B, 3, input_h, input_w)."""
+        return EvalTransform(size=self.input_size, mean=self.mean, std=self.std)

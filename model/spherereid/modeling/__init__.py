@@ -1,0 +1,1 @@
+"""The network: backbones, the heads A-D and the losses (Sphere Softmax, softmax)."""

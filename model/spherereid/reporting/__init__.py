@@ -1,0 +1,1 @@
+"""Reports people read: plots, the preprocess report and the main-job summary."""
