@@ -63,7 +63,7 @@ class ImageChain:
         return resize_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGB"), height, width)
 
     def stored_batch(self, sources: Sequence[bytes | np.ndarray]) -> np.ndarray:
-        """Many sources -> uint8 (N, stored_h, stored_w, 3); the first bad one raises BadImage naming its row."""
+        """Sources -> uint8 (N, stored_h, stored_w, 3); the first bad one raises BadImage naming its row."""
         out = np.empty((len(sources), *self.stored_size, 3), dtype=np.uint8)
         for row, source in enumerate(sources):
             try:
