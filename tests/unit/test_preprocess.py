@@ -174,6 +174,29 @@ def test_too_many_bad_files_fail_naming_the_first_offender(tmp_path):
     assert not list((tmp_path / "out").glob(".tmp-*"))
 
 
+def test_refusal_lists_every_bad_file_parsed_or_undecodable_in_a_report(tmp_path):
+    """Above the limit, the error names a report with ALL bad files: parser skips and decode failures."""
+    raw = make_market(tmp_path / "raw")
+    expected = _add_bad_files(raw, tmp_path / "elsewhere.jpg")
+    out = tmp_path / "out"
+    with pytest.raises(PreprocessError) as err:
+        preprocess.run(dataset="market1501", raw_dir=raw, out_dir=out, data=data(max_bad_fraction=0.1))
+    msg = str(err.value)
+    md, js = out / "skipped_files.md", out / "skipped_files.json"
+    assert "6 of 18 files skipped" in msg and str(md) in msg and "data.max_bad_fraction=0.1" in msg
+    listed = json.loads(js.read_text())
+    reasons = {f["path"]: f["reason"] for f in listed["files"]}
+    assert set(reasons) == set(expected) and listed["count"] == 6 and listed["candidates"] == 18
+    for path, start in expected.items():  # 3 fail to decode, 3 are refused by the parser
+        assert reasons[path].startswith(start), (path, reasons[path])
+    text = md.read_text()
+    assert all(f"`{p}`" in text for p in expected) and "6 of 18" in text
+    assert not (out / "dataset.json").exists()
+    # fixed and rerun with a higher limit: the stale refusal report goes away
+    preprocess.run(dataset="market1501", raw_dir=raw, out_dir=out, data=data(max_bad_fraction=0.5))
+    assert not md.exists() and not js.exists() and (out / "dataset.json").is_file()
+
+
 def test_split_left_empty_by_bad_files_names_the_folder(tmp_path):
     layout = [x for x in LAYOUT if x[0] != "query"]
     raw = make_market(tmp_path / "raw", layout)

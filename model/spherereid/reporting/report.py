@@ -78,6 +78,41 @@ def skipped_summary(skipped: Sequence[Skipped]) -> dict[str, int]:
     return dict(Counter(s.reason for s in skipped).most_common())
 
 
+SKIPPED_FILES = ("skipped_files.md", "skipped_files.json")
+
+
+def skipped_files_paths(out_dir: Path) -> tuple[Path, Path]:
+    """Where a refused preprocess writes its full list of skipped files: (markdown, JSON)."""
+    return Path(out_dir) / SKIPPED_FILES[0], Path(out_dir) / SKIPPED_FILES[1]
+
+
+def write_skipped_files(
+    out_dir: Path, skipped: Sequence[Skipped], candidates: int, limit: float
+) -> tuple[Path, Path]:
+    """Every skipped file with its reason, as markdown and JSON in `out_dir`; returns both paths."""
+    md, js = skipped_files_paths(out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    fraction = len(skipped) / candidates if candidates else 0.0
+    files = [{"path": s.path, "reason": s.reason} for s in skipped]
+    js.write_text(
+        json.dumps({"count": len(skipped), "candidates": candidates, "fraction": fraction, "limit": limit,
+                    "by_reason": skipped_summary(skipped), "files": files}, indent=2) + "\n"
+    )  # fmt: skip
+    lines = [
+        f"# Skipped files: {len(skipped)} of {candidates} ({_pct(fraction)}, limit {_pct(limit)})",
+        "",
+        "Preprocess refused the dataset: fix or remove these files (or raise `data.max_bad_fraction`).",
+        "",
+        *(f"- {n} x {reason}" for reason, n in skipped_summary(skipped).items()),
+        "",
+        "| file | reason |",
+        "|---|---|",
+        *(f"| `{f['path']}` | {f['reason']} |" for f in files),
+    ]
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
+    return md, js
+
+
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     """Write report.json and report.md into `out_dir`."""
     out_dir = Path(out_dir)

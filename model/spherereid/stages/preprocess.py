@@ -42,9 +42,11 @@ from ..reporting.report import (
     identity_overlap,
     queries_without_match,
     single_image_identities,
+    skipped_files_paths,
     skipped_summary,
     split_stats,
     write_report,
+    write_skipped_files,
 )
 from ._cli import run_cli
 
@@ -70,14 +72,20 @@ def _folder(items: list[Item]) -> str:
     return os.path.commonpath([str(Path(i.path).parent) for i in items]) if items else "?"
 
 
-def _check_bad_fraction(skipped: list[Skipped], candidates: int, limit: float) -> float:
+def _check_bad_fraction(skipped: list[Skipped], candidates: int, limit: float, out_dir: Path) -> float:
+    """The skipped fraction; above `limit`, write every skipped file with its reason (markdown and JSON)
+    to out_dir and raise PreprocessError naming that report, so all bad files can be fixed in one go."""
     fraction = len(skipped) / candidates if candidates else 0.0
     if fraction > limit:
-        first = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:5])
+        md, js = write_skipped_files(out_dir, skipped, candidates, limit)
+        first = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
         raise PreprocessError(
             f"{len(skipped)} of {candidates} files skipped ({100 * fraction:.1f}%), above "
-            f"data.max_bad_fraction={limit}; first: {first}. Fix or remove these files, or raise the limit"
+            f"data.max_bad_fraction={limit}; first: {first}. Every skipped file with its reason: {md} "
+            f"(JSON: {js.name}). Fix or remove these files, or raise the limit"
         )
+    for stale in skipped_files_paths(out_dir):  # from an earlier refused run
+        stale.unlink(missing_ok=True)
     return fraction
 
 
@@ -171,7 +179,8 @@ def _prepare(dataset: str, raw_dir: Path, out_dir: Path, work: Path, data: DataC
     )  # fmt: skip
     train_only = splits.protocol.get("name") == "train-only"
     candidates = sum(len(getattr(splits, s)) for s in SPLITS) + len(splits.skipped)
-    _check_bad_fraction(splits.skipped, candidates, data.max_bad_fraction)
+    # The bad-file limit is checked after decoding, so that a refusal lists the files the parser
+    # skipped and the ones that fail to decode together.
     overlap = identity_overlap(splits.train, splits.query + splits.gallery)
     if overlap:
         raise PreprocessError(
@@ -187,7 +196,7 @@ def _prepare(dataset: str, raw_dir: Path, out_dir: Path, work: Path, data: DataC
     try:
         kept, bad = _decode(splits, tmp, data.stored_height, data.stored_width, data.workers)
         skipped = list(splits.skipped) + bad
-        fraction = _check_bad_fraction(skipped, candidates, data.max_bad_fraction)
+        fraction = _check_bad_fraction(skipped, candidates, data.max_bad_fraction, out_dir)
         for split in SPLITS:
             if not kept[split] and not (train_only and split != "train"):
                 raise PreprocessError(
