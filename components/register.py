@@ -1,7 +1,7 @@
 """KFP component: model + evaluation -> MLflow model version behind the quality gate (MLFLOW_TRACKING_URI)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components import image
 
@@ -10,6 +10,7 @@ from components import image
 def register(
     trained: Input[Model],
     evaluation: Input[Artifact],
+    prepared: Input[Dataset],
     register: dict,
     registration: Output[Artifact],
 ):
@@ -26,6 +27,7 @@ def register(
         eval_dir=Path(evaluation.path),
         out_dir=out,
         register=build_from_struct("register", register),
+        prepared_dir=Path(prepared.path),
     )
     info = json.loads((out / "registration.json").read_text())
     registration.metadata.update(info)

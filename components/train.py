@@ -1,4 +1,10 @@
-"""KFP component: prepared set -> trained model (resumes from checkpoint_dir/checkpoints/last.pt)."""
+"""KFP component: prepared set -> trained model (resumes from checkpoint_dir/checkpoints/last.pt).
+
+With checkpoint_dir (a PVC path) a retried task resumes there. `scale` (spherereid.launch.scaleout.ScaleOut
+as JSON) asking for several GPUs on one node runs `torchrun --standalone` in this pod; with several nodes
+the task submits a Kubeflow Trainer TrainJob named from `run_id` (a retried task finds its own job), waits
+for it and reads the result rank 0 wrote to checkpoint_dir.
+"""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
@@ -18,11 +24,15 @@ def train(
     transform: dict,
     trained: Output[Model],
     checkpoint_dir: str = "",
+    scale: str = "",
+    run_id: str = "",
 ):
-    """Run spherereid.stages.train; with checkpoint_dir (a PVC path) a retried task resumes there."""
+    """Run spherereid.stages.train here, under torchrun or as a TrainJob (see the module docstring)."""
+    import json
     import shutil
     from pathlib import Path
 
+    from spherereid.launch.scaleout import ScaleOut, train_scaled
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import train as stage
     from spherereid.tracking import runs as tracking
@@ -30,11 +40,15 @@ def train(
     names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
     given = (model, loss, sampler, optim, schedule, train, transform)
     sections = {name: build_from_struct(name, values) for name, values in zip(names, given, strict=True)}
-    work = Path(checkpoint_dir or trained.path)
-    res = stage.run(prepared_dir=Path(prepared.path), out_dir=work, **sections)
+    work, plan = Path(checkpoint_dir or trained.path), ScaleOut.from_dict(json.loads(scale or "{}"))
+    lineage = {key: prepared.metadata.get(key, "") for key in ("dataset", "revision", "data_hash")}
+    if plan.processes > 1:
+        train_scaled(plan, prepared_dir=Path(prepared.path), out_dir=work, sections=sections,
+                     dataset=lineage["dataset"] or "data", run_id=run_id)  # fmt: skip
+    res = stage.read_result(work) if plan.processes > 1 else stage.run(prepared_dir=Path(prepared.path),
+                                                                      out_dir=work, **sections)  # fmt: skip
     if checkpoint_dir:
         shutil.copytree(work, trained.path, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
-    lineage = {key: prepared.metadata.get(key, "") for key in ("dataset", "revision", "data_hash")}
     # No dvc.lock in the pod: the raw data's DVC hash and git revision come from preprocess's metadata.
     data_tags = {"dvc_data_hash": lineage["data_hash"], "data_revision": lineage["revision"]}
     tracking.set_tags(tracking.read_run_ref(work / stage.RUN_FILE), {k: v for k, v in data_tags.items() if v})

@@ -12,7 +12,7 @@ from pathlib import Path
 from spherereid.config import ConfigError
 from spherereid.stages._cli import configure_logging
 
-from .settings import ClusterSettings, PipelineError
+from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -30,10 +30,19 @@ def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (argument defaults)")
     p.add_argument("--accelerator-type", help="GPU resource name (default nvidia.com/gpu)")
-    p.add_argument("--gpus", type=int, dest="accelerator_count", help="GPUs for train (default 1)")
+    p.add_argument(
+        "--gpus", type=int, dest="gpus_per_node", help="GPUs (= processes) per train node (default 1)"
+    )
+    p.add_argument("--nodes", type=int, help="train nodes; > 1 runs a Kubeflow Trainer TrainJob (default 1)")
+    p.add_argument(
+        "--trainjob-runtime", help="ClusterTrainingRuntime for --nodes > 1 (default torch-distributed)"
+    )
     p.add_argument("--secret", dest="secret_name", help="Kubernetes Secret with the S3/MLflow credentials")
     p.add_argument("--checkpoint-pvc", help="PVC name for train checkpoints (a retried train resumes)")
     p.add_argument("--parallelism", type=int, help="datasets processed at once (0 = all)")
+    p.add_argument(
+        "--evaluate-gpus", type=int, help="GPUs for the evaluate task: bf16 extraction (default 0)"
+    )
     p.add_argument(
         "--env",
         type=_key_value,
@@ -49,10 +58,13 @@ def _settings(args: argparse.Namespace) -> ClusterSettings:
     env = {**base.env, **dict(args.env)}
     return base.replace(
         accelerator_type=args.accelerator_type,
-        accelerator_count=args.accelerator_count,
+        gpus_per_node=args.gpus_per_node,
+        nodes=args.nodes,
+        trainjob_runtime=args.trainjob_runtime,
         secret_name=args.secret_name,
         checkpoint_pvc=args.checkpoint_pvc,
         parallelism=args.parallelism,
+        evaluate_gpus=args.evaluate_gpus,
         env=env,
     )
 
@@ -80,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         "--raw-root",
         default="",
         help="folder holding <dataset>/ raw folders (default: synthetic is generated)",
+    )
+    r.add_argument(
+        "--gpus", type=int, default=1, help="train processes (torchrun, gloo on the CPU); default 1"
     )
     return parser
 
@@ -117,7 +132,11 @@ def _run(args: argparse.Namespace) -> int:
         from .run_local import run_local
 
         results = run_local(
-            out_dir=args.out, params_path=args.params, datasets=args.datasets, raw_root=args.raw_root
+            out_dir=args.out,
+            params_path=args.params,
+            datasets=args.datasets,
+            raw_root=args.raw_root,
+            settings=LOCAL_SETTINGS.replace(gpus_per_node=args.gpus),
         )
         print(json.dumps(results, indent=2, sort_keys=True))
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .compile import load_pipeline_module
-from .settings import LOCAL_SETTINGS, PipelineError, pipeline_arguments
+from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError, pipeline_arguments
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -23,8 +23,12 @@ def run_local(
     datasets: list[str] | None = None,
     raw_root: str = "",
     overrides: dict[str, Any] | None = None,
+    settings: ClusterSettings = LOCAL_SETTINGS,
 ) -> dict[str, dict[str, Any]]:
-    """Run the pipeline under `<out_dir>/kfp`; return {dataset: {"metrics": {...}, "registration": {...}}}."""
+    """Run the pipeline under `<out_dir>/kfp`; return {dataset: {"metrics": {...}, "registration": {...}}}.
+
+    `settings` (default LOCAL_SETTINGS) can ask for scale-out: gpus_per_node=2 trains with two gloo
+    processes under torchrun here (kfp.local ignores the GPU request itself)."""
     import kfp.local
 
     arguments = pipeline_arguments(params_path)
@@ -37,7 +41,7 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    pipeline_fn = load_pipeline_module(None).build_pipeline(LOCAL_SETTINGS)
+    pipeline_fn = load_pipeline_module(None).build_pipeline(settings)
     try:
         # kfp.local prints its own and the tasks' logs to stdout: send them to stderr, keep stdout for results
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):

@@ -10,6 +10,7 @@ from typing import Any
 from spherereid.config import load_params
 
 CHECKPOINT_MOUNT = "/checkpoints"
+REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # read by spherereid.training.loop.resolve_device
 
 
 class PipelineError(ValueError):
@@ -21,7 +22,15 @@ class ClusterSettings:
     """Kubernetes settings baked into the compiled pipeline (not hyper-parameters: those are params.yaml)."""
 
     accelerator_type: str = "nvidia.com/gpu"
-    accelerator_count: int = 1
+    # Train scale-out: gpus_per_node GPUs (and processes) per node. One node: the train task asks for them
+    # and runs torchrun --standalone (0 = no GPU, one process). nodes > 1: the train task submits a Kubeflow
+    # Trainer TrainJob on the trainjob_runtime ClusterTrainingRuntime and needs a RWX checkpoint_pvc.
+    gpus_per_node: int = 1
+    nodes: int = 1
+    trainjob_runtime: str = "torch-distributed"
+    trainjob_namespace: str = ""  # empty: the namespace the pipeline runs in
+    trainjob_timeout_s: int = 7 * 24 * 3600
+    shm_size: str = "8Gi"  # memory-backed /dev/shm for NCCL when a pod runs several GPUs
     train_cpu_request: str = "4"
     train_memory_request: str = "16G"
     train_memory_limit: str = "32G"
@@ -49,6 +58,44 @@ class ClusterSettings:
     # checkpoint lives in the task's own output dir and a retry starts over.
     checkpoint_pvc: str = ""
     parallelism: int = 0  # datasets trained at once; 0 = unlimited
+    # A train task given GPUs gets SPHEREREID_REQUIRE_CUDA=1: train.device auto then means cuda, so a node
+    # whose driver cannot run the image's CUDA fails at the first step instead of training on the CPU.
+    require_cuda: bool = True
+    evaluate_gpus: int = 0  # GPUs for the evaluate task (extraction in bf16); 0 = CPU
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1 or self.gpus_per_node < 0:
+            raise PipelineError(
+                f"need nodes >= 1 and gpus_per_node >= 0, got {self.nodes}, {self.gpus_per_node}"
+            )
+        if self.nodes > 1 and (self.gpus_per_node < 1 or not self.checkpoint_pvc):
+            raise PipelineError(
+                "--nodes > 1 runs a Kubeflow Trainer TrainJob: it needs --gpus >= 1 and --checkpoint-pvc "
+                "(a ReadWriteMany volume the job's pods share)"
+            )
+
+    def scale_out(self, image: str) -> dict[str, Any]:
+        """The train component's scale-out plan (spherereid.launch.scaleout.ScaleOut as a plain dict)."""
+        return {
+            "nodes": self.nodes,
+            "gpus_per_node": max(1, self.gpus_per_node),
+            "runtime": self.trainjob_runtime,
+            "namespace": self.trainjob_namespace,
+            "image": image,
+            "timeout_s": self.trainjob_timeout_s,
+            "accelerator_type": self.accelerator_type,
+            "cpu": self.train_cpu_request,
+            "memory": self.train_memory_limit,
+            "shm_size": self.shm_size,
+            "node_selector": dict([self.gpu_node_selector]),
+            "toleration_keys": [self.gpu_toleration_key],
+            "secret_name": self.secret_name,
+            "secret_keys": list(self.secret_keys),
+            "optional_secret_keys": list(self.optional_secret_keys),
+            "env": {**self.env, **({REQUIRE_CUDA_ENV: "1"} if self.require_cuda else {})},  # GPU pods
+            "pvc_name": self.checkpoint_pvc,
+            "mount_path": CHECKPOINT_MOUNT,
+        }
 
     def replace(self, **changes: Any) -> ClusterSettings:
         """A copy with `changes`, ignoring None values (unset CLI flags)."""
@@ -57,7 +104,9 @@ class ClusterSettings:
 
 # For kfp.local, which honours env vars and retries: no cluster endpoints (the caller's environment is
 # inherited: MLFLOW_TRACKING_URI, or the local sqlite store), no retries (fail fast), no secrets.
-LOCAL_SETTINGS = ClusterSettings(env={}, train_retries=0, secret_keys=(), optional_secret_keys=())
+LOCAL_SETTINGS = ClusterSettings(
+    env={}, train_retries=0, secret_keys=(), optional_secret_keys=(), require_cuda=False
+)
 
 
 def pipeline_arguments(params_path: str | Path) -> dict[str, Any]:

@@ -10,8 +10,13 @@ new on every attempt, so with `--checkpoint-pvc NAME` train works in /checkpoint
 that PVC (stable across retries of one run) and copies the result, without checkpoints, to its Model
 artifact. Without a PVC a retried train starts over. The run id in that path also means train is never
 served from the KFP cache when a PVC is used; preprocess and evaluate still are.
+
+Scale-out (ClusterSettings.gpus_per_node, nodes): with one node the train task asks for gpus_per_node GPUs
+and runs `torchrun --standalone` in its pod; with several it submits a Kubeflow Trainer TrainJob (named
+from the run id) on the torch-distributed runtime and follows it; the job's pods share the checkpoint PVC.
 """
 
+import json
 from collections.abc import Callable
 
 from kfp import dsl, kubernetes
@@ -21,7 +26,7 @@ from components.preprocess import preprocess as preprocess_component
 from components.register import register as register_component
 from components.train import train as train_component
 
-from .settings import CHECKPOINT_MOUNT, ClusterSettings
+from .settings import CHECKPOINT_MOUNT, REQUIRE_CUDA_ENV, ClusterSettings
 
 PIPELINE_NAME = "spherereid"
 
@@ -47,16 +52,43 @@ def _small(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.PipelineTas
     )
 
 
+def _train_image() -> str:
+    """The image the train component was compiled with: the TrainJob runs the same one."""
+    return train_component.component_spec.implementation.container.image
+
+
+def _on_gpus(task: dsl.PipelineTask, settings: ClusterSettings, count: int) -> dsl.PipelineTask:
+    """`count` GPUs on a GPU node (evaluate's extraction); CUDA is then required, not optional."""
+    task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(count)
+    kubernetes.add_node_selector(task, *settings.gpu_node_selector)
+    kubernetes.add_toleration(task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule")
+    if settings.require_cuda:
+        task.set_env_variable(REQUIRE_CUDA_ENV, "1")
+    return task
+
+
 def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.PipelineTask:
-    """GPU request, GPU-node placement, retries with backoff and (optionally) the checkpoint PVC."""
+    """GPU request, GPU-node placement, retries with backoff and (optionally) the checkpoint PVC.
+
+    With several nodes the task only submits and follows a TrainJob (which asks for the GPUs): it stays a
+    small CPU task. With several GPUs in one pod, NCCL gets a memory-backed /dev/shm."""
     _with_env(task, settings)
-    task.set_cpu_request(settings.train_cpu_request)
-    task.set_memory_request(settings.train_memory_request).set_memory_limit(settings.train_memory_limit)
-    if settings.accelerator_count > 0:
-        task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.accelerator_count)
+    if settings.nodes > 1:
+        task.set_cpu_request(settings.task_cpu_request).set_memory_request(settings.task_memory_request)
+    else:
+        task.set_cpu_request(settings.train_cpu_request)
+        task.set_memory_request(settings.train_memory_request).set_memory_limit(settings.train_memory_limit)
+    if settings.nodes == 1 and settings.gpus_per_node > 0:
+        task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.gpus_per_node)
         kubernetes.add_node_selector(task, *settings.gpu_node_selector)
         kubernetes.add_toleration(
             task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
+        )
+        if settings.require_cuda:
+            task.set_env_variable(REQUIRE_CUDA_ENV, "1")
+    if settings.nodes == 1 and settings.gpus_per_node > 1:
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=settings.shm_size
         )
     if settings.train_retries > 0:
         task.set_retry(
@@ -118,6 +150,8 @@ def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
                 train=train,
                 transform=transform,
                 checkpoint_dir=ckpt,
+                scale=json.dumps(settings.scale_out(_train_image())),
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER if settings.nodes > 1 else "",
             )
             _gpu_train(fit, settings)
             ev = evaluate_component(
@@ -127,8 +161,13 @@ def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
                 transform=transform,
             )
             _small(ev, settings)
+            if settings.evaluate_gpus > 0:
+                _on_gpus(ev, settings, settings.evaluate_gpus)
             reg = register_component(
-                trained=fit.outputs["trained"], evaluation=ev.outputs["evaluation"], register=register
+                trained=fit.outputs["trained"],
+                evaluation=ev.outputs["evaluation"],
+                prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
+                register=register,
             )
             _small(reg, settings).set_caching_options(False)
 

@@ -33,6 +33,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "metrics of saved features (.npz with qf, gf, pids, camids)",
     ),
     "summary": ("spherereid.cli:summary", "metrics and registered versions of the last main job"),
+    "export": (
+        "spherereid.deploy.commands:export",
+        "export a model to ONNX (uint8 images in, unit embeddings out) with proven parity",
+    ),
+    "search": (
+        "spherereid.deploy.commands:search",
+        "rank a folder of gallery images for query images (results.json + ranked-list PNG)",
+    ),
+    "promote": (
+        "spherereid.tracking.promote:main",
+        "make a registered version the champion by hand (records who, when, why)",
+    ),
 }
 
 

@@ -191,17 +191,29 @@ class ScheduleConfig:
         _require(self.step_per in ("epoch", "iteration"), "schedule.step_per must be epoch|iteration")
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training loop."""
 
     epochs: int = 140
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False  # mixed precision on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (cuda without a usable GPU is an error)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; applies on CUDA only, CPU trains in fp32)
+    cuda_graphs: bool = False  # capture the whole training step in a CUDA graph (CUDA only)
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over the global batch (CUDA only)
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs must be >= 1")
+        _require(self.precision in PRECISIONS, "train.precision must be fp32|bf16|fp16")
+        _require(
+            not (self.cuda_graphs and self.precision == "fp16"),
+            "train.cuda_graphs needs precision fp32 or bf16 (fp16's GradScaler syncs every step)",
+        )
+        _require(self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1 (epochs)")
 
 
 @dataclass(frozen=True)
@@ -213,11 +225,21 @@ class EvaluateConfig:
     max_rank: int = 50
     batch_size: int = 128
     query_chunk: int = 1024  # queries per chunk of the distance matrix
+    rerank: bool = False  # also report k-reciprocal re-ranked metrics (prefix rerank_)
+    rerank_k1: int = 20  # re-ranking: reciprocal neighbours
+    rerank_k2: int = 6  # re-ranking: rows averaged in query expansion
+    rerank_lambda: float = 0.3  # re-ranking: weight of the original distance
 
     def __post_init__(self) -> None:
         _require(self.metric in ("cosine", "euclidean"), "evaluate.metric must be cosine|euclidean")
         _require(self.max_rank >= 1, "evaluate.max_rank must be >= 1")
         _require(self.batch_size >= 1 and self.query_chunk >= 1, "evaluate sizes must be >= 1")
+        _require(self.rerank_k1 >= 1, "evaluate.rerank_k1 must be >= 1")
+        _require(1 <= self.rerank_k2 <= self.rerank_k1, "evaluate.rerank_k2 must be in 1..evaluate.rerank_k1")
+        _require(0.0 <= self.rerank_lambda <= 1.0, "evaluate.rerank_lambda must be in [0, 1]")
+
+
+PROMOTION_POLICIES = ("same-data", "best", "manual")
 
 
 @dataclass(frozen=True)
@@ -227,8 +249,18 @@ class RegisterConfig:
     model_prefix: str = "spherereid"  # registered model name: <prefix>-<dataset>
     min_rank1: float = 0.5
     min_map: float = 0.3
+    # who moves `champion`: same-data (a better mAP on the same dataset version), best (a better mAP on
+    # any dataset version), manual (only `spherereid promote`)
+    promotion: str = "same-data"
+    # export the model to ONNX (uint8 images in, unit embeddings out), prove parity with PyTorch on the
+    # prepared query/gallery, log it with MLflow's onnx flavor next to the pyfunc (needs --prepared)
+    export_onnx: bool = False
 
     def __post_init__(self) -> None:
+        _require(
+            self.promotion in PROMOTION_POLICIES,
+            f"register.promotion must be one of {'|'.join(PROMOTION_POLICIES)}, got {self.promotion!r}",
+        )
         _require(0.0 <= self.min_rank1 <= 1.0, "register.min_rank1 must be in [0, 1]")
         _require(0.0 <= self.min_map <= 1.0, "register.min_map must be in [0, 1]")
 

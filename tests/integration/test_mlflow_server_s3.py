@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from spherereid.config import RegisterConfig
+from spherereid.data.image_chain import ImageChain
 from spherereid.stages import register as register_stage
 from spherereid.tracking import runs as tracking
+from spherereid.tracking.promote import promote
 
 BIN = Path(sys.executable).parent
 S3_ENV = {
@@ -62,6 +64,8 @@ def test_run_model_and_registry_through_a_tracking_server_with_s3_artifacts(
     tracking.log_metrics(ref, {"loss": 1.5}, step=0)
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps(METRICS))
+    chain = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)
+    (eval_dir / "chain.json").write_text(json.dumps(chain.to_dict()))
     tracking.log_artifact(ref, eval_dir / "metrics.json", artifact_path="evaluation")
     res = register_stage.run(
         train_dir=train_dir,
@@ -100,15 +104,36 @@ def test_run_model_and_registry_through_a_tracking_server_with_s3_artifacts(
     ).json()["model_version"]
     tags = {t["key"]: t["value"] for t in mv["tags"]}
     assert mv["run_id"] == ref.run_id and tags["dataset_hash"] == "hash-a" and float(tags["mAP"]) == 0.6
+    assert (
+        mv["description"].startswith("# spherereid-toy version 1\n")
+        and "## Serve and call" in mv["description"]
+    )
     run = requests.get(f"{api}/runs/get", params={"run_id": ref.run_id}, timeout=10).json()["run"]
     assert run["info"]["status"] == "FINISHED"
 
-    # the registered model loads back through the server and computes the network's embeddings
+    # the registered model loads back through the server and computes the evaluated chain's embeddings
+    import pandas as pd
+    from PIL import Image
+
+    from spherereid.training.loop import extract_features
+
     model = mlflow.pyfunc.load_model("models:/spherereid-toy@champion")
-    x = np.random.default_rng(1).normal(size=(2, 3, 32, 16)).astype(np.float32)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
+    images = np.random.default_rng(1).integers(0, 256, size=(2, 36, 18, 3), dtype=np.uint8)
+    pngs = []
+    for im in images:
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    expected = extract_features(net, images, chain.eval_transform(), flip=True, progress=False)
+    np.testing.assert_allclose(model.predict(pd.DataFrame({"image": pngs})), expected, rtol=1e-5, atol=1e-6)
+
+    # a promotion by hand over REST: who, when, why as version tags
+    promote(name="spherereid-toy", version=1, reason="checked by hand", user="carol")
+    mv = requests.get(
+        f"{api}/model-versions/get", params={"name": "spherereid-toy", "version": "1"}, timeout=10
+    ).json()["model_version"]
+    tags = {t["key"]: t["value"] for t in mv["tags"]}
+    assert (tags["promoted_by"], tags["promotion_reason"]) == ("carol", "checked by hand")
 
 
 def _md5s(folder: Path) -> dict[str, str]:

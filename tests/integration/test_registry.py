@@ -1,21 +1,29 @@
 """The gated registry on a local sqlite store: gate, champion/challenger aliases, idempotence, the
-register stage end to end (pyfunc model logged once, served predictions equal the network's)."""
+register stage end to end (pyfunc model logged once per model file, served predictions equal the
+evaluate stage's chain, the model card), promotion policies and `spherereid promote`."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from spherereid.config import RegisterConfig
+from spherereid.data.image_chain import ImageChain
 from spherereid.stages import register as register_stage
 from spherereid.tracking import registry
 from spherereid.tracking import runs as tracking
+from spherereid.tracking.promote import promote
 from spherereid.tracking.registry import RegistryError
+from spherereid.training.loop import extract_features
+
+CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)  # conftest's HEIGHT, WIDTH = 32, 16
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,18 @@ def store(tmp_path, monkeypatch, empty_db):
     return uri
 
 
-def _register(uri, name, *, rank1, m_ap, dataset_hash="hash-a", run_id=None, min_rank1=0.5, min_map=0.3):
+def _register(
+    uri,
+    name,
+    *,
+    rank1,
+    m_ap,
+    dataset_hash="hash-a",
+    run_id=None,
+    min_rank1=0.5,
+    min_map=0.3,
+    promotion="same-data",
+):
     """A run (created unless given) registered with the given metrics; returns (result, run_id)."""
     c = tracking.client(uri)
     if run_id is None:
@@ -49,6 +68,7 @@ def _register(uri, name, *, rank1, m_ap, dataset_hash="hash-a", run_id=None, min
         min_rank1=min_rank1,
         min_map=min_map,
         tags={"params_hash": "p1", "git_commit": "g1"},
+        promotion=promotion,
         tracking_uri=uri,
     )
     return res, run_id
@@ -116,11 +136,70 @@ def test_registering_the_same_run_again_reuses_its_version(store):
     assert float(tags["mAP"]) == 0.40
 
 
-def test_a_champion_from_another_dataset_version_is_not_displaced(store):
+def test_a_champion_from_another_dataset_version_is_not_displaced_and_the_user_is_told_what_to_do(store):
     _register(store, "m", rank1=0.6, m_ap=0.40, dataset_hash="hash-a")
     other, _ = _register(store, "m", rank1=0.9, m_ap=0.90, dataset_hash="hash-b")
     assert other.passed_gate and other.aliases == ["challenger"] and other.champion_version == 1
-    assert "different dataset version (hash-a vs hash-b)" in other.reason
+    assert "new dataset version: champion version 1 was evaluated on dataset hash-a" in other.reason
+    assert "spherereid promote --name m --version 2 --reason TEXT" in other.reason
+    assert "register.promotion: best" in other.reason
+
+
+def test_promotion_best_moves_champion_across_dataset_versions_and_manual_never_moves_it(store):
+    _register(store, "b", rank1=0.6, m_ap=0.40, dataset_hash="hash-a")
+    better, _ = _register(store, "b", rank1=0.9, m_ap=0.90, dataset_hash="hash-b", promotion="best")
+    assert better.champion_version == 2 and "(evaluated on another dataset version, hash-a)" in better.reason
+    worse, _ = _register(store, "b", rank1=0.9, m_ap=0.50, dataset_hash="hash-c", promotion="best")
+    assert worse.champion_version == 2 and "challenger only" in worse.reason
+    tags = tracking.client(store).get_model_version("b", "2").tags
+    assert tags["promoted_by"] == "register (promotion: best)" and tags["promoted_from_version"] == "1"
+    assert tags["promotion_reason"].startswith("mAP 0.9000 beats champion version 1")
+
+    first, _ = _register(store, "h", rank1=0.9, m_ap=0.9, promotion="manual")
+    assert first.aliases == ["challenger"] and first.champion_version is None
+    assert "promotion is manual: no champion yet" in first.reason
+    assert _aliases(store, "h") == {"challenger": 1}
+
+
+def test_promote_records_who_when_and_why_and_refuses_a_failed_version_without_force(store, monkeypatch):
+    from datetime import UTC, datetime
+
+    _register(store, "p", rank1=0.6, m_ap=0.40, dataset_hash="hash-a")
+    _register(store, "p", rank1=0.9, m_ap=0.90, dataset_hash="hash-b")
+    _register(store, "p", rank1=0.1, m_ap=0.10, dataset_hash="hash-b")  # fails the gate
+    before = datetime.now(UTC).replace(microsecond=0)
+    res = promote(name="p", version=2, reason="hash-b is the new data", user="alice")
+    assert (res.version, res.previous, res.by) == (2, 1, "alice")
+    assert _aliases(store, "p")["champion"] == 2
+    tags = tracking.client(store).get_model_version("p", "2").tags
+    assert (tags["promoted_by"], tags["promotion_reason"], tags["promoted_from_version"]) == (
+        "alice",
+        "hash-b is the new data",
+        "1",
+    )
+    assert before <= datetime.fromisoformat(tags["promoted_at"]) <= datetime.now(UTC)
+
+    with pytest.raises(RegistryError, match="p version 3 failed the quality gate .*pass --force"):
+        promote(name="p", version=3, reason="x")
+    assert _aliases(store, "p")["champion"] == 2
+    with pytest.raises(RegistryError, match="p version 9 not found; versions: 1, 2, 3"):
+        promote(name="p", version=9, reason="x")
+    assert promote(name="p", version=3, reason="x", force=True).previous == 2
+
+
+def test_promote_command_prints_one_line_and_exits_2_on_bad_input(store, capsys, monkeypatch):
+    from spherereid.cli import main
+
+    _register(store, "c", rank1=0.6, m_ap=0.40)
+    _register(store, "c", rank1=0.6, m_ap=0.30)
+    monkeypatch.setenv("SPHEREREID_USER", "bob")
+    assert main(["promote", "--name", "c", "--version", "2", "--reason", "looks better on the UI"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "c version 2 is now champion (was version 1); by bob: looks better on the UI"
+    )
+    assert main(["promote", "--name", "nope", "--version", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: registered model 'nope' has no versions") and "\n" not in err
 
 
 def test_missing_metric_is_a_clear_error(store):
@@ -150,14 +229,22 @@ def _train_and_eval(tmp_path, make_train_dir, metrics, *, seed=0):
     )
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps({**metrics, "protocol": "market"}))
+    (eval_dir / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
     return train_dir, eval_dir, net
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def test_register_stage_logs_the_pyfunc_once_and_serves_the_networks_embeddings(
     store, tmp_path, make_train_dir
 ):
     import mlflow
-    import torch
 
     metrics = {
         "rank1": 0.8,
@@ -199,22 +286,41 @@ def test_register_stage_logs_the_pyfunc_once_and_serves_the_networks_embeddings(
         "0",
     }
 
+    # the model card is the version's description; the registered model has a short one
+    card = version.description
+    assert card.startswith("# spherereid-toy version 1\n") and "| rank-1 | rank-5 |" in card
+    assert "| 0.8000 | 0.9000 | 0.9500 | 0.6000 | 0.5500 | 0.3000 | 10/10 |" in card
+    assert "Quality gate: **passed**" in card and "`hash-a`" in card and "`gc`" in card
+    assert "mlflow models serve -m models:/spherereid-toy/1" in card and "Intended use" in card
+    assert "stored size 36x18 -> resize to the input size 32x16" in card
+    assert "champion" in c.get_registered_model("spherereid-toy").description
+
+    # served = the evaluate stage's chain: bytes at the stored size -> extract_features with flip
     model = mlflow.pyfunc.load_model("models:/spherereid-toy@champion")
-    x = np.random.default_rng(0).normal(size=(3, 3, 32, 16)).astype(np.float32)
-    out = model.predict(x)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(x)).numpy()
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 36, 18, 3), dtype=np.uint8)
+    out = model.predict(pd.DataFrame({"image": [_png(im) for im in images]}))
+    expected = extract_features(net, images, CHAIN.eval_transform(), flip=True, progress=False)
+    unflipped = extract_features(net, images, CHAIN.eval_transform(), flip=False, progress=False)
     assert out.shape == (3, 16) and out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(out - unflipped).max() > 1e-3  # the flip average is applied
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
-    with pytest.raises(Exception, match="shape"):
-        model.predict(np.zeros((2, 3, 16, 16), dtype=np.float32))
+    with pytest.raises(Exception, match="row 1: not an image"):
+        model.predict(pd.DataFrame({"image": [_png(images[0]), b"GIF89a-not-really"]}))
+
+    # the same run with a new model file (e.g. a resumed, longer training): a new version; version 1's
+    # tags still describe version 1's file
+    make_train_dir(train_dir, seed=5)
+    newer = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg)
+    assert newer.version == 2 and newer.run_id == res.run_id and newer.model_uri != res.model_uri
+    assert c.get_model_version("spherereid-toy", "1").source == res.model_uri
+    assert c.get_model_version("spherereid-toy", "2").source == newer.model_uri
 
     # a second, worse run of the same dataset: challenger only, champion stays on version 1
     worse = {**metrics, "mAP": 0.5}
     t2, e2, _ = _train_and_eval(tmp_path, make_train_dir, worse, seed=1)
     second = register_stage.run(train_dir=t2, eval_dir=e2, out_dir=tmp_path / "reg2", register=cfg)
-    assert (second.version, second.aliases, second.champion_version) == (2, ["challenger"], 1)
+    assert (second.version, second.aliases, second.champion_version) == (3, ["challenger"], 1)
     assert "challenger only" in register_stage.summary(second)
 
 
@@ -243,6 +349,7 @@ def test_register_cli_reports_missing_inputs_and_unreachable_servers_in_one_line
     tracking.write_run_ref(train_dir / "mlflow_run.json", tracking.RunRef("abc", "1", uri))
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"rank1": 0.9, "mAP": 0.9}))
+    (tmp_path / "eval" / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("SPHEREREID_MLFLOW_RETRIES", "2")
     monkeypatch.setenv("SPHEREREID_MLFLOW_BACKOFF", "0.01")

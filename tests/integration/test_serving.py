@@ -1,31 +1,85 @@
-"""`mlflow models serve` of the registered champion (offline, --env-manager local) on 127.0.0.1."""
+"""`mlflow models serve` of the registered champion (offline, --env-manager local) on 127.0.0.1: clients
+post image bytes, get the evaluate stage's embeddings; bad rows get HTTP 400 naming the row."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spherereid.config import RegisterConfig
+from spherereid.data.image_chain import ImageChain
+from spherereid.data.imageio import BadImage
 from spherereid.stages import register as register_stage
 from spherereid.tracking import runs as tracking
 
 BIN = Path(sys.executable).parent
+CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)
+
+
+@contextmanager
+def served(model_uri: str, tracking_uri: str, workdir: Path, server_tools) -> Iterator[str]:
+    """`mlflow models serve -m model_uri --env-manager local` on a free port; yields its base URL."""
+    free_port, wait_http, stop = server_tools
+    port = free_port()
+    # mlflow starts `uvicorn` by name: the venv's bin directory must be on PATH (an activated venv)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    log_path = workdir / f"serve-{port}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ping", timeout=180, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}\n{log_path.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        log.close()
+
+
+def post_images(url: str, images: list[bytes], column: str = "image"):
+    """POST rows of base64 image bytes as dataframe_split; returns the requests response."""
+    import requests
+
+    rows = [[base64.b64encode(b).decode("ascii")] for b in images]
+    body = {"dataframe_split": {"columns": [column], "data": rows}}
+    return requests.post(f"{url}/invocations", json=body, timeout=120)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 @pytest.mark.slow
-def test_served_champion_returns_the_networks_unit_embeddings_and_rejects_wrong_shapes(
+def test_served_champion_embeds_posted_images_as_evaluated_and_rejects_bad_rows_with_400(
     tmp_path, make_train_dir, monkeypatch, server_tools
 ):
-    import requests
-    import torch
+    from spherereid.training.loop import extract_features
 
-    free_port, wait_http, stop = server_tools
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
@@ -39,6 +93,7 @@ def test_served_champion_returns_the_networks_unit_embeddings_and_rejects_wrong_
     )
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps({"rank1": 0.9, "mAP": 0.7}))
+    (eval_dir / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
     res = register_stage.run(
         train_dir=train_dir,
         eval_dir=eval_dir,
@@ -47,70 +102,44 @@ def test_served_champion_returns_the_networks_unit_embeddings_and_rejects_wrong_
     )
     assert "champion" in res.aliases
 
-    port = free_port()
-    # mlflow starts `uvicorn` by name: the venv's bin directory must be on PATH (an activated venv)
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    cmd = [
-        str(BIN / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        f"models:/{res.name}@champion",
-        "--env-manager",
-        "local",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        try:
-            wait_http(f"http://127.0.0.1:{port}/ping", timeout=120, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            pytest.fail(f"{exc}\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
-        x = np.random.default_rng(0).normal(size=(2, 3, 32, 16)).astype(np.float32)
-        resp = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": x.tolist()}, timeout=60)
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 36, 18, 3), dtype=np.uint8)
+    expected = extract_features(net, images, CHAIN.eval_transform(), flip=True, progress=False)
+    with served(f"models:/{res.name}@champion", uri, tmp_path, server_tools) as url:
+        resp = post_images(url, [_png(im) for im in images])
         assert resp.status_code == 200, resp.text
         out = np.asarray(resp.json()["predictions"], dtype=np.float32)
-        with torch.no_grad():
-            expected = net(torch.from_numpy(x)).numpy()
         assert out.shape == (2, 16)
         np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-6)
 
-        wrong = np.zeros((2, 3, 16, 16), dtype=np.float32)
-        bad = requests.post(
-            f"http://127.0.0.1:{port}/invocations", json={"inputs": wrong.tolist()}, timeout=60
-        )
-        assert bad.status_code == 400 and "shape" in bad.text.lower()
-    finally:
-        stop(proc)
-        log.close()
+        not_image = post_images(url, [_png(images[0]), b"this is not an image"])
+        assert not_image.status_code == 400 and "row 1: not an image" in not_image.text
+        empty = post_images(url, [b""])
+        assert empty.status_code == 400 and "row 0: empty image" in empty.text
+        wrong_column = post_images(url, [_png(images[0])], column="img")
+        assert wrong_column.status_code == 400 and "image" in wrong_column.text
+        again = post_images(url, [_png(images[1])])  # the server keeps serving
+        assert again.status_code == 200
+        np.testing.assert_allclose(again.json()["predictions"][0], expected[1], rtol=1e-4, atol=1e-6)
 
 
-def test_to_batch_accepts_arrays_dicts_and_dataframes_and_names_the_expected_shape():
+def test_image_rows_accepts_bytes_base64_and_arrays_and_names_bad_rows():
     import pandas as pd
 
-    from spherereid.tracking.pyfunc_model import to_batch
+    from spherereid.tracking.pyfunc_model import image_rows
 
-    x = np.arange(2 * 3 * 4 * 2, dtype=np.float64).reshape(2, 3, 4, 2)
-    expected = x.astype(np.float32)
-    for given in (x, x.tolist(), {"images": x}, pd.DataFrame(x.reshape(2, -1))):
-        out = to_batch(given, 4, 2)
-        assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
-        np.testing.assert_array_equal(out, expected)
-    column = pd.DataFrame({"image": [x[0], x[1]]})
-    np.testing.assert_array_equal(to_batch(column, 4, 2), expected)
-    with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 4, 2\), got \(2, 3, 2, 4\)"):
-        to_batch(x.transpose(0, 1, 3, 2), 4, 2)
-    with pytest.raises(ValueError, match="one input tensor"):
-        to_batch({"a": x, "b": x}, 4, 2)
+    png = _png(np.zeros((8, 4, 3), dtype=np.uint8))
+    pixels = np.ones((5, 3, 3), dtype=np.uint8)
+    rows = image_rows(pd.DataFrame({"image": [png, base64.b64encode(png).decode(), pixels]}))
+    assert rows[0] == png and rows[1] == png and rows[2] is pixels
+    assert len(image_rows(np.zeros((2, 4, 2, 3), dtype=np.uint8))) == 2
+    with pytest.raises(BadImage, match=r"no 'image' column \(columns: img\)"):
+        image_rows(pd.DataFrame({"img": [png]}))
+    with pytest.raises(BadImage, match="row 1: empty image"):
+        image_rows({"image": [png, b""]})
+    with pytest.raises(BadImage, match="row 0: not base64"):
+        image_rows({"image": ["***"]})
+    with pytest.raises(BadImage, match="row 2: expected image bytes, got NoneType"):
+        image_rows([png, png, None])
+    with pytest.raises(BadImage, match="row 1: not an image"):
+        CHAIN.stored_batch(image_rows([png, b"GIF89a-nope"]))

@@ -125,7 +125,7 @@ def test_fan_out_over_datasets_and_stage_order(compiled):
     }
     assert tasks["train"]["dependentTasks"] == ["preprocess"]
     assert sorted(tasks["evaluate"]["dependentTasks"]) == ["preprocess", "train"]
-    assert sorted(tasks["register"]["dependentTasks"]) == ["evaluate", "train"]
+    assert sorted(tasks["register"]["dependentTasks"]) == ["evaluate", "preprocess", "train"]
 
 
 def test_parameter_defaults_are_params_yaml(compiled):
@@ -150,9 +150,7 @@ def test_no_checkpoint_pvc_by_default_and_a_stable_dir_with_one(compiled, tmp_pa
         "runtimeValue": {"constant": ""}
     }
     assert "pvcMount" not in k8s["exec-train"]
-    settings = ClusterSettings(
-        checkpoint_pvc="reid-ckpt", accelerator_type="amd.com/gpu", accelerator_count=2
-    )
+    settings = ClusterSettings(checkpoint_pvc="reid-ckpt", accelerator_type="amd.com/gpu", gpus_per_node=2)
     out = compile_pipeline(
         image=IMAGE, out=tmp_path / "p.yaml", params_path=ROOT / "params.yaml", settings=settings
     )

@@ -251,11 +251,12 @@ def test_register_component_calls_run_and_keeps_the_registration(tmp_path, monke
     registration = _artifact(dsl.Artifact, tmp_path / "registration")
     _component("register").python_func(
         trained=_artifact(dsl.Model, tmp_path / "t"), evaluation=_artifact(dsl.Artifact, tmp_path / "e"),
-        register=raw["register"], registration=registration,
+        prepared=_artifact(dsl.Dataset, tmp_path / "p"), register=raw["register"], registration=registration,
     )  # fmt: skip
     (call,) = rec.calls
     assert call["register"] == params.register
     assert Path(call["train_dir"]) == tmp_path / "t" and Path(call["eval_dir"]) == tmp_path / "e"
+    assert Path(call["prepared_dir"]) == tmp_path / "p"  # ONNX parity (register.export_onnx) is shown on it
     assert registration.metadata == info
 
 

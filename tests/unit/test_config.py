@@ -72,6 +72,7 @@ def test_unknown_and_missing_sections():
         ("loss", "scale", 0.0, "scale must be > 0"),
         ("model", "head", "E", "one of A, B, C, D"),
         ("transform", "crop_height", 999, "must not exceed"),
+        ("register", "promotion", "always", r"same-data\|best\|manual, got 'always'"),
     ],
 )
 def test_invariants(section, key, value, message):

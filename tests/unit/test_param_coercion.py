@@ -22,10 +22,13 @@ def _as_struct(value):
 
 
 def test_int_fields_come_back_as_ints_and_floats_stay_floats():
-    got = coerce_section("train", {"epochs": 30.0, "seed": 0.0, "device": "cpu", "amp": False})
-    assert got == {"epochs": 30, "seed": 0, "device": "cpu", "amp": False}
-    assert all(type(got[k]) is int for k in ("epochs", "seed"))
-    assert type(got["amp"]) is bool
+    raw = {"epochs": 30.0, "seed": 0.0, "device": "cpu", "precision": "bf16", "cuda_graphs": False,
+           "checkpoint_every": 2.0}  # fmt: skip
+    got = coerce_section("train", raw)
+    assert got == {"epochs": 30, "seed": 0, "device": "cpu", "precision": "bf16", "cuda_graphs": False,
+                   "checkpoint_every": 2}  # fmt: skip
+    assert all(type(got[k]) is int for k in ("epochs", "seed", "checkpoint_every"))
+    assert type(got["cuda_graphs"]) is bool
     optim = coerce_section("optim", {"lr": 1.0, "weight_decay": 0.0005, "betas": [0.9, 0.999]})
     assert type(optim["lr"]) is float and optim["betas"] == [0.9, 0.999]
 

@@ -84,30 +84,32 @@ def test_identities_sorted_so_label_order_does_not_matter():
     assert ids_a == ids_b
 
 
-def test_ranks_get_disjoint_batches_and_lengths():
+def test_ranks_split_each_global_batch_by_identity():
     labels = [pid for pid in range(23) for _ in range(4)]
-    total = 23 // 2  # 11 batches of P=2 per epoch across ranks
-    r0 = BalancedIdentitySampler(labels, p=2, k=2, seed=0, rank=0, world_size=2)
-    r1 = BalancedIdentitySampler(labels, p=2, k=2, seed=0, rank=1, world_size=2)
-    single = BalancedIdentitySampler(labels, p=2, k=2, seed=0)
-    assert len(r0) == len(r1) == total // 2 == 5
-    assert len(single) == total
+    p, k = 4, 2
+    r0 = BalancedIdentitySampler(labels, p=p, k=k, seed=0, rank=0, world_size=2)
+    r1 = BalancedIdentitySampler(labels, p=p, k=k, seed=0, rank=1, world_size=2)
+    single = BalancedIdentitySampler(labels, p=p, k=k, seed=0)
+    assert len(r0) == len(r1) == len(single) == 23 // 4 == 5, "same steps per epoch on any world size"
     for s in (r0, r1, single):
         s.set_epoch(4)
     b0, b1, all_ = list(r0), list(r1), list(single)
-    assert len(b0) == len(b1) == 5
-    ids0 = {labels[i] for batch in b0 for i in batch}
-    ids1 = {labels[i] for batch in b1 for i in batch}
-    assert not ids0 & ids1, "ranks draw disjoint identities"
-    # the two ranks together deal the single-process epoch round-robin
-    assert b0 == all_[0:10:2] and b1 == all_[1:10:2]
+    for part0, part1, whole in zip(b0, b1, all_, strict=True):
+        assert len(part0) == len(part1) == p // 2 * k, "each rank holds half the identities of a batch"
+        assert part0 + part1 == whole, "the ranks' shares together are the single-process batch"
+        assert not {labels[i] for i in part0} & {labels[i] for i in part1}, "disjoint identities"
+        # K consecutive indices per identity: a share never splits an identity across ranks
+        for part in (part0, part1):
+            assert all(len({labels[i] for i in part[j : j + k]}) == 1 for j in range(0, len(part), k))
 
 
-def test_errors_for_too_few_identities():
+def test_errors_for_too_few_identities_or_an_unshareable_batch():
     with pytest.raises(ValueError, match="3 identities but sampler.p is 4"):
         BalancedIdentitySampler([0, 1, 2, 2], p=4, k=2)
-    with pytest.raises(ValueError, match="world_size=3"):
-        BalancedIdentitySampler(list(range(4)), p=2, k=1, world_size=3)
+    with pytest.raises(ValueError, match="sampler.p=4 .* world_size=3"):
+        BalancedIdentitySampler(list(range(8)), p=4, k=1, world_size=3)
+    with pytest.raises(ValueError, match="rank=2, world_size=2"):
+        BalancedIdentitySampler(list(range(8)), p=4, k=1, rank=2, world_size=2)
 
 
 def test_state_dict_round_trip():

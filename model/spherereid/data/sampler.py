@@ -2,8 +2,10 @@
 
 Each batch holds P distinct identities with K images each. An epoch walks a random permutation of
 the (sorted) identities in chunks of P, so every identity appears at most once per epoch; the
-#identities % P leftovers of the permutation are skipped that epoch. With several ranks, the epoch's
-#identities // P batches are dealt round-robin, so ranks get disjoint batches.
+#identities % P leftovers of the permutation are skipped that epoch. With several ranks the global
+batch stays P x K: every rank walks the same #identities // P batches and takes its share of each, P /
+world_size consecutive identities (rank r the r-th share), so the recipe means the same on 1 or 8
+processes and the ranks' shares together are exactly the single-process batch.
 
 An identity with at least K images contributes K distinct images; one with fewer contributes each of
 its images once and fills the rest by drawing with replacement. Everything is drawn from a
@@ -26,10 +28,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class BalancedIdentitySampler(Sampler[list[int]]):
-    """Batch sampler yielding lists of P*K dataset indices (K consecutive indices per identity).
+    """Batch sampler yielding lists of dataset indices (K consecutive indices per identity).
 
-    `labels[i]` is the identity of dataset item i. len(self) = (#identities // P) // world_size
-    batches for this rank. Call `set_epoch(epoch)` before each epoch.
+    `labels[i]` is the identity of dataset item i. Every rank yields len(self) = #identities // P
+    batches of (P / world_size) * K indices: its share of the global P x K batch. Call
+    `set_epoch(epoch)` before each epoch.
     """
 
     def __init__(
@@ -39,6 +42,11 @@ class BalancedIdentitySampler(Sampler[list[int]]):
             raise ValueError(f"sampler p and k must be >= 1, got p={p}, k={k}; check sampler.p / sampler.k")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if p % world_size:
+            raise ValueError(
+                f"sampler.p={p} identities per batch cannot be shared by world_size={world_size} processes: "
+                "choose a process count that divides sampler.p (the global batch stays P x K)"
+            )
         by_id: dict[int, list[int]] = {}
         for index, label in enumerate(labels):
             by_id.setdefault(int(label), []).append(index)
@@ -52,16 +60,12 @@ class BalancedIdentitySampler(Sampler[list[int]]):
             )
         self.p, self.k, self.seed = int(p), int(k), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
-        self.batches_per_epoch = n_ids // p  # across all ranks
-        if self.batches_per_epoch // world_size == 0:
-            raise ValueError(
-                f"{n_ids} identities give {self.batches_per_epoch} batches of P={p} per epoch, fewer than "
-                f"world_size={world_size}: lower sampler.p or use fewer processes"
-            )
+        self.batches_per_epoch = n_ids // p  # the same on every rank
+        self.share = p // world_size  # identities of each batch this rank takes
         self.epoch = 0
 
     def __len__(self) -> int:
-        return self.batches_per_epoch // self.world_size
+        return self.batches_per_epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields."""
@@ -80,13 +84,12 @@ class BalancedIdentitySampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(len(self.identities), generator=generator)
-        mine = len(self)
-        for b in range(mine * self.world_size):
+        lo, hi = self.rank * self.share * self.k, (self.rank + 1) * self.share * self.k
+        for b in range(self.batches_per_epoch):
             chosen = order[b * self.p : (b + 1) * self.p].tolist()
-            # All ranks draw every batch so the generator stream is the same on every rank.
+            # Every rank draws the whole batch, so the generator stream is the same on every rank.
             batch = torch.cat([self._images_of(ident, generator) for ident in chosen])
-            if b % self.world_size == self.rank:
-                yield batch.tolist()
+            yield batch[lo:hi].tolist()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain ints: the epoch and the seed (the batches are a function of them)."""

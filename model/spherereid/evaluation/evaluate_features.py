@@ -2,11 +2,14 @@
 
     python -m spherereid.evaluation.evaluate_features FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
                                            [--query-chunk 1024] [--out metrics.json]
+                                           [--rerank [--k1 20] [--k2 6] [--lambda 0.3]]
 
 FEATURES.npz holds qf (Q, D) and gf (G, D) float features, and q_pids, g_pids, q_camids, g_camids
 integer labels (the evaluate stage writes such a file as features.npz). stdout gets one JSON object with
 rank1, rank5, rank10, mAP, mAP_official, mINP, num_valid_queries, num_queries; ``--out`` also writes
-it, with the whole CMC curve ("cmc"). Bad input: a one-line error on stderr and exit status 2.
+it, with the whole CMC curve ("cmc"). ``--rerank`` ranks by k-reciprocal re-ranked distances instead
+(``evaluation.rerank``; k1, k2, lambda as in the paper). Bad input: a one-line error on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import MetricsError, evaluate_features
+from .rerank import RerankParams, check_rerank_params, evaluate_reranked
 
 ARRAYS = ("qf", "gf", "q_pids", "g_pids", "q_camids", "g_camids")
 SUMMARY = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
@@ -66,22 +70,29 @@ def main(
     parser.add_argument("--max-rank", type=int, default=50, help="length of the CMC curve (default 50)")
     parser.add_argument("--query-chunk", type=int, default=1024, help="queries per distance chunk")
     parser.add_argument("--out", type=Path, help="also write the JSON (with the CMC curve) to this file")
+    parser.add_argument("--rerank", action="store_true", help="rank by k-reciprocal re-ranked distances")
+    parser.add_argument(
+        "--k1", type=int, help="re-ranking: reciprocal neighbours (default 20; needs --rerank)"
+    )
+    parser.add_argument("--k2", type=int, help="re-ranking: query expansion rows (default 6; needs --rerank)")
+    parser.add_argument(
+        "--lambda", dest="lambda_", type=float, help="re-ranking: original-distance weight (default 0.3)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.max_rank < 1 or args.query_chunk < 1:
             raise InputError("--max-rank and --query-chunk must be >= 1")
+        rerank = _rerank_params(args)
         arrays = load_features(args.features)
-        result = evaluate_features(
-            arrays["qf"],
-            arrays["gf"],
-            arrays["q_pids"],
-            arrays["g_pids"],
-            arrays["q_camids"],
-            arrays["g_camids"],
-            metric=args.metric,
-            max_rank=args.max_rank,
-            query_chunk=args.query_chunk,
-        )
+        labelled = [arrays[name] for name in ARRAYS]
+        if rerank is None:
+            result = evaluate_features(
+                *labelled, metric=args.metric, max_rank=args.max_rank, query_chunk=args.query_chunk
+            )
+        else:
+            result = evaluate_reranked(
+                *labelled, rerank, metric=args.metric, max_rank=args.max_rank, query_chunk=args.query_chunk
+            )
         full = result.to_dict()
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +108,26 @@ def main(
         return 2
     print(json.dumps({key: full[key] for key in SUMMARY}))
     return 0
+
+
+def _rerank_params(args: argparse.Namespace) -> RerankParams | None:
+    """RerankParams from --k1/--k2/--lambda (paper defaults), None without --rerank; InputError naming
+    the flag when a value is out of range or given without --rerank."""
+    given = {"--k1": args.k1, "--k2": args.k2, "--lambda": args.lambda_}
+    if not args.rerank:
+        stray = [flag for flag, value in given.items() if value is not None]
+        if stray:
+            raise InputError(f"{', '.join(stray)} only apply with --rerank: add --rerank or drop them")
+        return None
+    default = RerankParams()
+    k1 = default.k1 if args.k1 is None else args.k1
+    k2 = default.k2 if args.k2 is None else args.k2
+    lambda_ = default.lambda_ if args.lambda_ is None else args.lambda_
+    try:
+        check_rerank_params(k1, k2, lambda_, names=("--k1", "--k2", "--lambda"))
+    except MetricsError as exc:
+        raise InputError(str(exc)) from None
+    return RerankParams(k1, k2, lambda_)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,29 @@ log = logging.getLogger(__name__)
 LOSSES = ("sphere", "softmax")
 
 
-def _check_labels(labels: torch.Tensor, num_classes: int) -> None:
-    if labels.dtype != torch.int64 or labels.dim() != 1:
-        raise ValueError(f"labels must be int64 of shape (B,), got {labels.dtype} {tuple(labels.shape)}")
+def validate_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """int64 (N,) labels in 0..num_classes-1, else ValueError. Reads the values (a host sync on a GPU):
+    the trainer calls it once per dataset and turns the per-batch check of the losses off
+    (`check_labels = False`)."""
+    labels = torch.as_tensor(labels)
+    _check_label_layout(labels)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}; "
             "num_classes must be the number of training identities"
         )
+
+
+def _check_label_layout(labels: torch.Tensor) -> None:
+    if labels.dtype != torch.int64 or labels.dim() != 1:
+        raise ValueError(f"labels must be int64 of shape (B,), got {labels.dtype} {tuple(labels.shape)}")
+
+
+def _check_labels(loss: nn.Module, labels: torch.Tensor) -> None:
+    """Layout always (no sync); values only while `loss.check_labels` (the trainer validated them)."""
+    _check_label_layout(labels)
+    if loss.check_labels:
+        validate_labels(labels, loss.num_classes)
 
 
 class SphereSoftmaxLoss(nn.Module):
@@ -56,6 +71,7 @@ class SphereSoftmaxLoss(nn.Module):
         self.scale, self.margin = float(scale), float(margin)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         nn.init.xavier_uniform_(self.weight)
+        self.check_labels = True  # per-batch value check; off when the dataset was validated once
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """(B, D) -> cos(theta) (B, C) between each embedding and each class weight, in float32."""
@@ -65,7 +81,7 @@ class SphereSoftmaxLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """embeddings (B, D), labels (B,) int64 -> (mean loss, logits (B, C) = s * cos with the margin)."""
-        _check_labels(labels, self.num_classes)
+        _check_labels(self, labels)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             logits = self.scale * self.cosine(embeddings)
             if self.margin > 0:
@@ -93,13 +109,14 @@ class SoftmaxLoss(nn.Module):
                 f"embedding_dim and num_classes must be >= 1, got {embedding_dim}, {num_classes}"
             )
         self.num_classes = int(num_classes)
+        self.check_labels = True  # per-batch value check; off when the dataset was validated once
         self.classifier = nn.Linear(embedding_dim, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.001)
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """embeddings (B, D), labels (B,) int64 -> (mean loss, logits (B, C))."""
-        _check_labels(labels, self.num_classes)
+        _check_labels(self, labels)
         logits = self.classifier(embeddings)
         return F.cross_entropy(logits.float(), labels), logits
 

@@ -34,15 +34,23 @@ def plot_history(history: Sequence, path: Path) -> Path:
     return Path(path)
 
 
-def plot_cmc(cmc: Sequence[float], path: Path, title: str = "CMC") -> Path:
-    """Cumulative match characteristic: rank k -> fraction of queries matched within the top k."""
+def plot_cmc(
+    cmc: Sequence[float], path: Path, title: str = "CMC", others: dict[str, Sequence[float]] | None = None
+) -> Path:
+    """Cumulative match characteristic: rank k -> fraction of queries matched within the top k.
+    ``others``: further labelled curves (e.g. re-ranked) drawn on the same axes, with a legend."""
     plt = _pyplot()
     ranks = np.arange(1, len(cmc) + 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(ranks, np.asarray(cmc) * 100, marker="o", ms=2)
+    ax.plot(ranks, np.asarray(cmc) * 100, marker="o", ms=2, label="original")
     marks = [r for r in (1, 5, 10) if r <= len(cmc)]
     ax.scatter(marks, [cmc[r - 1] * 100 for r in marks], color="#d73027", zorder=3, s=18)
     summary = "\n".join(f"rank-{r}: {cmc[r - 1] * 100:.1f}%" for r in marks)
+    for label, curve in (others or {}).items():
+        ax.plot(np.arange(1, len(curve) + 1), np.asarray(curve) * 100, marker="s", ms=2, ls="--", label=label)
+        summary += f"\n{label} rank-1: {curve[0] * 100:.1f}%"
+    if others:
+        ax.legend(loc="center right", fontsize=8)
     ax.text(0.97, 0.05, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
             bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})  # fmt: skip
     ax.set_xlabel("rank")

@@ -19,14 +19,15 @@ import numpy as np
 import torch
 
 from ..config import EvaluateConfig, TransformConfig, load_params
+from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
-from ..data.transforms import EvalTransform
 from ..evaluation import metrics
+from ..evaluation.rerank import RerankParams, evaluate_reranked
 from ..modeling.net import ReIDNet
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
-from ..training.loop import extract_features, resolve_device
+from ..training.loop import check_device, extract_features, resolve_device
 from ._cli import run_cli
 from .train import MODEL_FILE, RUN_FILE
 
@@ -34,7 +35,12 @@ log = logging.getLogger(__name__)
 
 REPORTED = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
 RANKED_QUERIES = 6
+CHAIN_FILE = "chain.json"  # the ImageChain evaluated here; register serves exactly this chain
 RANKED_TOP = 10
+# On a GPU extraction runs in bf16 with channels_last and at least this batch size (fp32 on the CPU, with
+# evaluate.batch_size): the mAP moves by less than 0.1 point (benchmarks/extract_speed.py measures it).
+GPU_EXTRACT_PRECISION = "bf16"
+GPU_EXTRACT_BATCH = 512
 
 
 class EvaluationError(ValueError):
@@ -57,6 +63,19 @@ def load_model(train_dir: Path, device: torch.device | str = "cpu") -> ReIDNet:
     return net.to(device).eval()
 
 
+def image_chain(prepared: PreparedSet, transform: TransformConfig, evaluate: EvaluateConfig) -> ImageChain:
+    """The evaluated chain: stored size of the prepared arrays, network input size and normalisation,
+    flip averaging."""
+    info = prepared.info
+    return ImageChain(
+        stored_size=(int(info["height"]), int(info["width"])),
+        input_size=(transform.crop_height, transform.crop_width),
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        flip=evaluate.flip,
+    )
+
+
 def run(
     *,
     prepared_dir: Path,
@@ -74,19 +93,24 @@ def run(
     ref = runs.read_run_ref(train_dir / RUN_FILE)  # fail before the slow work, not after it
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto")
+    on_gpu = device.type == "cuda"
+    precision = GPU_EXTRACT_PRECISION if on_gpu else "fp32"
+    batch_size = max(evaluate.batch_size, GPU_EXTRACT_BATCH) if on_gpu else evaluate.batch_size
+    log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch_size)
     net = load_model(train_dir, device)
-    tf = EvalTransform(
-        size=(transform.crop_height, transform.crop_width), mean=transform.mean, std=transform.std
-    )
+    chain = image_chain(prepared, transform, evaluate)  # the chain register ships with the model
+    (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
+    tf = chain.eval_transform()
     query, gallery = prepared.split("query"), prepared.split("gallery")
     feats = {
         name: extract_features(
             net,
             split.images,
             tf,
-            batch_size=evaluate.batch_size,
+            batch_size=batch_size,
+            precision=precision,
             device=device,
-            flip=evaluate.flip,
+            flip=chain.flip,
             desc=f"{name} features",
         )
         for name, split in (("query", query), ("gallery", gallery))
@@ -95,15 +119,15 @@ def run(
     result = _rank(protocol, qf, gf, query, gallery, evaluate)
     summary = result.to_dict()
     reported: dict[str, float] = {k: summary[k] for k in REPORTED}
+    reranked = _rerank(protocol, qf, gf, query, gallery, evaluate)  # None unless evaluate.rerank
+    if reranked is not None:
+        reported.update({f"rerank_{k}": reranked[k] for k in REPORTED})
+        _write_cmc(reranked["cmc"], out_dir / "cmc_rerank.csv")
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(
         json.dumps({**reported, "protocol": protocol.get("name", "market")}, indent=2) + "\n"
     )
-    with open(out_dir / "cmc.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["rank", "accuracy"])
-        for rank, acc in enumerate(summary["cmc"], start=1):
-            writer.writerow([rank, f"{acc:.6f}"])
+    _write_cmc(summary["cmc"], out_dir / "cmc.csv")
     np.savez_compressed(
         out_dir / "features.npz",
         qf=qf,
@@ -113,11 +137,25 @@ def run(
         q_camids=query.camids,
         g_camids=gallery.camids,
     )
-    plot_cmc(summary["cmc"], out_dir / "cmc.png", title=f"CMC: {prepared.info.get('dataset', '')}")
+    plot_cmc(
+        summary["cmc"],
+        out_dir / "cmc.png",
+        title=f"CMC: {prepared.info.get('dataset', '')}",
+        others={"re-ranked": reranked["cmc"]} if reranked is not None else None,
+    )
     _ranked_lists(qf, gf, query, gallery, evaluate.metric, out_dir / "ranked_lists.png")
 
     runs.log_metrics(ref, {k: float(v) for k, v in reported.items()})
-    for name in ("cmc.png", "ranked_lists.png", "cmc.csv", "metrics.json"):
+    for split_name in ("query", "gallery"):
+        runs.log_dataset(
+            ref,
+            name=f"{prepared.info.get('dataset', prepared_dir.name)}-{split_name}",
+            source=str(prepared_dir.resolve()),
+            digest=prepared.fingerprint(),
+            context=split_name,
+        )
+    rerank_files = ("cmc_rerank.csv",) if reranked is not None else ()
+    for name in ("cmc.png", "ranked_lists.png", "cmc.csv", "metrics.json", *rerank_files):
         runs.log_artifact(ref, out_dir / name, artifact_path="evaluation")
     for name in ("report.json", "report.md"):
         if (prepared_dir / name).is_file():
@@ -142,6 +180,31 @@ def _rank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, galle
     return metrics.evaluate_features(
         *labelled, *cameras, metric=cfg.metric, max_rank=cfg.max_rank, query_chunk=cfg.query_chunk
     )
+
+
+def _rerank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, gallery, cfg: EvaluateConfig):
+    """Metrics (``RankingResult.to_dict()``) of the k-reciprocal re-ranked distances when evaluate.rerank
+    is on and the protocol is the standard one; None otherwise (a warning names a skipped protocol)."""
+    name = protocol.get("name", "market")
+    if not cfg.rerank:
+        return None
+    if name in ("cuhk03-classic", "cuhk-sysu"):
+        log.warning("evaluate.rerank: skipped, re-ranking needs one shared gallery, not protocol %s", name)
+        return None
+    params = RerankParams(cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
+    return evaluate_reranked(
+        qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, params,
+        metric=cfg.metric, max_rank=cfg.max_rank, query_chunk=cfg.query_chunk,
+    ).to_dict()  # fmt: skip
+
+
+def _write_cmc(cmc, path: Path) -> None:
+    """CMC curve as CSV: rank (1-based), accuracy."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "accuracy"])
+        for rank, acc in enumerate(cmc, start=1):
+            writer.writerow([rank, f"{acc:.6f}"])
 
 
 def _ranked_lists(qf, gf, query, gallery, metric: str, path: Path) -> None:

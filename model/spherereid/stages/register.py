@@ -12,12 +12,16 @@ import argparse
 import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RegisterConfig, load_params
+from ..data.image_chain import ImageChain
+from ..deploy.onnx_registry import export_and_log, usage_markdown
+from ..reporting.model_card import model_card
 from ..tracking import registry, runs
 from ..tracking.pyfunc_model import log_reid_model
 from ._cli import run_cli
@@ -28,6 +32,7 @@ MODEL_FILE = "model.pt"
 RUN_FILE = "mlflow_run.json"
 LINEAGE_FILE = "lineage.json"
 METRICS_FILE = "metrics.json"
+CHAIN_FILE = "chain.json"  # written by the evaluate stage
 OUT_FILE = "registration.json"
 LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash", "data_revision")
 
@@ -73,8 +78,30 @@ def _lineage(train_dir: Path) -> dict[str, Any]:
     return raw
 
 
-def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterConfig) -> RegisterResult:
-    """Log the pyfunc model into the train run (once), register and gate it, write registration.json."""
+def _chain(eval_dir: Path) -> ImageChain:
+    """The preprocessing chain the evaluate stage measured (served with the model)."""
+    path = eval_dir / CHAIN_FILE
+    raw = _read_json(path, "run the evaluate stage again")
+    try:
+        return ImageChain.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise RegisterInputError(
+            f"{path}: not a valid image chain ({exc}); run the evaluate stage again"
+        ) from None
+
+
+def run(
+    *,
+    train_dir: Path,
+    eval_dir: Path,
+    out_dir: Path,
+    register: RegisterConfig,
+    prepared_dir: Path | None = None,
+) -> RegisterResult:
+    """Log the pyfunc model into the train run (once), register and gate it, write registration.json.
+
+    With register.export_onnx the ONNX export's parity is proven on prepared_dir's query/gallery first and
+    the ONNX model is logged next to the pyfunc; a failed export or check stops before registration."""
     train_dir, eval_dir, out_dir = Path(train_dir), Path(eval_dir), Path(out_dir)
     lineage = _lineage(train_dir)
     ref = runs.read_run_ref(train_dir / RUN_FILE)
@@ -85,12 +112,24 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
     }
-    registry.gate(numeric, min_rank1=register.min_rank1, min_map=register.min_map)  # fail early on bad input
+    # fail early on bad input
+    passed, gate_text = registry.gate(numeric, min_rank1=register.min_rank1, min_map=register.min_map)
+    chain = _chain(eval_dir)
+    onnx = None
+    if register.export_onnx:
+        if prepared_dir is None:
+            raise RegisterInputError(
+                "register.export_onnx is true but no prepared dataset was given: pass --prepared "
+                "(parity with PyTorch is shown on its query and gallery)"
+            )
+        onnx = export_and_log(ref, model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir)
 
-    model_uri = log_reid_model(ref, model_pt, height=int(lineage["height"]), width=int(lineage["width"]))
+    model_uri = log_reid_model(ref, model_pt, chain=chain)
     run_tags = runs.get_run_tags(ref)
     tags = {k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags}
     tags["dataset"] = str(lineage["dataset"])
+    if onnx is not None:
+        tags.update(onnx.version_tags())
     dataset_hash = lineage.get("dataset_hash") or run_tags.get("dataset_hash")
     name = f"{register.model_prefix}-{lineage['dataset']}"
     reg = registry.register_and_gate(
@@ -102,6 +141,22 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
         min_rank1=register.min_rank1,
         min_map=register.min_map,
         tags=tags,
+        promotion=register.promotion,
+        describe=lambda version: (
+            model_card(
+                name=name,
+                version=version,
+                dataset=str(lineage["dataset"]),
+                dataset_hash=dataset_hash,
+                params=runs.get_run_params(ref),
+                metrics=numeric,
+                passed_gate=passed,
+                gate_text=gate_text,
+                lineage={**run_tags, "run_id": ref.run_id, "image": os.environ.get("SPHEREREID_IMAGE")},
+                chain=chain.to_dict(),
+            )
+            + ("" if onnx is None else "\n" + usage_markdown(onnx))
+        ),
         tracking_uri=ref.tracking_uri,
     )
     runs.set_tags(
@@ -126,6 +181,8 @@ def run(*, train_dir: Path, eval_dir: Path, out_dir: Path, register: RegisterCon
         "min_map": register.min_map,
         "metrics": {k: v for k, v in numeric.items() if not math.isnan(v)},
     }
+    if onnx is not None:
+        record["onnx"] = onnx.record()
     path.write_text(json.dumps(record, indent=2) + "\n")
     return RegisterResult(
         reg.name,
@@ -170,11 +227,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     parser.add_argument("--train", type=Path, required=True, help="train stage output directory")
     parser.add_argument("--eval", type=Path, required=True, help="evaluate stage output directory")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--prepared", type=Path,
+        help="prepared dataset directory; needed with register.export_onnx (ONNX parity is shown on its "
+        "query and gallery)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     def body() -> int:
         p = load_params(args.params)
-        res = run(train_dir=args.train, eval_dir=args.eval, out_dir=args.out, register=p.register)
+        res = run(
+            train_dir=args.train, eval_dir=args.eval, out_dir=args.out, register=p.register,
+            prepared_dir=args.prepared,
+        )  # fmt: skip
         print(summary(res))
         return 0
 

@@ -4,6 +4,12 @@
         --out outputs/synthetic/train
 
 A killed run resumes from <out>/checkpoints/last.pt when started again with the same params.
+
+Several processes (DistributedDataParallel; NCCL on GPUs, gloo on the CPU; the global batch stays P x K):
+
+    torchrun --standalone --nproc-per-node 2 -m spherereid.stages.train --params ... --prepared ... --out ...
+
+Rank 0 alone writes the checkpoints, the MLflow run, the model and the history.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +38,7 @@ from ..data.manifest import PreparedSet
 from ..data.transforms import build_transforms
 from ..reporting.plots import plot_history
 from ..tracking import runs
-from ..training import checkpoint
+from ..training import checkpoint, distributed
 from ..training.loop import EpochStats
 from ..training.trainer import FitResult, fit
 from ._cli import run_cli
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 RUN_FILE = "mlflow_run.json"
+RESULT_FILE = "train_result.json"
 LINEAGE_FILE = "lineage.json"
 
 
@@ -66,7 +74,11 @@ def run(
     train: TrainConfig,
     transform: TransformConfig,
 ) -> TrainResult:
-    """Train on the prepared set's train split; log params and per-epoch metrics to MLflow."""
+    """Train on the prepared set's train split; log params and per-epoch metrics to MLflow.
+
+    Under torchrun every rank calls this; rank 0 alone writes files and MLflow, other ranks return a
+    result without a run id."""
+    ctx = distributed.setup(train.device)  # a plain single process outside torchrun
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     prepared = PreparedSet(prepared_dir)
     split = prepared.split("train")
@@ -90,7 +102,8 @@ def run(
         "height": transform.crop_height,
         "width": transform.crop_width,
     }
-    (out_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
+    if ctx.is_main:
+        (out_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
     tags = {
         "dataset": dataset,
         "dataset_hash": lineage["dataset_hash"],
@@ -101,19 +114,41 @@ def run(
     dvc_hash = runs.dvc_data_hash(prepared_dir)
     if dvc_hash:
         tags["dvc_data_hash"] = dvc_hash
-    # The run reference is kept beside the checkpoint (which survives a killed or re-run stage), so a
-    # resumed training continues the same MLflow run; the copy in out_dir is what later stages read.
-    ref = runs.start_or_resume_run(
-        out_dir / "checkpoints" / RUN_FILE,
-        experiment=f"spherereid-{dataset}",
-        run_name=f"{dataset}-{model.backbone}-{model.head}",
-        params=flat,
-        tags=tags,
-    )
+    # One MLflow run is one training from scratch: a resumed checkpoint continues the run recorded beside
+    # it (same params); training from scratch (no checkpoint, changed code or data, fewer epochs) starts a
+    # new run. The copy in out_dir is what later stages read.
+    ckpt_ref = out_dir / "checkpoints" / RUN_FILE
+    holder: dict[str, runs.RunRef] = {}
+    stack = ExitStack()
+
+    def on_start(resumed: list[EpochStats]) -> None:
+        before = _recorded_run_id(ckpt_ref) if resumed else None
+        ref = runs.start_or_resume_run(
+            ckpt_ref,
+            experiment=f"spherereid-{dataset}",
+            run_name=f"{dataset}-{model.backbone}-{model.head}",
+            params=flat,
+            tags=tags,
+            resume=bool(resumed),
+        )
+        holder["ref"] = ref
+        runs.write_run_ref(out_dir / RUN_FILE, ref)
+        if resumed and ref.run_id != before:  # a continued checkpoint under new params: whole curves
+            runs.set_tags(ref, {"resumed_from_epoch": len(resumed), "resumed_from_run": before or "unknown"})
+            for stats in resumed:
+                on_epoch(stats)
+        runs.log_dataset(
+            ref,
+            name=f"{dataset}-train",
+            source=str(prepared_dir.resolve()),
+            digest=fingerprint,
+            context="train",
+        )
+        stack.enter_context(runs.system_metrics(ref))
 
     def on_epoch(stats: EpochStats) -> None:
         runs.log_metrics(
-            ref,
+            holder["ref"],
             {
                 "loss": stats.loss,
                 "accuracy": stats.accuracy,
@@ -123,13 +158,23 @@ def run(
             step=stats.epoch,
         )
 
-    runs.write_run_ref(out_dir / RUN_FILE, ref)
     train_tf, _ = build_transforms(**dataclasses.asdict(transform))
     try:
-        result = _fit(prepared, split, out_dir, fingerprint, sections, train_tf, on_epoch)
-    except BaseException:
-        runs.finish_run(ref, status="FAILED")
+        with stack:
+            result = _fit(prepared, split, out_dir, fingerprint, sections, train_tf, on_epoch, on_start, ctx)
+    except BaseException as exc:
+        if "ref" in holder:
+            runs.finish_run(holder["ref"], status="FAILED")
+        if ctx.distributed and distributed.is_peer_failure(exc):
+            raise distributed.DistributedError(
+                f"rank {ctx.rank} of {ctx.world_size} stopped: another training process failed or died "
+                f"({' '.join(str(exc).split())[:200]}); its own error is above"
+            ) from None
         raise
+    if not ctx.is_main:
+        last = result.history[-1]
+        return TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, "")
+    ref = holder["ref"]
     net = result.model.cpu()
     checkpoint.save_atomic(
         {
@@ -143,10 +188,35 @@ def run(
     plot_history(result.history, out_dir / "history.png")
     runs.log_artifact(ref, out_dir / "history.png")
     last = result.history[-1]
-    return TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, ref.run_id)
+    res = TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, ref.run_id)
+    (out_dir / RESULT_FILE).write_text(
+        json.dumps({**dataclasses.asdict(res), "model_path": MODEL_FILE}) + "\n"
+    )
+    return res
 
 
-def _fit(prepared, split, out_dir: Path, fingerprint: str, sections: dict, train_tf, on_epoch) -> FitResult:
+def read_result(out_dir: Path) -> TrainResult:
+    """The TrainResult rank 0 wrote to `out_dir` (after a run under torchrun or a TrainJob)."""
+    path = Path(out_dir) / RESULT_FILE
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise distributed.DistributedError(
+            f"{path}: no train result ({exc}); the distributed training did not finish, see its log"
+        ) from None
+    return TrainResult(**{**values, "model_path": Path(out_dir) / values["model_path"]})
+
+
+def _recorded_run_id(path: Path) -> str | None:
+    try:
+        return runs.read_run_ref(path).run_id
+    except runs.RunRefError:
+        return None
+
+
+def _fit(
+    prepared, split, out_dir: Path, fingerprint: str, sections: dict, train_tf, on_epoch, on_start, ctx
+) -> FitResult:
     train: TrainConfig = sections["train"]
     return fit(
         images=split.images,
@@ -163,8 +233,13 @@ def _fit(prepared, split, out_dir: Path, fingerprint: str, sections: dict, train
         epochs=train.epochs,
         seed=train.seed,
         device=train.device,
-        amp=train.amp,
+        precision=train.precision,
+        cuda_graphs=train.cuda_graphs,
+        checkpoint_every=train.checkpoint_every,
         on_epoch=on_epoch,
+        on_start=on_start,
+        dist=ctx,
+        sync_batchnorm=train.sync_batchnorm,
     )
 
 
@@ -195,21 +270,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
 
     def body() -> int:
         p = load_params(args.params)
-        res = run(
-            prepared_dir=args.prepared,
-            out_dir=args.out,
-            model=p.model,
-            loss=p.loss,
-            sampler=p.sampler,
-            optim=p.optim,
-            schedule=p.schedule,
-            train=p.train,
-            transform=p.transform,
-        )
-        print(
-            f"trained {res.epochs} epochs: loss {res.final_loss:.4f}, accuracy {res.final_accuracy:.3f}; "
-            f"model {res.model_path}; MLflow run {res.run_id}"
-        )
+        with distributed.process_group(p.train.device) as ctx:  # several ranks under torchrun
+            res = run(
+                prepared_dir=args.prepared,
+                out_dir=args.out,
+                model=p.model,
+                loss=p.loss,
+                sampler=p.sampler,
+                optim=p.optim,
+                schedule=p.schedule,
+                train=p.train,
+                transform=p.transform,
+            )
+        if ctx.is_main:
+            print(
+                f"trained {res.epochs} epochs: loss {res.final_loss:.4f}, accuracy {res.final_accuracy:.3f}; "
+                f"model {res.model_path}; MLflow run {res.run_id}"
+            )
         return 0
 
     return run_cli(body)

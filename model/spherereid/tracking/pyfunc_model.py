@@ -1,18 +1,26 @@
-"""The served model: an MLflow pyfunc that rebuilds ReIDNet from constructor args + a state_dict.
+"""The served model: an MLflow pyfunc that applies exactly the chain the evaluate stage measured.
 
-Artifacts are a JSON file (constructor kwargs, input size) and a state_dict saved with torch.save,
-loaded back with `torch.load(weights_only=True)`: no pickled network. The model is logged "from code"
-(a three-line entry script importing ReIDEmbeddingModel; no cloudpickle), so serving needs `spherereid`
-importable: `mlflow models serve
---env-manager local` in our venv or image (where the package is installed); MLflow's virtualenv/conda
-env managers would also need the package and PyPI access.
+Input: a DataFrame column `image` of encoded image bytes (JPEG, PNG, ...; base64 strings in JSON):
 
-Input: float32 (N, 3, H, W), normalised like the training input; output: float32 (N, D) unit rows.
+    POST /invocations {"dataframe_split": {"columns": ["image"], "data": [["<base64>"], ...]}}
+
+Called in Python, a row may also hold a uint8 (H, W, 3) array of any size. Each row goes through
+`ImageChain` (decode -> stored size -> input size -> normalise) and `training.loop.extract_features`
+(average with the mirror image, L2): output float32 (N, D) unit rows, equal to the evaluate stage's
+features.npz for the same files. A bad row fails the request with HTTP 400 naming the row and the problem.
+
+Artifacts: config.json (constructor kwargs, embedding dim, the ImageChain) and a state_dict loaded with
+`torch.load(weights_only=True)`: no pickled network. The model is logged "from code" (an entry script
+importing ReIDEmbeddingModel), so serving needs `spherereid` importable: `mlflow models serve
+--env-manager local` in our venv or image.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import io
 import json
 import logging
 import os
@@ -24,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.image_chain import ImageChain
+from ..data.imageio import BadImage
 from . import runs
 from .runs import RunRef
 
@@ -32,8 +42,9 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "model"
 CONFIG_ARTIFACT = "config"
 WEIGHTS_ARTIFACT = "weights"
+IMAGE_COLUMN = "image"
 MODEL_URI_TAG = "spherereid.model_uri"
-MODEL_SHA_TAG = "spherereid.model_sha256"
+MODEL_SHA_TAG = "spherereid.model_sha256"  # sha256 of model.pt + the chain: one logged model per pair
 PREDICT_BATCH = 64
 ENTRY_SCRIPT = (
     "# Model entry point (MLflow models-from-code): the network is rebuilt in load_context.\n"
@@ -49,55 +60,104 @@ except ImportError:  # pragma: no cover
 
 
 class ReIDEmbeddingModel(_Base):
-    """pyfunc wrapper: load_context rebuilds the network; predict maps images to embeddings."""
+    """pyfunc wrapper: load_context rebuilds the network and the chain; predict maps images to embeddings."""
 
     def load_context(self, context) -> None:
         import torch
 
         from ..modeling.net import ReIDNet
+        from ..training.loop import resolve_device
 
         config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
-        constructor = {**config["constructor"], "pretrained": "none"}
-        net = ReIDNet(**constructor)
+        net = ReIDNet(**{**config["constructor"], "pretrained": "none"})
         state = torch.load(context.artifacts[WEIGHTS_ARTIFACT], map_location="cpu", weights_only=True)
         net.load_state_dict(state)
-        self.net = net.eval()
-        self.height, self.width = int(config["height"]), int(config["width"])
+        self.device = resolve_device("auto")
+        self.net = net.to(self.device).eval()
+        self.chain = ImageChain.from_dict(config["chain"])
+        self.embedding_dim = int(config["embedding_dim"])
 
-    def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
-        """(N, 3, H, W) float32 array (or a DataFrame / dict holding one) -> (N, D) float32."""
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
+        """A DataFrame of image bytes (or uint8 (H, W, 3) arrays) in column `image` -> float32 (N, D)
+        unit rows. (model_input carries no type hint: MLflow would build a schema from it.)"""
         import torch
 
-        batch = to_batch(model_input, self.height, self.width)
-        out = []
+        from ..training.loop import extract_features
+
+        try:
+            images = self.chain.stored_batch(image_rows(model_input))
+        except BadImage as exc:
+            raise _bad_request(str(exc)) from None
+        if len(images) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
         with torch.no_grad():
-            for i in range(0, len(batch), PREDICT_BATCH):
-                out.append(self.net(torch.from_numpy(batch[i : i + PREDICT_BATCH])).numpy())
-        if not out:
-            return np.zeros((0, self.net.embedding_dim), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
+            return extract_features(
+                self.net,
+                images,
+                self.chain.eval_transform(),
+                batch_size=PREDICT_BATCH,
+                device=self.device,
+                flip=self.chain.flip,
+                progress=False,
+            )
 
 
-def to_batch(model_input: Any, height: int, width: int) -> np.ndarray:
-    """Accept an array, a dict with one array, or a DataFrame (one row per image, flattened pixels or
-    a column of nested arrays); return a contiguous float32 (N, 3, height, width) array."""
+def _bad_request(message: str) -> Exception:
+    """An MlflowException the scoring server answers with HTTP 400 (any other error is a 500)."""
+    try:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    except ImportError:  # pragma: no cover
+        return ValueError(message)
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def image_rows(model_input: Any) -> list[bytes | np.ndarray]:
+    """The `image` column of a DataFrame (or a dict of columns, or a plain list; or a uint8 (N, H, W, 3)
+    array) as a list of bytes / uint8 arrays. Base64 text is decoded. Raises BadImage naming the row."""
     import pandas as pd
 
-    if isinstance(model_input, dict):
-        if len(model_input) != 1:
-            raise ValueError(f"expected one input tensor, got keys {sorted(model_input)}")
-        model_input = next(iter(model_input.values()))
-    if isinstance(model_input, pd.DataFrame):
-        if model_input.shape[1] == 1:
-            model_input = np.stack([np.asarray(v, dtype=np.float32) for v in model_input.iloc[:, 0]])
-        else:
-            model_input = model_input.to_numpy(dtype=np.float32)
-    arr = np.asarray(model_input, dtype=np.float32)
-    if arr.ndim == 2 and arr.shape[1] == 3 * height * width:
-        arr = arr.reshape(-1, 3, height, width)
-    if arr.ndim != 4 or arr.shape[1:] != (3, height, width):
-        raise ValueError(f"expected images of shape (N, 3, {height}, {width}), got {arr.shape}")
-    return np.ascontiguousarray(arr)
+    if isinstance(model_input, pd.DataFrame | dict):
+        if IMAGE_COLUMN not in model_input:
+            have = ", ".join(map(str, list(model_input.keys()))) or "none"
+            raise BadImage(f"no '{IMAGE_COLUMN}' column (columns: {have}); send one image per row in it")
+        values = list(model_input[IMAGE_COLUMN])
+    elif isinstance(model_input, np.ndarray) and model_input.dtype == np.uint8 and model_input.ndim == 4:
+        values = list(model_input)
+    elif isinstance(model_input, list | tuple):
+        values = list(model_input)
+    else:
+        raise BadImage(
+            f"expected a DataFrame with an '{IMAGE_COLUMN}' column, got {type(model_input).__name__}"
+        )
+    return [_row(row, value) for row, value in enumerate(values)]
+
+
+def _row(row: int, value: Any) -> bytes | np.ndarray:
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    elif isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadImage(f"row {row}: not base64-encoded image bytes") from None
+    elif isinstance(value, np.ndarray) and value.ndim == 3:
+        return value
+    else:
+        raise BadImage(f"row {row}: expected image bytes, got {type(value).__name__}")
+    if not data:
+        raise BadImage(f"row {row}: empty image (0 bytes)")
+    return data
+
+
+def example_png(chain: ImageChain) -> bytes:
+    """One mean-colour PNG at the stored size (the logged input example)."""
+    from PIL import Image
+
+    colour = tuple(int(round(255 * m)) for m in chain.mean)
+    buf = io.BytesIO()
+    Image.new("RGB", (chain.stored_size[1], chain.stored_size[0]), colour).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _pins() -> list[str]:
@@ -131,44 +191,44 @@ def _using_tracking_uri(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
-def _sha256(path: Path) -> str:
+def model_key(model_pt: Path, chain: ImageChain) -> str:
+    """sha256 of the model file's bytes and the chain: the identity of one served model."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(model_pt, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    digest.update(json.dumps(chain.to_dict(), sort_keys=True).encode())
     return digest.hexdigest()
 
 
 def log_reid_model(
-    ref: RunRef, model_pt: Path, *, height: int, width: int, registered_name: str | None = None
+    ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None = None
 ) -> str:
-    """Log model.pt as a pyfunc LoggedModel linked to the run; return its `models:/m-...` URI.
-
-    Logged once per run and model file: the URI and the file's sha256 are kept as run tags, and a
-    second call with the same file returns the recorded URI.
-    """
+    """Log model.pt with its evaluated chain as a pyfunc LoggedModel linked to the run; return its
+    `models:/m-...` URI. Logged once per model file and chain (a run tag records the pair)."""
     model_pt = Path(model_pt)
-    sha = _sha256(model_pt)
+    key = model_key(model_pt, chain)
     tags = runs.get_run_tags(ref)
-    if tags.get(MODEL_SHA_TAG) == sha and tags.get(MODEL_URI_TAG):
+    if tags.get(MODEL_SHA_TAG) == key and tags.get(MODEL_URI_TAG):
         log.info("model already logged for run %s: %s", ref.run_id, tags[MODEL_URI_TAG])
         return tags[MODEL_URI_TAG]
     uri = runs.with_retries(
-        lambda: _log(ref, model_pt, height=height, width=width, registered_name=registered_name),
+        lambda: _log(ref, model_pt, chain=chain, registered_name=registered_name),
         what="log pyfunc model",
         uri=ref.tracking_uri,
     )
-    runs.set_tags(ref, {MODEL_URI_TAG: uri, MODEL_SHA_TAG: sha})
+    runs.set_tags(ref, {MODEL_URI_TAG: uri, MODEL_SHA_TAG: key})
     return uri
 
 
-def _log(ref: RunRef, model_pt: Path, *, height: int, width: int, registered_name: str | None) -> str:
+def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None) -> str:
+    import pandas as pd
     import torch
 
     runs.client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
     from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
     from ..modeling.net import ReIDNet
     from ..training.checkpoint import load
@@ -178,20 +238,17 @@ def _log(ref: RunRef, model_pt: Path, *, height: int, width: int, registered_nam
     net = ReIDNet(**constructor)
     net.load_state_dict(saved["state_dict"])
     net.eval()
-    example = np.zeros((2, 3, height, width), dtype=np.float32)  # two mean-colour images
     with torch.no_grad():
-        dim = int(net(torch.from_numpy(example)).shape[1])
+        dim = int(net(torch.zeros(2, 3, *chain.input_size)).shape[1])
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, height, width))]),
+        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN)]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
     )
+    example = pd.DataFrame({IMAGE_COLUMN: [example_png(chain)]})
     with tempfile.TemporaryDirectory() as tmp:
         config_path, weights_path = Path(tmp) / "config.json", Path(tmp) / "weights.pt"
-        config_path.write_text(
-            json.dumps(
-                {"constructor": constructor, "height": height, "width": width, "embedding_dim": dim}, indent=2
-            )
-        )
+        config = {"constructor": constructor, "embedding_dim": dim, "chain": chain.to_dict()}
+        config_path.write_text(json.dumps(config, indent=2))
         torch.save(net.state_dict(), weights_path)
         entry = Path(tmp) / "reid_model.py"
         entry.write_text(ENTRY_SCRIPT)
@@ -205,5 +262,5 @@ def _log(ref: RunRef, model_pt: Path, *, height: int, width: int, registered_nam
                 pip_requirements=_pins(),
                 registered_model_name=registered_name,
             )
-    log.info("logged pyfunc model %s (embedding dim %d, input 3x%dx%d)", info.model_uri, dim, height, width)
+    log.info("logged pyfunc model %s (embedding dim %d, chain %s)", info.model_uri, dim, chain.to_dict())
     return info.model_uri

@@ -1,17 +1,22 @@
-"""The gated model registry: one registered model per dataset, one version per evaluated run.
+"""The gated model registry: one registered model per dataset, one version per served model file.
 
 Quality gate: rank1 >= min_rank1 and mAP >= min_map. A passing version gets alias `challenger` (unless a
-newer version holds it); alias `champion` moves to it only when its mAP beats the current champion's on
-the same dataset version (equal `dataset_hash` tags), or when there is no champion. Failing the gate is
-a result (passed_gate False, reason), not an error. Registering the same run again reuses its version.
+newer version holds it). Alias `champion` follows the promotion policy (register.promotion):
+- same-data: a better mAP than the champion's on the same dataset version (equal `dataset_hash` tags);
+- best: a better mAP, whatever the dataset version;
+- manual: never automatically; `spherereid promote` moves it.
+Any policy makes the first passing version champion, except manual. Every move records who, when and
+why as version tags. Failing the gate is a result (passed_gate False, reason), not an error.
+Registering the same logged model again reuses its version; a new model file is always a new version.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from . import runs
@@ -23,8 +28,16 @@ CHALLENGER = "challenger"
 GATE_METRICS = ("rank1", "mAP")
 
 
+PROMOTED_BY, PROMOTED_AT, PROMOTION_REASON, PROMOTED_FROM = (
+    "promoted_by",
+    "promoted_at",
+    "promotion_reason",
+    "promoted_from_version",
+)
+
+
 class RegistryError(ValueError):
-    """Bad input to the registry (e.g. a metric missing from metrics.json)."""
+    """Bad input to the registry (e.g. a metric missing from metrics.json, an unknown version)."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +90,10 @@ def _aliases(c, name: str) -> dict[str, int]:
     return {alias: int(v) for alias, v in (c.get_registered_model(name).aliases or {}).items()}
 
 
-def _find_version(c, name: str, run_id: str) -> int | None:
+def _find_version(c, name: str, run_id: str, model_uri: str) -> int | None:
+    """The version registered from exactly this logged model (one version per model file)."""
     found = c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    versions = sorted(int(v.version) for v in found)
+    versions = sorted(int(v.version) for v in found if v.source == model_uri)
     return versions[0] if versions else None
 
 
@@ -93,14 +107,22 @@ def _ensure_model(c, name: str) -> None:
         if runs.is_connection_error(exc):
             raise
     try:
-        c.create_registered_model(
-            name,
-            description="SphereReID embedding model (pyfunc); aliases: "
-            "champion = best mAP on the current dataset version, challenger = latest pass",
-        )
+        c.create_registered_model(name, description=MODEL_DESCRIPTION.format(name=name))
     except MlflowException as exc:
         if "ALREADY_EXISTS" not in str(exc.error_code):
             raise
+
+
+MODEL_DESCRIPTION = """SphereReID person re-identification embeddings (MLflow pyfunc).
+
+Input: a DataFrame column `image` of JPEG/PNG bytes (base64 in JSON); output: one unit-norm embedding
+per image, computed exactly as the evaluation computed it (decode, resize, normalise, flip-average, L2).
+Rank a gallery by cosine similarity (the dot product of the embeddings).
+
+Aliases: `champion` is the served model (moved by the promotion policy in params `register.promotion`,
+or by `spherereid promote --name {name} --version V --reason TEXT`); `challenger` is the latest version
+that passed the quality gate. Each version's description is its model card.
+"""
 
 
 def register_and_gate(
@@ -113,9 +135,12 @@ def register_and_gate(
     min_rank1: float,
     min_map: float,
     tags: Mapping[str, Any],
+    promotion: str = "same-data",
+    describe: Callable[[int], str] | None = None,
     tracking_uri: str | None = None,
 ) -> RegistrationResult:
-    """Register the run's model (once), tag it with metrics and lineage, apply the gate and aliases."""
+    """Register the logged model (once), tag it with metrics and lineage, set its description (the model
+    card: `describe(version)`), apply the gate, then move aliases under the promotion policy."""
     passed, gate_text = gate(metrics, min_rank1=min_rank1, min_map=min_map)
     uri = tracking_uri or runs.tracking_uri()
 
@@ -130,6 +155,8 @@ def register_and_gate(
             passed=passed,
             gate_text=gate_text,
             tags=tags,
+            promotion=promotion,
+            describe=describe,
         )
 
     result = runs.with_retries(go, what=f"register {name}", uri=uri)
@@ -138,7 +165,7 @@ def register_and_gate(
 
 
 def _register(
-    c, *, name, model_uri, run_id, metrics, dataset_hash, passed, gate_text, tags
+    c, *, name, model_uri, run_id, metrics, dataset_hash, passed, gate_text, tags, promotion, describe
 ) -> RegistrationResult:
     _ensure_model(c, name)
     version_tags = {str(k): str(v) for k, v in tags.items()}
@@ -150,7 +177,7 @@ def _register(
             "quality_gate": "passed" if passed else "failed",
         }
     )
-    version = _find_version(c, name, run_id)
+    version = _find_version(c, name, run_id, model_uri)
     if version is None:
         mv = c.create_model_version(
             name, source=model_uri, run_id=run_id, tags=version_tags, model_id=_model_id(model_uri)
@@ -158,9 +185,11 @@ def _register(
         version = int(mv.version)
         log.info("registered %s version %d from %s", name, version, model_uri)
     else:
-        log.info("run %s is already %s version %d; updating its tags", run_id, name, version)
+        log.info("%s is already %s version %d; updating its tags", model_uri, name, version)
         for key, value in version_tags.items():
             c.set_model_version_tag(name, str(version), key, value)
+    if describe is not None:
+        c.update_model_version(name, str(version), description=describe(version))
 
     if not passed:
         aliases = _aliases(c, name)
@@ -178,11 +207,12 @@ def _register(
     if current is None or current <= version:
         c.set_registered_model_alias(name, CHALLENGER, str(version))
     decision = _champion_decision(
-        c, name, version, aliases.get(CHAMPION), float(metrics["mAP"]), dataset_hash
+        c, name, version, aliases.get(CHAMPION), float(metrics["mAP"]), dataset_hash, promotion
     )
     if decision.startswith("+"):
-        c.set_registered_model_alias(name, CHAMPION, str(version))
         decision = decision[1:]
+        _move_champion(c, name, version, aliases.get(CHAMPION), by=f"register (promotion: {promotion})",
+                       reason=decision)  # fmt: skip
     aliases = _aliases(c, name)
     return RegistrationResult(
         name,
@@ -195,28 +225,56 @@ def _register(
 
 
 def _champion_decision(
-    c, name: str, version: int, champion: int | None, m_ap: float, dataset_hash: str | None
+    c, name: str, version: int, champion: int | None, m_ap: float, dataset_hash: str | None, promotion: str
 ) -> str:
     """Reason text; a leading '+' means: move champion to `version`."""
-    if champion is None:
-        return f"+no champion yet: version {version} is now {CHAMPION}"
+    promote_cmd = f"spherereid promote --name {name} --version {version} --reason TEXT"
     if champion == version:
         return f"version {version} is already {CHAMPION}"
+    if promotion == "manual":
+        held = f"{CHAMPION} stays version {champion}" if champion is not None else f"no {CHAMPION} yet"
+        return f"promotion is manual: {held}; to serve this version run `{promote_cmd}`"
+    if champion is None:
+        return f"+no champion yet: version {version} is now {CHAMPION}"
     tags = c.get_model_version(name, str(champion)).tags
     champ_hash = tags.get("dataset_hash")
-    if dataset_hash is None or champ_hash in (None, "unknown") or champ_hash != dataset_hash:
-        return (
-            f"{CHAMPION} version {champion} was evaluated on a different dataset version "
-            f"({champ_hash or 'unknown'} vs {dataset_hash or 'unknown'}): {CHAMPION} not moved; "
-            f"evaluate both on the same data to compare"
-        )
     try:
         champ_map = float(tags.get("mAP", "nan"))
     except ValueError:
         champ_map = math.nan
+    same_data = (
+        dataset_hash is not None and champ_hash not in (None, "unknown") and champ_hash == dataset_hash
+    )
+    if promotion == "same-data" and not same_data:
+        return (
+            f"new dataset version: {CHAMPION} version {champion} was evaluated on dataset "
+            f"{champ_hash or 'unknown'}, this version on {dataset_hash or 'unknown'}, so their mAPs "
+            f"({champ_map:.4f} vs {m_ap:.4f}) do not compare and {CHAMPION} was not moved (promotion: "
+            f"same-data). To serve this version run `{promote_cmd}`; to let the better mAP win across "
+            "dataset versions set register.promotion: best; or keep the champion"
+        )
+    across = "" if same_data else f" (evaluated on another dataset version, {champ_hash or 'unknown'})"
     if math.isnan(champ_map) or m_ap > champ_map:
-        return f"+mAP {m_ap:.4f} beats {CHAMPION} version {champion} ({champ_map:.4f}): {CHAMPION} moved"
-    return f"mAP {m_ap:.4f} does not beat {CHAMPION} version {champion} ({champ_map:.4f}): {CHALLENGER} only"
+        return (
+            f"+mAP {m_ap:.4f} beats {CHAMPION} version {champion} ({champ_map:.4f}){across}: {CHAMPION} moved"
+        )
+    return (
+        f"mAP {m_ap:.4f} does not beat {CHAMPION} version {champion} ({champ_map:.4f}){across}: "
+        f"{CHALLENGER} only"
+    )
+
+
+def _move_champion(c, name: str, version: int, previous: int | None, *, by: str, reason: str) -> None:
+    """Point `champion` at `version` and record who, when, why and from which version as version tags."""
+    c.set_registered_model_alias(name, CHAMPION, str(version))
+    record = {
+        PROMOTED_BY: by,
+        PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        PROMOTION_REASON: reason,
+        PROMOTED_FROM: str(previous) if previous is not None else "none",
+    }
+    for key, value in record.items():
+        c.set_model_version_tag(name, str(version), key, value)
 
 
 def _is_number(v: Any) -> bool:

@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -152,12 +153,14 @@ def start_or_resume_run(
     run_name: str,
     params: Mapping[str, Any],
     tags: Mapping[str, str],
+    resume: bool = True,
 ) -> RunRef:
-    """Reuse the run in `ref_path` (a resumed train stage) when it exists on the current tracking URI
-    with the same params; otherwise start a new run. Writes `ref_path` either way."""
+    """With `resume` (the trainer continues a checkpoint), reuse the run in `ref_path` when it exists on
+    the current tracking URI with the same params; otherwise start a new run: one run is one training
+    from scratch. Writes `ref_path` either way."""
     ref_path = Path(ref_path)
     uri = tracking_uri()
-    if ref_path.is_file():
+    if resume and ref_path.is_file():
         try:
             old = read_run_ref(ref_path)
         except RunRefError as exc:
@@ -245,8 +248,56 @@ def get_run_tags(ref: RunRef) -> dict[str, str]:
     return {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
 
 
+def get_run_params(ref: RunRef) -> dict[str, str]:
+    """The run's params (flattened keys, string values)."""
+    run = _on_run(ref, lambda: client(ref.tracking_uri).get_run(ref.run_id), what="read run")
+    return dict(run.data.params)
+
+
 def finish_run(ref: RunRef, status: str = "FINISHED") -> None:
     """Mark the run terminated with `status` (FINISHED, FAILED, KILLED)."""
     _on_run(
         ref, lambda: client(ref.tracking_uri).set_terminated(ref.run_id, status=status), what="finish run"
     )
+
+
+def log_dataset(ref: RunRef, *, name: str, source: str, digest: str, context: str) -> None:
+    """Record a dataset the run used (the run's Datasets panel) without loading it: `digest` is the
+    manifest fingerprint or DVC md5, `context` train / query / gallery."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    where = LocalArtifactDatasetSource(source) if "://" not in source else resolve_dataset_source(source)
+    dataset = MetaDataset(where, name=name, digest=digest[:36])
+    item = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+    _on_run(ref, lambda: client(ref.tracking_uri).log_inputs(ref.run_id, datasets=[item]), what="log dataset")
+
+
+@contextmanager
+def system_metrics(ref: RunRef, *, interval: float = 10.0) -> Iterator[None]:
+    """Log CPU, memory, disk and network use (and GPU utilisation and memory through nvidia-ml-py when a
+    GPU is there) as `system/*` metrics of the run every `interval` s while the block runs."""
+    monitor = None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(
+            ref.run_id, sampling_interval=interval, resume_logging=True, tracking_uri=ref.tracking_uri
+        )
+        monitor.start()
+    except Exception as exc:  # noqa: BLE001 - monitoring must never stop training
+        log.warning("system metrics are not recorded for run %s: %s", ref.run_id, exc)
+        monitor = None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            monitor.finish()
+            try:  # one last sample, so that even a block shorter than `interval` leaves a record
+                monitor.collect_metrics()
+                monitor.publish_metrics(monitor.aggregate_metrics())
+                monitor.mlflow_logger.flush()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("last system metrics sample not recorded: %s", exc)

@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import logging
-import math
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
+try:
+    from tqdm import tqdm
+except ImportError:  # a bare GPU image (torch, torchvision, numpy only): train without progress bars
+
+    class tqdm:  # noqa: N801 - stands in for tqdm.tqdm
+        def __init__(self, iterable, *args: object, total: int | None = None, **kwargs: object):
+            self.iterable, self.total = iterable, total
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def __len__(self) -> int:
+            return self.total if self.total is not None else len(self.iterable)
+
+        def set_postfix(self, **kwargs: object) -> None:
+            pass
+
+
+from ..data.batches import device_slices
 from ..data.transforms import EvalTransform
 
 log = logging.getLogger(__name__)
@@ -23,14 +42,68 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
+REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # "1": 'auto' means cuda (the pipeline sets it on GPU tasks)
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; otherwise torch.device(name)."""
+    """'auto' -> cuda when usable else cpu; otherwise torch.device(name).
+
+    An explicit cuda device without a usable GPU is an error naming the reason (no driver, a driver too
+    old for this build's CUDA, no GPU visible), never a silent CPU run. With SPHEREREID_REQUIRE_CUDA=1 in
+    the environment (set by the pipeline on tasks given a GPU), 'auto' is 'cuda'."""
+    if name == "auto" and os.environ.get(REQUIRE_CUDA_ENV, "") == "1":
+        name = "cuda"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device is '{name}' but no CUDA device is available; use auto or cpu")
+        raise ValueError(
+            f"device '{name}' is asked (train.device, or {REQUIRE_CUDA_ENV}=1 on a GPU task) but CUDA is "
+            f"not usable ({_cuda_failure()}); fix the node's NVIDIA driver / GPU request, or set "
+            "train.device to auto or cpu"
+        )
     return device
+
+
+def _cuda_failure() -> str:
+    """Why CUDA cannot be used, in one line (torch's own message when it has one)."""
+    if not torch.backends.cuda.is_built():
+        return "this PyTorch build has no CUDA"
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # noqa: BLE001 - any init failure is the reason we report
+        return " ".join(str(exc).split())[:300]
+    return f"{torch.cuda.device_count()} GPUs visible"
+
+
+def check_device(device: torch.device) -> str:
+    """Run one kernel on `device` and wait for it, so a GPU this build cannot drive (driver too old, no
+    kernel image for the architecture) fails now with the reason, not hours later. Returns a description
+    ('cpu' or 'cuda:0 NVIDIA H200 (CUDA 13.0, capability 9.0)')."""
+    if device.type != "cuda":
+        return device.type
+    try:
+        probe = torch.ones(8, device=device)
+        float((probe @ probe).item())
+        torch.cuda.synchronize(device)
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(
+            f"{device}: a first CUDA kernel failed ({' '.join(str(exc).split())[:300]}); the node's NVIDIA "
+            f"driver may be too old for this image's CUDA {torch.version.cuda}"
+        ) from None
+    major, minor = torch.cuda.get_device_capability(device)
+    name = torch.cuda.get_device_name(device)
+    return f"{device} {name} (CUDA {torch.version.cuda}, capability {major}.{minor})"
+
+
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """The precision training uses: `precision` on CUDA, fp32 elsewhere (autocast applies on CUDA only)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"unknown precision '{precision}' (known: fp32, bf16, fp16); check train.precision")
+    return precision if device.type == "cuda" else "fp32"
 
 
 @dataclass(frozen=True)
@@ -49,65 +122,234 @@ class EpochStats:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
+class EpochAccumulator:
+    """Device-side sums over an epoch's steps, read once at its end (no host sync per step).
+
+    loss_sum (float64): sum of loss * batch size; correct (int64): top-1 hits; steps (int64): steps
+    taken; first_bad (int64): index of the first step whose loss was not finite, -1 when none. Updates
+    are in-place tensor ops, so they can be captured in a CUDA graph. With several processes, all-reduce
+    `loss_sum`, `correct` (sum) and `first_bad` (max) before `read`.
+    """
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.steps = torch.zeros((), dtype=torch.int64, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        self.steps.zero_()
+        self.first_bad.fill_(-1)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """One step's scalar `loss`, `logits` (B, C) and `labels` (B,)."""
+        loss = loss.detach()
+        self.loss_sum.add_(loss.double() * labels.shape[0])
+        self.correct.add_((logits.detach().argmax(dim=1) == labels).sum())
+        new_bad = (~torch.isfinite(loss)) & (self.first_bad < 0)
+        self.first_bad.copy_(torch.where(new_bad, self.steps, self.first_bad))
+        self.steps.add_(1)
+
+    def read(self) -> tuple[float, int, int]:
+        """(loss_sum, correct, first_bad) as Python numbers: the epoch's one host sync."""
+        values = torch.stack([self.loss_sum, self.correct.double(), self.first_bad.double()]).tolist()
+        return values[0], int(values[1]), int(values[2])
+
+
+class TrainStep:
+    """One optimisation step on a batch: forward under autocast, loss (float32), backward, optimizer step,
+    and the device-side stats; eager, or replayed from a CUDA graph.
+
+    With `cuda_graphs`, the first `warmup` calls run eagerly on a side stream (as torch requires before a
+    capture; they are real training steps), the next call captures forward + backward + optimizer step +
+    stats into one graph and replays it, and later calls copy the batch into the graph's static inputs and
+    replay. The optimizer must be capturable with a tensor learning rate (see `build_optimizer`) so that
+    scheduler changes reach the graph. `model` may be a DistributedDataParallel wrapper.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        criterion: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        stats: EpochAccumulator,
+        precision: str = "fp32",
+        scaler: torch.amp.GradScaler | None = None,
+        cuda_graphs: bool = False,
+        warmup: int = 3,
+    ):
+        self.model, self.criterion, self.optimizer, self.stats = model, criterion, optimizer, stats
+        self.dtype = AUTOCAST_DTYPES[precision]
+        self.scaler = scaler
+        if cuda_graphs and scaler is not None:
+            raise ValueError("CUDA graphs cannot capture the fp16 GradScaler; use precision bf16 or fp32")
+        self.cuda_graphs, self.warmup = cuda_graphs, warmup
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _forward_backward(self, images: torch.Tensor, labels: torch.Tensor, zero_grad: bool) -> None:
+        # no autocast weight-cast cache under graph capture: the graph must not point at freed casts
+        with torch.autocast(
+            device_type=images.device.type,
+            dtype=self.dtype,
+            enabled=self.dtype is not None,
+            cache_enabled=not self.cuda_graphs,
+        ):
+            embeddings = self.model(images)
+            loss, logits = self.criterion(embeddings, labels)
+        if zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.stats.add(loss, logits, labels)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Images (B, 3, H, W) and int64 labels (B,) on the training device."""
+        self.calls += 1
+        if not self.cuda_graphs:
+            self._forward_backward(images, labels, zero_grad=True)
+        elif self.graph is not None:
+            static_images, static_labels = self.static
+            if images.shape != static_images.shape or labels.shape != static_labels.shape:
+                raise ValueError(
+                    f"CUDA graphs replay one batch shape: captured {tuple(static_images.shape)}, got "
+                    f"{tuple(images.shape)}; every batch must be sampler.p x sampler.k (or set "
+                    "train.cuda_graphs false)"
+                )
+            static_images.copy_(images, non_blocking=True)
+            static_labels.copy_(labels, non_blocking=True)
+            self.graph.replay()
+        elif self.calls <= self.warmup:
+            side = torch.cuda.Stream(images.device)
+            side.wait_stream(torch.cuda.current_stream(images.device))
+            with torch.cuda.stream(side):
+                self._forward_backward(images, labels, zero_grad=True)
+            torch.cuda.current_stream(images.device).wait_stream(side)
+        else:
+            self._capture(images, labels)
+
+    def _capture(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.static = (images.clone(), labels.clone())
+        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates .grad in its own pool
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: the batch-gathering thread keeps pinning memory and waiting on copy events meanwhile
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self._forward_backward(*self.static, zero_grad=False)
+        self.graph.replay()  # capturing records the kernels without running them
+        log.info("captured the training step in a CUDA graph after %d eager steps", self.calls - 1)
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    device: torch.device,
+    capturable: bool = False,
+) -> torch.optim.Adam:
+    """Adam (coupled L2 weight decay, as the paper's). On CUDA the fused kernel (one launch for all
+    parameters); `capturable` (CUDA graphs) also makes the learning rate a device tensor that the
+    scheduler updates in place. On the CPU the reference implementation, unchanged."""
+    if device.type != "cuda":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas)
+    optimizer = torch.optim.Adam(
+        params,
+        lr=torch.tensor(lr, dtype=torch.float32, device=device) if capturable else lr,
+        weight_decay=weight_decay,
+        betas=betas,
+        fused=True,
+        capturable=capturable,
+    )
+    for group in optimizer.param_groups:
+        group["initial_lr"] = float(lr)  # schedulers compute in Python floats: no device read per step
+    return optimizer
+
+
+IMPLEMENTATION_KEYS = ("fused", "capturable", "foreach")
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], device: torch.device
+) -> None:
+    """Load `saved` (an optimizer state_dict) but keep this optimizer's implementation: fused / capturable /
+    foreach flags, and a tensor learning rate stays the same tensor (a captured graph reads it), with the
+    saved value. So a checkpoint written by an eager or CPU run resumes under CUDA graphs and vice versa.
+    Adam's step counters go where the implementation wants them (the device when fused or capturable)."""
+    mine = [({k: g.get(k) for k in IMPLEMENTATION_KEYS}, g["lr"]) for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    on_device = False
+    for group, (flags, lr) in zip(optimizer.param_groups, mine, strict=True):
+        group.update(flags)
+        value = group["lr"]
+        value = float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+        if isinstance(lr, torch.Tensor):
+            lr.fill_(value)
+            group["lr"] = lr
+        else:
+            group["lr"] = value
+        on_device = on_device or bool(flags["fused"] or flags["capturable"])
+    for state in optimizer.state.values():
+        if isinstance(state.get("step"), torch.Tensor):
+            state["step"] = state["step"].to(device if on_device else "cpu", torch.float32)
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The first group's learning rate as a float (one device read when it is a tensor)."""
+    lr = optimizer.param_groups[0]["lr"]
+    return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
+
+
 def train_one_epoch(
     *,
-    model: nn.Module,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    step: TrainStep,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     epoch: int,
     step_per_iteration: bool = False,
-    scaler: torch.amp.GradScaler | None = None,
     progress: bool = True,
 ) -> EpochStats:
-    """Train for one pass over `batches` of (images (B, 3, H, W), labels (B,)).
+    """Train for one pass over `batches` of (images (B, 3, H, W), labels (B,)) with `step`.
 
-    `criterion(embeddings, labels)` returns (loss, logits). The scheduler steps every iteration when
-    `step_per_iteration`, otherwise the caller steps it once per epoch. Raises NonFiniteLossError on a
-    NaN/inf loss before the optimizer applies it.
+    The scheduler steps every iteration when `step_per_iteration`, otherwise the caller steps it once per
+    epoch. Loss and accuracy are summed on the device and read once at the end; a non-finite loss at any
+    step raises NonFiniteLossError then (naming the epoch and the step), and the caller discards the
+    epoch (its weights are not checkpointed).
     """
-    model.train()
-    criterion.train()
-    lr = optimizer.param_groups[0]["lr"]
-    total_loss, correct, seen = 0.0, 0, 0
+    step.model.train()
+    step.criterion.train()
+    step.stats.reset()
+    lr = current_lr(step.optimizer)
+    seen = steps = 0
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=None if progress else True, leave=False)
-    for step, (images, labels) in enumerate(bar):
-        use_amp = scaler is not None
-        with torch.autocast(device_type=images.device.type, enabled=use_amp):
-            embeddings = model(images)
-            loss, logits = criterion(embeddings, labels)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"loss became {loss_value} at epoch {epoch}, step {step}; lower optim.lr or check the data"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+    for images, labels in bar:
+        step(images, labels)
         if scheduler is not None and step_per_iteration:
             scheduler.step()
-        n = labels.shape[0]
-        total_loss += loss_value * n
-        correct += int((logits.argmax(dim=1) == labels).sum())
-        seen += n
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        seen += labels.shape[0]
+        steps += 1
     if seen == 0:
         raise ValueError("the epoch had no batches: too few identities for sampler.p")
-    return EpochStats(
-        epoch=epoch,
-        loss=total_loss / seen,
-        accuracy=correct / seen,
-        lr=lr,
-        images=seen,
-        seconds=time.perf_counter() - start,
-    )
+    loss_sum, correct, first_bad = step.stats.read()
+    seconds = time.perf_counter() - start
+    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    if first_bad >= 0:
+        raise NonFiniteLossError(
+            f"loss became non-finite at epoch {epoch}, step {first_bad} (of steps 0..{steps - 1}); the epoch "
+            "is discarded and the last good checkpoint kept: lower optim.lr or check the data"
+        )
+    return EpochStats(epoch=epoch, loss=loss_sum / seen, accuracy=correct / seen, lr=lr, images=seen,
+                      seconds=seconds)  # fmt: skip
 
 
 @torch.inference_mode()
@@ -121,23 +363,35 @@ def extract_features(
     flip: bool = True,
     progress: bool = True,
     desc: str = "features",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Embed uint8 images (N, H, W, 3) -> float32 (N, D), L2-normalised.
 
-    With `flip`, the embeddings of each image and its mirror are summed before normalising.
+    With `flip`, the embeddings of each image and its mirror are summed before normalising. The next
+    batch is gathered while this one runs and the features stay on the device until the end (no host
+    sync per batch). On CUDA the network runs in channels_last under autocast in `precision` (bf16 for
+    speed); on the CPU in fp32, whatever `precision` says.
     """
     model.eval()
     device = torch.device(device)
-    chunks: list[np.ndarray] = []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=None if progress else True, leave=False):
-        # np.array copies: the prepared memmap is read-only and torch wants writable memory
-        raw = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
+    dtype = AUTOCAST_DTYPES[effective_precision(precision, device)]
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    if device.type == "cuda":
+        model.to(memory_format=memory_format)
+    chunks: list[torch.Tensor] = []
+    batches = device_slices(images, batch_size, device)
+    total = -(-len(images) // batch_size)
+    for raw in tqdm(
+        batches, total=total, desc=desc, unit="batch", disable=None if progress else True, leave=False
+    ):
         x = transform(raw)
-        emb = model(x).float()
-        if flip:
-            emb = emb + model(x.flip(-1)).float()
-        chunks.append(F.normalize(emb, dim=1).cpu().numpy())
+        if device.type == "cuda":  # on the CPU the layout stays as the transform made it (same numbers)
+            x = x.contiguous(memory_format=memory_format)
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+            emb = model(x).float()
+            if flip:
+                emb = emb + model(x.flip(-1)).float()
+        chunks.append(F.normalize(emb, dim=1))
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return torch.cat(chunks).cpu().numpy().astype(np.float32, copy=False)

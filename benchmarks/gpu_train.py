@@ -1,0 +1,158 @@
+"""Training speed on one device: fit() against the bare step, and the projected paper schedule.
+
+    python benchmarks/gpu_train.py [--epochs 6] [--steps 40] [--precision bf16] [--quick]
+
+Prints images/s of
+  (a) the bare step: the same model, Sphere Softmax loss, Adam and P x K batch on a resident tensor,
+      eager in fp32, eager in `--precision` with channels_last, and (CUDA) replayed from a CUDA graph;
+  (b) the project's fit(): the real data path (memmap on disk, P x K sampler, pinned gather, crop/flip on
+      the device) with a checkpoint written every epoch, per steady epoch (first epoch excluded: it
+      captures the graph and tunes cuDNN), wall clock between epochs (checkpoint included);
+then the ratio fit / bare graph step (goal >= 0.90) and the projected wall time of the paper schedule
+(140 epochs at Market-1501 size, goal <= 2 minutes on an H100/H200).
+On CUDA the default case is the paper recipe at Market size; on the CPU (or with --quick) a small
+ResNet-18 case, eager only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _setup import QUICK, default_recipe, describe, random_memmap, sync, temp_dir  # noqa: E402
+
+from spherereid.data.transforms import TrainTransform  # noqa: E402
+from spherereid.modeling.losses import build_loss  # noqa: E402
+from spherereid.modeling.net import ReIDNet  # noqa: E402
+from spherereid.training.loop import EpochAccumulator, TrainStep, build_optimizer  # noqa: E402
+from spherereid.training.trainer import fit  # noqa: E402
+
+PAPER_EPOCHS = 140
+LOSS = dict(type="sphere", scale=14.0, margin=0.0)
+OPTIM = dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999))
+
+
+def bare_step(recipe, device, precision: str, graphs: bool, steps: int, warmup: int = 5) -> float:
+    """images/s of TrainStep on one resident batch (no data path, no checkpoints)."""
+    torch.manual_seed(0)
+    fmt = (
+        torch.channels_last
+        if device.type == "cuda" and precision != "fp32-plain"
+        else torch.contiguous_format
+    )
+    prec = "fp32" if precision == "fp32-plain" else precision
+    model = ReIDNet(**recipe.model).to(device, memory_format=fmt)
+    crit = build_loss(embedding_dim=model.embedding_dim, num_classes=recipe.ids, **LOSS).to(device)
+    crit.check_labels = False
+    opt = build_optimizer(list(model.parameters()) + list(crit.parameters()), device=device,
+                          capturable=graphs, **{**OPTIM, "betas": tuple(OPTIM["betas"])})  # fmt: skip
+    step = TrainStep(model=model, criterion=crit, optimizer=opt, stats=EpochAccumulator(device),
+                     precision=prec, cuda_graphs=graphs)  # fmt: skip
+    b = recipe.p * recipe.k
+    x = torch.randn(b, 3, *recipe.crop, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, recipe.ids, (b,), device=device)
+    model.train()
+    for _ in range(warmup):
+        step(x, y)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(x, y)
+    step.stats.read()
+    sync(device)
+    return steps * b / (time.perf_counter() - start)
+
+
+def fit_speed(recipe, device, precision: str, graphs: bool, epochs: int) -> dict:
+    """fit() on a random memmap with a checkpoint every epoch: per-epoch figures."""
+    labels = np.arange(recipe.images) % recipe.ids
+    stamps: list[float] = []
+    with temp_dir() as tmp:
+        images = random_memmap(Path(tmp), recipe.images, recipe.stored)
+        start = time.perf_counter()
+        res = fit(
+            images=images,
+            labels=labels,
+            num_classes=recipe.ids,
+            checkpoint_path=Path(tmp) / "ckpt" / "last.pt",
+            model_kwargs=recipe.model,
+            loss_kwargs=LOSS,
+            sampler_kwargs=dict(p=recipe.p, k=recipe.k, batch_size=recipe.p * recipe.k),
+            optim_kwargs=OPTIM,
+            schedule_kwargs=dict(
+                warmup_start_lr=5e-5, warmup_epochs=2, milestones=(), gamma=0.1, step_per="epoch"
+            ),
+            transform=TrainTransform(resize=recipe.stored, crop=recipe.crop),
+            epochs=epochs,
+            device=str(device),
+            precision=precision,
+            cuda_graphs=graphs,
+            checkpoint_every=1,
+            on_epoch=lambda stats: stamps.append(time.perf_counter()),
+            progress=False,
+        )
+        total = time.perf_counter() - start
+        ckpt_mb = (Path(tmp) / "ckpt" / "last.pt").stat().st_size / 2**20
+    per_epoch = res.history[0].images
+    walls = np.diff([start, *stamps])
+    steady = walls[1:] if len(walls) > 1 else walls
+    return {
+        "images_per_epoch": per_epoch,
+        "in_epoch": float(np.mean([h.images_per_second for h in res.history[1:] or res.history])),
+        "wall": per_epoch / float(np.mean(steady)),
+        "first_epoch_s": float(walls[0]),
+        "steady_epoch_s": float(np.mean(steady)),
+        "total_s": total,
+        "checkpoint_mb": ckpt_mb,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=None, help="fit() epochs (default 6 on CUDA, 2 on CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed bare steps (default 60 CUDA, 4 CPU)")
+    parser.add_argument("--precision", default="bf16", help="fp32 | bf16 | fp16 (CUDA; the CPU runs fp32)")
+    parser.add_argument("--quick", action="store_true", help="the small ResNet-18 case even on CUDA")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    recipe = QUICK if args.quick else default_recipe(device)
+    epochs = args.epochs or (6 if cuda else 2)
+    steps = args.steps or (60 if cuda else 4)
+    precision = args.precision if cuda else "fp32"
+    graphs = cuda and precision != "fp16"
+    print(f"device: {describe(device)}")
+    print(f"case  : {recipe.name}: batch {recipe.p}x{recipe.k}, stored {recipe.stored}, input {recipe.crop}, "
+          f"{recipe.images} images of {recipe.ids} ids")  # fmt: skip
+    fp32 = bare_step(recipe, device, "fp32-plain", False, steps)
+    print(f"bare step, fp32 eager                    : {fp32:9.1f} images/s")
+    eager = bare_step(recipe, device, precision, False, steps) if cuda else fp32
+    if cuda:
+        print(f"bare step, {precision} eager + channels_last   : {eager:9.1f} images/s")
+    graph = bare_step(recipe, device, precision, True, steps) if graphs else float("nan")
+    if graphs:
+        print(f"bare step, {precision} + channels_last, CUDA graph: {graph:9.1f} images/s")
+    f = fit_speed(recipe, device, precision, graphs, epochs)
+    mode = f"{precision}{', graphs' if graphs else ''}"
+    print(f"fit(), {mode}, checkpoint every epoch ({f['checkpoint_mb']:.0f} MB):")
+    print(f"  in-epoch        : {f['in_epoch']:9.1f} images/s")
+    print(f"  wall per epoch  : {f['wall']:9.1f} images/s ({f['steady_epoch_s']:.3f} s per steady epoch, "
+          f"first epoch {f['first_epoch_s']:.2f} s)")  # fmt: skip
+    best_bare = graph if graphs else eager
+    kind = "graph" if graphs else "eager"
+    print(f"ratio fit wall / bare {kind} step: {f['wall'] / best_bare:6.3f}  (goal >= 0.90)")
+    market_steps = (751 // 16) * 64 / (recipe.p * recipe.k)  # Market-1501 epoch, in this case's steps
+    per_step = f["steady_epoch_s"] / (f["images_per_epoch"] / (recipe.p * recipe.k))
+    projected = f["first_epoch_s"] + (PAPER_EPOCHS - 1) * market_steps * per_step
+    print(f"projected paper schedule ({PAPER_EPOCHS} epochs, Market-sized, checkpoints): {projected:7.1f} s "
+          f"= {projected / 60:.2f} min{'  (goal <= 2 min on an H100/H200)' if cuda else ''}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""`spherereid export` and `spherereid search`: argument parsing and one-line errors around the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_HELP = (
+    "models:/NAME@ALIAS, models:/NAME/VERSION, a version number (with --name), or a train-stage model.pt"
+)
+
+
+def _one_line_errors(body: Callable[[], int]) -> int:
+    """Run a command body; this package's errors (and OS errors) become one line on stderr, exit 2."""
+    logging.basicConfig(
+        level=os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return body()
+    except Exception as exc:  # noqa: BLE001 - only our own error types are turned into one line
+        if not (type(exc).__module__.startswith("spherereid") or isinstance(exc, OSError)):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--name", help="registered model name, when --model is a version number")
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"),
+        help="params file giving the image chain of a model.pt, or of a registered model without one "
+        "(default params.yaml)",
+    )  # fmt: skip
+
+
+def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -> int:
+    """Export a model to ONNX (uint8 images in, unit embeddings out) and check it against PyTorch."""
+    parser = argparse.ArgumentParser(prog=prog, description=export.__doc__)
+    _model_options(parser)
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    parser.add_argument("--out", type=Path, required=True, help="output file, e.g. model.onnx")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 18 (default 18)")
+    parser.add_argument(
+        "--prepared", type=Path,
+        help="prepared dataset directory: prove parity on its query and gallery (cosine, batch sizes, "
+        "rank-1/mAP); without it, cosine and batch sizes are checked on 64 random images",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        from ..data.manifest import PreparedSet
+        from .model_source import resolve_model
+        from .onnx_export import export_onnx
+        from .parity import check_parity, check_rows
+
+        model = resolve_model(args.model, name=args.name, params=args.params)
+        path = export_onnx(model.net, model.chain, args.out, opset=args.opset)
+        if args.prepared is not None:
+            prepared = PreparedSet(args.prepared)
+            report = check_parity(
+                net=model.net, chain=model.chain, onnx_path=path,
+                query=prepared.split("query"), gallery=prepared.split("gallery"),
+            )  # fmt: skip
+            figures = report.tags(prefix="")
+        else:
+            images = np.random.default_rng(0).integers(0, 256, (64, *model.chain.stored_size, 3), np.uint8)
+            rows = check_rows(net=model.net, chain=model.chain, onnx_path=path, images=images)
+            figures = {"rows": "64 random images", "min_cosine": str(rows.min_cosine),
+                       "max_batch_difference": str(rows.max_batch_difference)}  # fmt: skip
+        print(f"exported {model.label} to {path}")
+        print(f"  input: uint8 (N, {model.chain.stored_size[0]}, {model.chain.stored_size[1]}, 3) RGB; "
+              "output: float32 (N, D) unit embeddings")  # fmt: skip
+        print(f"  parity: {json.dumps(figures)}")
+        return 0
+
+    return _one_line_errors(body)
+
+
+def search(argv: Sequence[str] | None = None, prog: str = "spherereid search") -> int:
+    """Rank a folder of gallery images for each query image; write results.json and a ranked-list PNG."""
+    parser = argparse.ArgumentParser(prog=prog, description=search.__doc__)
+    _model_options(parser)
+    parser.add_argument("--gallery", type=Path, required=True, help="folder of gallery images (JPEG/PNG)")
+    parser.add_argument("--query", type=Path, nargs="+", required=True, help="one or more query images")
+    parser.add_argument("--top", type=int, default=10, help="gallery images per query (default 10)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per query)")
+    parser.add_argument(
+        "--index", type=Path, help="gallery index file (default <out>/gallery_index.npz); reused while "
+        "the model and the gallery files are unchanged",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.top < 1:
+        parser.error("--batch-size and --top must be >= 1")
+
+    def body() -> int:
+        from .gallery_index import build_index
+        from .model_source import resolve_model
+        from .search import search as run_search
+
+        model = resolve_model(args.model, name=args.name, params=args.params)
+        index_path = args.index or args.out / "gallery_index.npz"
+        index = build_index(args.gallery, model, index_path, batch_size=args.batch_size)
+        print(index.summary())  # each skipped file and its reason is logged (stderr) as a warning
+        results, _ = run_search(model, index, args.query, top=args.top, out_dir=args.out)
+        for res in results:
+            best = res.matches[0]
+            print(f"{res.query}: top-1 {best.path} (distance {best.distance:.4f}); {res.results_path.parent}")
+        return 0
+
+    return _one_line_errors(body)

@@ -1,0 +1,170 @@
+"""Resolve the `--model` of export and search to a network plus the preprocessing chain it was evaluated with.
+
+Accepted forms:
+  models:/NAME@ALIAS     a registered version by alias (e.g. models:/spherereid-synthetic@champion)
+  models:/NAME/VERSION   a registered version by number
+  VERSION                a version number, with `name=` (--name)
+  path/to/model.pt       a train-stage model file, with its params file (for the chain)
+
+A registered model's chain comes from its config artifact (the chain the evaluate stage measured) when it
+holds one, else from the params file; a local model.pt always takes it from the params file
+(data.stored_*, transform.crop_*, mean/std, evaluate.flip). `key` identifies weights and chain together:
+a gallery index built with another key is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import Params, load_params
+from ..data.image_chain import ImageChain
+from ..modeling.net import ReIDNet
+from ..training import checkpoint
+
+log = logging.getLogger(__name__)
+
+REGISTRY_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+class ModelSourceError(ValueError):
+    """`--model` cannot be resolved; the message names the form and the fix."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A network in eval mode, its ImageChain, a label for people and a key for caches."""
+
+    net: ReIDNet
+    chain: ImageChain
+    label: str
+    key: str
+    name: str | None = None
+    version: int | None = None
+
+
+def chain_from_params(params: Params) -> ImageChain:
+    """The evaluate stage's chain from a params file's sections."""
+    return ImageChain(
+        stored_size=(params.data.stored_height, params.data.stored_width),
+        input_size=(params.transform.crop_height, params.transform.crop_width),
+        mean=tuple(params.transform.mean),
+        std=tuple(params.transform.std),
+        flip=params.evaluate.flip,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _key(weights_sha: str, chain: ImageChain) -> str:
+    chain_json = json.dumps(chain.to_dict(), sort_keys=True)
+    return hashlib.sha256(f"{weights_sha}|{chain_json}".encode()).hexdigest()
+
+
+def _params_chain(params_path: Path | None) -> ImageChain:
+    path = Path(params_path or "params.yaml")
+    if not path.is_file():
+        raise ModelSourceError(f"{path}: params file not found; pass --params with the model's params.yaml")
+    return chain_from_params(load_params(path))
+
+
+def resolve_model(
+    spec: str, *, name: str | None = None, params: Path | None = None, tracking_uri: str | None = None
+) -> ResolvedModel:
+    """`spec` (see the module doc) -> ResolvedModel; ModelSourceError when it cannot be resolved."""
+    spec = str(spec).strip()
+    match = REGISTRY_RE.match(spec)
+    if match:
+        return _registered(match["name"], match["alias"], match["version"], params, tracking_uri)
+    if spec.isdigit():
+        if not name:
+            raise ModelSourceError(f"--model {spec} is a version number: also pass --name REGISTERED_NAME")
+        return _registered(name, None, spec, params, tracking_uri)
+    if spec.startswith("models:/"):
+        raise ModelSourceError(f"--model {spec}: use models:/NAME@ALIAS or models:/NAME/VERSION")
+    return _local(Path(spec), params)
+
+
+def _local(model_pt: Path, params: Path | None) -> ResolvedModel:
+    if not model_pt.is_file():
+        raise ModelSourceError(
+            f"--model {model_pt}: no such file; give models:/NAME@ALIAS, models:/NAME/VERSION, "
+            "a version number with --name, or a train-stage model.pt"
+        )
+    saved = checkpoint.load(model_pt)
+    if "constructor" not in saved or "state_dict" not in saved:
+        raise ModelSourceError(f"{model_pt}: not a train-stage model file (no constructor/state_dict)")
+    net = ReIDNet(**{**saved["constructor"], "pretrained": "none"})
+    net.load_state_dict(saved["state_dict"])
+    chain = _params_chain(params)
+    return ResolvedModel(net.eval(), chain, str(model_pt), _key(_sha256(model_pt), chain))
+
+
+def _registered(
+    name: str, alias: str | None, version: str | None, params: Path | None, uri: str | None
+) -> ResolvedModel:
+    from mlflow.exceptions import MlflowException
+
+    from ..tracking import connection
+
+    uri = uri or connection.tracking_uri()
+    client = connection.client(uri)
+    what = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException as exc:
+        if connection.is_connection_error(exc):
+            raise
+        raise ModelSourceError(f"{what}: not found in the registry at {uri} ({exc.error_code})") from None
+    with tempfile.TemporaryDirectory(prefix="spherereid-model-") as tmp:
+        local = _download(mv.source, Path(tmp), uri)
+        net, weights_sha, input_size, chain = _load_pyfunc(local, what)
+    if chain is None:
+        chain = _params_chain(params)
+        if chain.input_size != input_size:
+            raise ModelSourceError(
+                f"{what}: input size {input_size} differs from the params file's transform.crop_* "
+                f"{chain.input_size}; pass --params with the model's params.yaml"
+            )
+    label = f"models:/{name}/{mv.version}"
+    log.info("resolved %s to %s", what, label)
+    return ResolvedModel(net, chain, label, _key(weights_sha, chain), name, int(mv.version))
+
+
+def _download(source: str, dst: Path, uri: str) -> Path:
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=uri))
+
+
+def _load_pyfunc(local: Path, what: str) -> tuple[ReIDNet, str, tuple[int, int], ImageChain | None]:
+    """Rebuild the network of a logged ReID pyfunc -> (net, weights sha256, input size, chain or None)."""
+    from mlflow.models import Model
+
+    artifacts = Model.load(str(local)).flavors.get("python_function", {}).get("artifacts", {})
+    paths = {k: local / v["path"] for k, v in artifacts.items() if isinstance(v, dict) and "path" in v}
+    if "config" not in paths or "weights" not in paths:
+        raise ModelSourceError(f"{what}: not a SphereReID pyfunc model (artifacts: {sorted(paths)})")
+    config = json.loads(paths["config"].read_text())
+    net = ReIDNet(**{**config["constructor"], "pretrained": "none"})
+    net.load_state_dict(torch.load(paths["weights"], map_location="cpu", weights_only=True))
+    chain = ImageChain.from_dict(config["chain"]) if isinstance(config.get("chain"), dict) else None
+    input_size = chain.input_size if chain else (int(config["height"]), int(config["width"]))
+    return net.eval(), _sha256(paths["weights"]), input_size, chain

@@ -1,0 +1,142 @@
+"""The model card: the Markdown description of a registered model version (what the registry UI shows).
+
+It covers the data and its version, a params summary, the metrics and the gate decision, lineage, the
+preprocessing chain the embeddings were evaluated (and are served) with, intended use and limits, and how
+to serve and call the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+METRIC_COLUMNS = (
+    ("rank1", "rank-1"),
+    ("rank5", "rank-5"),
+    ("rank10", "rank-10"),
+    ("mAP", "mAP"),
+    ("mAP_official", "mAP (official)"),
+    ("mINP", "mINP"),
+)
+PARAM_ROWS = (
+    ("model.backbone", "backbone"),
+    ("model.head", "head"),
+    ("model.embedding_dim", "embedding dim"),
+    ("model.pretrained", "pretrained weights"),
+    ("loss.type", "loss"),
+    ("loss.scale", "loss scale"),
+    ("loss.margin", "loss margin"),
+    ("train.epochs", "epochs"),
+    ("train.seed", "seed"),
+    ("optim.lr", "learning rate"),
+    ("sampler.p", "identities per batch (P)"),
+    ("sampler.k", "images per identity (K)"),
+)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def model_card(
+    *,
+    name: str,
+    version: int,
+    dataset: str,
+    dataset_hash: str | None,
+    params: Mapping[str, str],
+    metrics: Mapping[str, Any],
+    passed_gate: bool,
+    gate_text: str,
+    lineage: Mapping[str, str | None],
+    chain: Mapping[str, Any],
+) -> str:
+    """Markdown for version `version` of `name`. `params` are the run's flattened params, `lineage` has
+    git_commit, dvc_data_hash, image and run_id, `chain` is the served ImageChain as a dict."""
+    sh, sw = chain["stored_size"]
+    ih, iw = chain["input_size"]
+    flip = "averaged with the mirror image, " if chain.get("flip") else ""
+    verdict = "passed" if passed_gate else "failed"
+    queries = f"{int(metrics.get('num_valid_queries', 0))}/{int(metrics.get('num_queries', 0))}"
+    lines = [
+        f"# {name} version {version}",
+        "",
+        f"SphereReID person re-identification model trained on **{dataset}**: one unit-norm "
+        f"{params.get('model.embedding_dim', '?')}-d embedding per person crop; rank a gallery by cosine "
+        "similarity to a query.",
+        "",
+        "## Data",
+        "",
+        *_table(
+            ("dataset", "version (manifest fingerprint)", "DVC data hash"),
+            [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.get('dvc_data_hash') or 'unknown'}`")],
+        ),
+        "",
+        "## Training (params summary)",
+        "",
+        *_table(("param", "value"), [(label, params.get(key, "n/a")) for key, label in PARAM_ROWS]),
+        "",
+        "## Evaluation",
+        "",
+        *_table(
+            (*(label for _, label in METRIC_COLUMNS), "valid queries"),
+            [(*(_fmt(metrics.get(key)) for key, _ in METRIC_COLUMNS), queries)],
+        ),
+        "",
+        f"Quality gate: **{verdict}**{gate_text.removeprefix(f'quality gate {verdict}')}.",
+        "",
+        "## Lineage",
+        "",
+        *_table(
+            ("git commit", "data hash", "image", "MLflow run"),
+            [
+                (
+                    f"`{lineage.get('git_commit') or 'unknown'}`",
+                    f"`{dataset_hash or 'unknown'}`",
+                    f"`{lineage.get('image') or 'local (no container image)'}`",
+                    f"`{lineage.get('run_id') or 'unknown'}`",
+                )
+            ],
+        ),
+        "",
+        "## Preprocessing (served exactly as evaluated)",
+        "",
+        f"decode -> resize to the stored size {sh}x{sw} -> resize to the input size {ih}x{iw} -> normalise "
+        f"(mean {list(chain['mean'])}, std {list(chain['std'])}) -> network, {flip}L2-normalised. The served "
+        "embeddings equal the evaluation's features for the same image files.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- Intended: ranking gallery person crops by similarity to a query crop, for research and "
+        "benchmarking on data like the training set (same kind of cameras, crops and resolution).",
+        "- The metrics above hold for this dataset version only; on other cameras, lighting or crops the "
+        "accuracy is unknown until measured there. A model trained on synthetic data says nothing about "
+        "real people.",
+        "- Not for identifying people by name or for decisions about individuals without human review; "
+        "check the law and the data's licence before use on real people.",
+        "- Embeddings are comparable only between images processed by this same version.",
+        "",
+        "## Serve and call",
+        "",
+        "```bash",
+        f"mlflow models serve -m models:/{name}/{version} --env-manager local --host 127.0.0.1 --port 5001",
+        "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
+        '  -d "{\\"dataframe_split\\": {\\"columns\\": [\\"image\\"], \\"data\\": '
+        '[[\\"$(base64 -w0 query.jpg)\\"]]}}"',
+        "```",
+        "",
+        "Each row of `image` holds the base64 bytes of one JPEG or PNG of any size; the answer is "
+        '`{"predictions": [[...], ...]}`, one embedding per row. A bad row (not an image, empty, a wrong '
+        "column) gets HTTP 400 naming the row.",
+        "",
+    ]
+    return "\n".join(lines)
