@@ -17,7 +17,7 @@ from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
 from ..modeling.net import ReIDNet
 from ..tracking import runs
-from ..tracking.pyfunc_model import _using_tracking_uri, model_key
+from ..tracking.pyfunc_model import model_key, pip_pins, using_tracking_uri
 from ..tracking.runs import RunRef
 from ..training import checkpoint
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
@@ -81,18 +81,6 @@ def export_and_log(
     return OnnxExport(uri, report, path, chain)
 
 
-def _pins() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    pins = []
-    for pkg in ("onnx", "onnxruntime", "numpy", "mlflow"):
-        try:
-            pins.append(f"{pkg}=={version(pkg).split('+')[0]}")
-        except PackageNotFoundError:  # pragma: no cover
-            continue
-    return pins
-
-
 def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, dim: int) -> str:
     runs.client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
@@ -105,12 +93,12 @@ def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, di
         inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, h, w, 3), INPUT_NAME)]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim), OUTPUT_NAME)]),
     )
-    with _using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
+    with using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
         info = mlflow.onnx.log_model(
             onnx.load(str(path)),
             name=ONNX_NAME,
             signature=signature,
-            pip_requirements=_pins(),
+            pip_requirements=pip_pins(("onnx", "onnxruntime", "numpy", "mlflow")),
             onnx_execution_providers=["CPUExecutionProvider"],
             save_as_external_data=False,
             metadata={"image_chain": chain.to_dict(), "parity": report.tags(prefix="")},

@@ -160,11 +160,13 @@ def example_png(chain: ImageChain) -> bytes:
     return buf.getvalue()
 
 
-def _pins() -> list[str]:
+def pip_pins(packages: tuple[str, ...] = ("torch", "torchvision", "numpy", "mlflow")) -> list[str]:
+    """`pkg==version` of each installed package (local version suffixes dropped): a logged model's
+    pip_requirements, given explicitly because inferring them takes seconds."""
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for pkg in ("torch", "torchvision", "numpy", "mlflow"):
+    for pkg in packages:
         try:
             pins.append(f"{pkg}=={version(pkg).split('+')[0]}")
         except PackageNotFoundError:  # pragma: no cover
@@ -173,7 +175,7 @@ def _pins() -> list[str]:
 
 
 @contextmanager
-def _using_tracking_uri(uri: str) -> Iterator[None]:
+def using_tracking_uri(uri: str) -> Iterator[None]:
     """mlflow's global tracking URI set to `uri` for the block; the previous global and the
     MLFLOW_TRACKING_URI variable (which set_tracking_uri also writes) are restored afterwards."""
     import mlflow
@@ -252,14 +254,14 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str
         torch.save(net.state_dict(), weights_path)
         entry = Path(tmp) / "reid_model.py"
         entry.write_text(ENTRY_SCRIPT)
-        with _using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
+        with using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(entry),
                 artifacts={CONFIG_ARTIFACT: str(config_path), WEIGHTS_ARTIFACT: str(weights_path)},
                 signature=signature,
                 input_example=example,
-                pip_requirements=_pins(),
+                pip_requirements=pip_pins(),
                 registered_model_name=registered_name,
             )
     log.info("logged pyfunc model %s (embedding dim %d, chain %s)", info.model_uri, dim, chain.to_dict())
