@@ -67,12 +67,14 @@ def test_two_ranks_train_then_the_model_evaluates_and_registers(prepared, tmp_pa
 
     from spherereid.tracking import runs
 
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    # a client of its own: a global mlflow.set_tracking_uri would leak into later tests of this process
+    store = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     ref = runs.read_run_ref(out / "mlflow_run.json")
-    losses = mlflow.MlflowClient().get_metric_history(ref.run_id, "loss")
+    losses = store.get_metric_history(ref.run_id, "loss")
     assert [m.step for m in losses] == [0, 1, 2], "rank 0 alone logs: one value per epoch"
     assert [round(m.value, 6) for m in losses] == [round(float(r["loss"]), 6) for r in rows]
-    assert len(mlflow.search_runs(experiment_names=["spherereid-synthetic"])) == 1, "one MLflow run, not two"
+    experiment = store.get_experiment_by_name("spherereid-synthetic")
+    assert len(store.search_runs([experiment.experiment_id])) == 1, "one MLflow run, not two"
     ev, reg = tmp_path / "ev", tmp_path / "reg"
     stages = {"evaluate": ["--prepared", str(prepared), "--train", str(out), "--out", str(ev)],
               "register": ["--train", str(out), "--eval", str(ev), "--out", str(reg)]}  # fmt: skip
