@@ -5,15 +5,14 @@ each process. `setup()` reads them: with WORLD_SIZE > 1 it joins the process gro
 the CPU) with a timeout, so a rank that died or hangs makes the others fail instead of waiting forever;
 without them (or with one process) nothing is initialised and training stays a plain single process.
 
-Every collective here is called by all ranks in the same order; `all_finite` is how one rank's NaN loss
-or error stops every rank with the same message.
+Every collective here is called by all ranks in the same order; `RankAccumulator` is how one rank's NaN
+loss stops every rank with the same message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -155,36 +154,25 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def all_sum(values: Sequence[float], ctx: DistContext) -> list[float]:
-    """Element-wise sum of `values` over all ranks (float64); the values themselves for one process."""
+def _all_reduce(values: Sequence[float], ctx: DistContext, op: dist.ReduceOp) -> list[float]:
+    """Element-wise `op` of `values` over all ranks (float64); the values themselves for one process."""
     if not ctx.distributed:
         return [float(v) for v in values]
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
     if ctx.backend == "nccl":
         t = t.to(ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    dist.all_reduce(t, op=op)
     return t.cpu().tolist()
+
+
+def all_sum(values: Sequence[float], ctx: DistContext) -> list[float]:
+    """Element-wise sum of `values` over all ranks (float64)."""
+    return _all_reduce(values, ctx, dist.ReduceOp.SUM)
 
 
 def all_max(values: Sequence[float], ctx: DistContext) -> list[float]:
     """Element-wise maximum of `values` over all ranks (float64)."""
-    if not ctx.distributed:
-        return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    if ctx.backend == "nccl":
-        t = t.to(ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.cpu().tolist()
-
-
-def all_finite(value: float, ctx: DistContext) -> bool:
-    """True when `value` is finite on every rank (one all-reduce: NaN or inf anywhere makes the sum so)."""
-    return math.isfinite(all_sum([value], ctx)[0]) if ctx.distributed else math.isfinite(value)
-
-
-def all_ok(ok: bool, ctx: DistContext) -> bool:
-    """True when `ok` holds on every rank: a rank that failed tells the others to stop with it."""
-    return all_sum([0.0 if ok else 1.0], ctx)[0] == 0.0
+    return _all_reduce(values, ctx, dist.ReduceOp.MAX)
 
 
 def all_gather(obj: Any, ctx: DistContext) -> list[Any]:
@@ -194,15 +182,6 @@ def all_gather(obj: Any, ctx: DistContext) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast(obj: Any, ctx: DistContext) -> Any:
-    """Rank 0's `obj` on every rank."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def barrier(ctx: DistContext) -> None:
