@@ -10,13 +10,17 @@ measured through one front end therefore holds in the others.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..config import TransformConfig
 from .imageio import BadImage, check_size, decode_resized, resize_rgb
 from .transforms import EvalTransform
 
@@ -43,6 +47,18 @@ class ImageChain:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (lists for tuples)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_config(cls, stored_size: tuple[int, int], transform: TransformConfig, flip: bool) -> ImageChain:
+        """The evaluation's chain: arrays stored at `stored_size`, the `transform` section's input size and
+        normalisation, `flip` (evaluate.flip)."""
+        return cls(
+            stored_size=stored_size,
+            input_size=(transform.crop_height, transform.crop_width),
+            mean=tuple(transform.mean),
+            std=tuple(transform.std),
+            flip=flip,
+        )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ImageChain:
@@ -75,3 +91,14 @@ class ImageChain:
     def eval_transform(self) -> EvalTransform:
         """uint8 (B, stored_h, stored_w, 3) -> normalised float32 (B, 3, input_h, input_w)."""
         return EvalTransform(size=self.input_size, mean=self.mean, std=self.std)
+
+
+def model_key(weights_file: Path, chain: ImageChain) -> str:
+    """sha256 of a weights file's bytes (model.pt, or a logged model's weights) and the chain: the
+    identity of one served model, and of the gallery index built with it."""
+    digest = hashlib.sha256()
+    with open(weights_file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(json.dumps(chain.to_dict(), sort_keys=True).encode())
+    return digest.hexdigest()

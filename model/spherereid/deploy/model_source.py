@@ -14,7 +14,6 @@ a gallery index built with another key is rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..config import Params, load_params
-from ..data.image_chain import ImageChain
+from ..data.image_chain import ImageChain, model_key
 from ..modeling.net import ReIDNet
 from ..training import checkpoint
 
@@ -52,26 +51,8 @@ class ResolvedModel:
 
 def chain_from_params(params: Params) -> ImageChain:
     """The evaluate stage's chain from a params file's sections."""
-    return ImageChain(
-        stored_size=(params.data.stored_height, params.data.stored_width),
-        input_size=(params.transform.crop_height, params.transform.crop_width),
-        mean=tuple(params.transform.mean),
-        std=tuple(params.transform.std),
-        flip=params.evaluate.flip,
-    )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _key(weights_sha: str, chain: ImageChain) -> str:
-    chain_json = json.dumps(chain.to_dict(), sort_keys=True)
-    return hashlib.sha256(f"{weights_sha}|{chain_json}".encode()).hexdigest()
+    stored_size = (params.data.stored_height, params.data.stored_width)
+    return ImageChain.from_config(stored_size, params.transform, params.evaluate.flip)
 
 
 def _params_chain(params_path: Path | None) -> ImageChain:
@@ -107,10 +88,9 @@ def _local(model_pt: Path, params: Path | None) -> ResolvedModel:
     saved = checkpoint.load(model_pt)
     if "constructor" not in saved or "state_dict" not in saved:
         raise ModelSourceError(f"{model_pt}: not a train-stage model file (no constructor/state_dict)")
-    net = ReIDNet(**{**saved["constructor"], "pretrained": "none"})
-    net.load_state_dict(saved["state_dict"])
+    net = ReIDNet.from_saved(saved["constructor"], saved["state_dict"])
     chain = _params_chain(params)
-    return ResolvedModel(net.eval(), chain, str(model_pt), _key(_sha256(model_pt), chain))
+    return ResolvedModel(net, chain, str(model_pt), model_key(model_pt, chain))
 
 
 def _registered(
@@ -135,17 +115,18 @@ def _registered(
         raise ModelSourceError(f"{what}: not found in the registry at {uri} ({exc.error_code})") from None
     with tempfile.TemporaryDirectory(prefix="spherereid-model-") as tmp:
         local = _download(mv.source, Path(tmp), uri)
-        net, weights_sha, input_size, chain = _load_pyfunc(local, what)
-    if chain is None:
-        chain = _params_chain(params)
-        if chain.input_size != input_size:
-            raise ModelSourceError(
-                f"{what}: input size {input_size} differs from the params file's transform.crop_* "
-                f"{chain.input_size}; pass --params with the model's params.yaml"
-            )
+        net, weights, input_size, chain = _load_pyfunc(local, what)
+        if chain is None:
+            chain = _params_chain(params)
+            if chain.input_size != input_size:
+                raise ModelSourceError(
+                    f"{what}: input size {input_size} differs from the params file's transform.crop_* "
+                    f"{chain.input_size}; pass --params with the model's params.yaml"
+                )
+        key = model_key(weights, chain)  # while the downloaded weights file exists
     label = f"models:/{name}/{mv.version}"
     log.info("resolved %s to %s", what, label)
-    return ResolvedModel(net, chain, label, _key(weights_sha, chain), name, int(mv.version))
+    return ResolvedModel(net, chain, label, key, name, int(mv.version))
 
 
 def _download(source: str, dst: Path, uri: str) -> Path:
@@ -154,8 +135,8 @@ def _download(source: str, dst: Path, uri: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=uri))
 
 
-def _load_pyfunc(local: Path, what: str) -> tuple[ReIDNet, str, tuple[int, int], ImageChain | None]:
-    """Rebuild the network of a logged ReID pyfunc -> (net, weights sha256, input size, chain or None)."""
+def _load_pyfunc(local: Path, what: str) -> tuple[ReIDNet, Path, tuple[int, int], ImageChain | None]:
+    """Rebuild the network of a logged ReID pyfunc -> (net, its weights file, input size, chain or None)."""
     from mlflow.models import Model
 
     artifacts = Model.load(str(local)).flavors.get("python_function", {}).get("artifacts", {})
@@ -163,8 +144,8 @@ def _load_pyfunc(local: Path, what: str) -> tuple[ReIDNet, str, tuple[int, int],
     if "config" not in paths or "weights" not in paths:
         raise ModelSourceError(f"{what}: not a SphereReID pyfunc model (artifacts: {sorted(paths)})")
     config = json.loads(paths["config"].read_text())
-    net = ReIDNet(**{**config["constructor"], "pretrained": "none"})
-    net.load_state_dict(torch.load(paths["weights"], map_location="cpu", weights_only=True))
+    weights = torch.load(paths["weights"], map_location="cpu", weights_only=True)
+    net = ReIDNet.from_saved(config["constructor"], weights)
     chain = ImageChain.from_dict(config["chain"]) if isinstance(config.get("chain"), dict) else None
     input_size = chain.input_size if chain else (int(config["height"]), int(config["width"]))
-    return net.eval(), _sha256(paths["weights"]), input_size, chain
+    return net, paths["weights"], input_size, chain

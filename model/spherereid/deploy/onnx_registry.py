@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.image_chain import ImageChain
+from ..data.image_chain import ImageChain, model_key
 from ..data.manifest import PreparedSet
-from ..modeling.net import ReIDNet
 from ..tracking import runs
-from ..tracking.pyfunc_model import model_key, pip_pins, using_tracking_uri
+from ..tracking.pyfunc_model import pip_pins, using_tracking_uri
 from ..tracking.runs import RunRef
 from ..training import checkpoint
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
@@ -49,19 +48,11 @@ class OnnxExport:
         return {"model_uri": self.model_uri, "file": str(self.path), **self.report.tags(prefix="")}
 
 
-def load_net(model_pt: Path) -> ReIDNet:
-    """The train stage's model.pt -> ReIDNet in eval mode."""
-    saved = checkpoint.load(model_pt)
-    net = ReIDNet(**{**saved["constructor"], "pretrained": "none"})
-    net.load_state_dict(saved["state_dict"])
-    return net.eval()
-
-
 def export_and_log(
     ref: RunRef, model_pt: Path, *, chain: ImageChain, prepared_dir: Path, out_dir: Path
 ) -> OnnxExport:
     """Export, prove parity (ParityError / ExportError on failure) and log the ONNX model into run `ref`."""
-    net = load_net(Path(model_pt))
+    net = checkpoint.load_model(Path(model_pt))
     path = export_onnx(net, chain, Path(out_dir) / ONNX_FILE)
     prepared = PreparedSet(prepared_dir)
     report = check_parity(

@@ -84,6 +84,14 @@ class ReIDNet(nn.Module):
         self.head, self.embedding_dim = build_head(head, channels, embedding_dim, dropout)
         self.feature_channels = channels
 
+    @classmethod
+    def from_saved(cls, constructor: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> ReIDNet:
+        """A trained network from its saved constructor arguments and weights, in eval mode. No pretrained
+        weights are fetched: the state_dict replaces them."""
+        net = cls(**{**constructor, "pretrained": "none"})
+        net.load_state_dict(state_dict)
+        return net.eval()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, embedding_dim), each row of unit L2 norm."""
         fmap = self.backbone(x)  # (B, C, h, w)

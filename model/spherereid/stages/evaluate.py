@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..config import EvaluateConfig, TransformConfig, load_params
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
 from ..evaluation import metrics
 from ..evaluation.rerank import RerankParams, evaluate_reranked
-from ..modeling.net import ReIDNet
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
@@ -55,25 +53,11 @@ class EvaluateResult:
     metrics_path: Path
 
 
-def load_model(train_dir: Path, device: torch.device | str = "cpu") -> ReIDNet:
-    """Rebuild the trained network from <train_dir>/model.pt (constructor args + state_dict)."""
-    saved = checkpoint.load(Path(train_dir) / MODEL_FILE)
-    net = ReIDNet(**saved["constructor"])
-    net.load_state_dict(saved["state_dict"])
-    return net.to(device).eval()
-
-
 def image_chain(prepared: PreparedSet, transform: TransformConfig, evaluate: EvaluateConfig) -> ImageChain:
     """The evaluated chain: stored size of the prepared arrays, network input size and normalisation,
     flip averaging."""
-    info = prepared.info
-    return ImageChain(
-        stored_size=(int(info["height"]), int(info["width"])),
-        input_size=(transform.crop_height, transform.crop_width),
-        mean=tuple(transform.mean),
-        std=tuple(transform.std),
-        flip=evaluate.flip,
-    )
+    stored_size = (int(prepared.info["height"]), int(prepared.info["width"]))
+    return ImageChain.from_config(stored_size, transform, evaluate.flip)
 
 
 def run(
@@ -97,7 +81,7 @@ def run(
     precision = GPU_EXTRACT_PRECISION if on_gpu else "fp32"
     batch_size = max(evaluate.batch_size, GPU_EXTRACT_BATCH) if on_gpu else evaluate.batch_size
     log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch_size)
-    net = load_model(train_dir, device)
+    net = checkpoint.load_model(train_dir / MODEL_FILE, device)
     chain = image_chain(prepared, transform, evaluate)  # the chain register ships with the model
     (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
     tf = chain.eval_transform()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 import json
 import logging
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.image_chain import ImageChain
+from ..data.image_chain import ImageChain, model_key
 from ..data.imageio import BadImage
 from . import runs
 from .runs import RunRef
@@ -69,9 +68,8 @@ class ReIDEmbeddingModel(_Base):
         from ..training.loop import resolve_device
 
         config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
-        net = ReIDNet(**{**config["constructor"], "pretrained": "none"})
         state = torch.load(context.artifacts[WEIGHTS_ARTIFACT], map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        net = ReIDNet.from_saved(config["constructor"], state)
         self.device = resolve_device("auto")
         self.net = net.to(self.device).eval()
         self.chain = ImageChain.from_dict(config["chain"])
@@ -193,16 +191,6 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
-def model_key(model_pt: Path, chain: ImageChain) -> str:
-    """sha256 of the model file's bytes and the chain: the identity of one served model."""
-    digest = hashlib.sha256()
-    with open(model_pt, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(json.dumps(chain.to_dict(), sort_keys=True).encode())
-    return digest.hexdigest()
-
-
 def log_reid_model(
     ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None = None
 ) -> str:
@@ -232,14 +220,10 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
-    from ..modeling.net import ReIDNet
-    from ..training.checkpoint import load
+    from ..training.checkpoint import load_model
 
-    saved = load(model_pt)
-    constructor = {**saved["constructor"], "pretrained": "none"}
-    net = ReIDNet(**constructor)
-    net.load_state_dict(saved["state_dict"])
-    net.eval()
+    net = load_model(model_pt)
+    constructor = dict(net.constructor_args)
     with torch.no_grad():
         dim = int(net(torch.zeros(2, 3, *chain.input_size)).shape[1])
     signature = ModelSignature(
