@@ -68,7 +68,8 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
     """Rank-1/mAP per dataset, the registered version and its aliases, and how to open the MLflow UI."""
-    from .config import ConfigError, load_params
+    from .config import load_params
+    from .entrypoint import run_cli
     from .reporting.summary import summarize
     from .tracking.connection import tracking_uri
 
@@ -78,13 +79,12 @@ def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
                         help="the stages' output root (default outputs)")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
-        datasets = list(load_params(args.params).datasets)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summarize(args.outputs, datasets, tracking_uri()))
-    return 0
+
+    def body() -> int:
+        print(summarize(args.outputs, list(load_params(args.params).datasets), tracking_uri()))
+        return 0
+
+    return run_cli(body)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

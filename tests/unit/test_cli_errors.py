@@ -6,7 +6,7 @@ import pytest
 
 from spherereid.cli import main as cli_main
 from spherereid.config import ConfigError
-from spherereid.stages._cli import run_cli
+from spherereid.entrypoint import run_cli
 
 
 def _raise(exc):

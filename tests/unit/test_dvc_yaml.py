@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "model" / "spherereid"
 # MLflow bookkeeping: a changed tracking module does not change what train or evaluate compute.
 NOT_A_DEPENDENCY = {"train": {"tracking"}, "evaluate": {"tracking"}}
-# The stages package itself and its error-to-exit-code wrapper change no output.
-STAGE_PLUMBING = {"stages", "stages._cli"}
+# The stages package itself and the commands' error-to-exit-code wrapper change no output.
+STAGE_PLUMBING = {"stages", "entrypoint"}
 
 
 def _stages():

@@ -9,18 +9,19 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "model" / "spherereid"
 
 # What each part of the package may import from the package (besides itself). The top-level modules
-# config, param_coercion and cli count as parts of their own.
+# config, param_coercion, entrypoint and cli count as parts of their own.
 ALLOWED = {
     "config": set(),
+    "entrypoint": set(),  # logging set-up and one-line errors for every command's main()
     "param_coercion": {"config"},
     "data": {"config"},
     "modeling": {"config"},
     "evaluation": {"data", "config"},
     "training": {"data", "modeling", "config"},
     "reporting": {"training", "evaluation", "data", "modeling", "config"},
-    "tracking": {"training", "evaluation", "data", "modeling", "config"},
+    "tracking": {"training", "evaluation", "data", "modeling", "config", "entrypoint"},
     "launch": {"config"},
-    "deploy": {"tracking", "reporting", "training", "evaluation", "data", "modeling", "config"},
+    "deploy": {"tracking", "reporting", "training", "evaluation", "data", "modeling", "config", "entrypoint"},
     "stages": {
         "deploy",
         "tracking",
@@ -31,8 +32,10 @@ ALLOWED = {
         "modeling",
         "config",
         "param_coercion",
+        "entrypoint",
     },  # fmt: skip
     "cli": {
+        "entrypoint",
         "stages",
         "deploy",
         "tracking",

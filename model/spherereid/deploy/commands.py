@@ -5,34 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..entrypoint import run_cli
 
 log = logging.getLogger(__name__)
 
 MODEL_HELP = (
     "models:/NAME@ALIAS, models:/NAME/VERSION, a version number (with --name), or a train-stage model.pt"
 )
-
-
-def _one_line_errors(body: Callable[[], int]) -> int:
-    """Run a command body; this package's errors (and OS errors) become one line on stderr, exit 2."""
-    logging.basicConfig(
-        level=os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return body()
-    except Exception as exc:  # noqa: BLE001 - only our own error types are turned into one line
-        if not (type(exc).__module__.startswith("spherereid") or isinstance(exc, OSError)):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +69,7 @@ def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -
         print(f"  parity: {json.dumps(figures)}")
         return 0
 
-    return _one_line_errors(body)
+    return run_cli(body)
 
 
 def search(argv: Sequence[str] | None = None, prog: str = "spherereid search") -> int:
@@ -120,4 +104,4 @@ def search(argv: Sequence[str] | None = None, prog: str = "spherereid search") -
             print(f"{res.query}: top-1 {best.path} (distance {best.distance:.4f}); {res.results_path.parent}")
         return 0
 
-    return _one_line_errors(body)
+    return run_cli(body)

@@ -20,13 +20,13 @@ import numpy as np
 from ..config import EvaluateConfig, TransformConfig, load_params
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
+from ..entrypoint import run_cli
 from ..evaluation import metrics
 from ..evaluation.rerank import RerankParams, evaluate_reranked
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
 from ..training.loop import check_device, extract_features, resolve_device
-from ._cli import run_cli
 from .train import MODEL_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ from ..data.manifest import (
     image_array_path,
     write_manifest,
 )
+from ..entrypoint import run_cli
 from ..evaluation.baseline import raw_pixel_baseline
 from ..reporting.report import (
     FIRST,
@@ -48,7 +49,6 @@ from ..reporting.report import (
     write_report,
     write_skipped_files,
 )
-from ._cli import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     """CLI: python -m spherereid.stages.preprocess --params params.yaml --dataset NAME --raw DIR --out DIR.
 
     Errors of this package (DatasetError, ManifestError, ConfigError, PreprocessError) and OS errors
-    become one line on stderr and exit code 2 (stages._cli.run_cli).
+    become one line on stderr and exit code 2 (entrypoint.run_cli).
     """
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'data' is used)")

@@ -21,10 +21,10 @@ from typing import Any
 from ..config import RegisterConfig, load_params
 from ..data.image_chain import ImageChain
 from ..deploy.onnx_registry import export_and_log, usage_markdown
+from ..entrypoint import run_cli
 from ..reporting.model_card import model_card
 from ..tracking import registry, runs
 from ..tracking.pyfunc_model import log_reid_model
-from ._cli import run_cli
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..config import SyntheticConfig, load_params
 from ..data.datasets.synthetic import generate, plan
-from ._cli import run_cli
+from ..entrypoint import run_cli
 
 log = logging.getLogger(__name__)
 RECORD = "synthetic.json"

@@ -36,12 +36,12 @@ from ..config import (
 )
 from ..data.manifest import PreparedSet
 from ..data.transforms import build_transforms
+from ..entrypoint import run_cli
 from ..reporting.plots import plot_history
 from ..tracking import runs
 from ..training import checkpoint, distributed
 from ..training.loop import EpochStats
 from ..training.trainer import FitResult, fit
-from ._cli import run_cli
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,11 @@ import argparse
 import getpass
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..entrypoint import run_cli
 from . import runs
-from .connection import TrackingServerError, TrackingUnavailableError
 from .registry import CHAMPION, RegistryError, _aliases, _move_champion
 
 log = logging.getLogger(__name__)
@@ -106,16 +105,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "spherereid promote") ->
         "--force", action="store_true", help="promote a version that failed the quality gate anyway"
     )
     args = parser.parse_args(argv)
-    level = os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body() -> int:
         res = promote(name=args.name, version=args.version, reason=args.reason, force=args.force)
-    except (RegistryError, TrackingUnavailableError, TrackingServerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    was = f"version {res.previous}" if res.previous is not None else "none"
-    print(f"{res.name} version {res.version} is now champion (was {was}); by {res.by}: {res.reason}")
-    return 0
+        was = f"version {res.previous}" if res.previous is not None else "none"
+        print(f"{res.name} version {res.version} is now champion (was {was}); by {res.by}: {res.reason}")
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What every stage's main() shares: logging set-up and one-line errors instead of tracebacks."""
+"""What every command's main() shares (stages, export/search, promote): logging set-up and one-line errors
+instead of tracebacks. Imports nothing from the package, so every front end may use it."""
 
 from __future__ import annotations
 
