@@ -27,13 +27,12 @@ from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
 from ..training.loop import check_device, extract_features, resolve_device
-from .train import MODEL_FILE, RUN_FILE
+from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
 
 REPORTED = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
 RANKED_QUERIES = 6
-CHAIN_FILE = "chain.json"  # the ImageChain evaluated here; register serves exactly this chain
 RANKED_TOP = 10
 # On a GPU extraction runs in bf16 with channels_last and at least this batch size (fp32 on the CPU, with
 # evaluate.batch_size): the mAP moves by less than 0.1 point (benchmarks/extract_speed.py measures it).
@@ -107,7 +106,7 @@ def run(
     if reranked is not None:
         reported.update({f"rerank_{k}": reranked[k] for k in REPORTED})
         _write_cmc(reranked["cmc"], out_dir / "cmc_rerank.csv")
-    metrics_path = out_dir / "metrics.json"
+    metrics_path = out_dir / METRICS_FILE
     metrics_path.write_text(
         json.dumps({**reported, "protocol": protocol.get("name", "market")}, indent=2) + "\n"
     )
@@ -139,7 +138,7 @@ def run(
             context=split_name,
         )
     rerank_files = ("cmc_rerank.csv",) if reranked is not None else ()
-    for name in ("cmc.png", "ranked_lists.png", "cmc.csv", "metrics.json", *rerank_files):
+    for name in ("cmc.png", "ranked_lists.png", "cmc.csv", METRICS_FILE, *rerank_files):
         runs.log_artifact(ref, out_dir / name, artifact_path="evaluation")
     for name in ("report.json", "report.md"):
         if (prepared_dir / name).is_file():

@@ -25,15 +25,10 @@ from ..entrypoint import run_cli
 from ..reporting.model_card import model_card
 from ..tracking import registry, runs
 from ..tracking.pyfunc_model import log_reid_model
+from .artifacts import CHAIN_FILE, LINEAGE_FILE, METRICS_FILE, MODEL_FILE, REGISTRATION_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
-RUN_FILE = "mlflow_run.json"
-LINEAGE_FILE = "lineage.json"
-METRICS_FILE = "metrics.json"
-CHAIN_FILE = "chain.json"  # written by the evaluate stage
-OUT_FILE = "registration.json"
 LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash", "data_revision")
 
 
@@ -170,7 +165,7 @@ def run(
     runs.finish_run(ref)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / OUT_FILE
+    path = out_dir / REGISTRATION_FILE
     record = {
         **asdict(reg),
         "model_uri": model_uri,

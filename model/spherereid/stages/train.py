@@ -42,13 +42,9 @@ from ..tracking import runs
 from ..training import checkpoint, distributed
 from ..training.loop import EpochStats
 from ..training.trainer import FitResult, fit
+from .artifacts import LINEAGE_FILE, MODEL_FILE, RESULT_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
-
-MODEL_FILE = "model.pt"
-RUN_FILE = "mlflow_run.json"
-RESULT_FILE = "train_result.json"
-LINEAGE_FILE = "lineage.json"
 
 
 @dataclass(frozen=True)
