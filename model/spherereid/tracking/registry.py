@@ -206,11 +206,10 @@ def _register(
     current = aliases.get(CHALLENGER)
     if current is None or current <= version:
         c.set_registered_model_alias(name, CHALLENGER, str(version))
-    decision = _champion_decision(
+    move, decision = _champion_decision(
         c, name, version, aliases.get(CHAMPION), float(metrics["mAP"]), dataset_hash, promotion
     )
-    if decision.startswith("+"):
-        decision = decision[1:]
+    if move:
         _move_champion(c, name, version, aliases.get(CHAMPION), by=f"register (promotion: {promotion})",
                        reason=decision)  # fmt: skip
     aliases = _aliases(c, name)
@@ -226,16 +225,16 @@ def _register(
 
 def _champion_decision(
     c, name: str, version: int, champion: int | None, m_ap: float, dataset_hash: str | None, promotion: str
-) -> str:
-    """Reason text; a leading '+' means: move champion to `version`."""
+) -> tuple[bool, str]:
+    """(whether champion moves to `version`, the reason in words)."""
     promote_cmd = f"spherereid promote --name {name} --version {version} --reason TEXT"
     if champion == version:
-        return f"version {version} is already {CHAMPION}"
+        return False, f"version {version} is already {CHAMPION}"
     if promotion == "manual":
         held = f"{CHAMPION} stays version {champion}" if champion is not None else f"no {CHAMPION} yet"
-        return f"promotion is manual: {held}; to serve this version run `{promote_cmd}`"
+        return False, f"promotion is manual: {held}; to serve this version run `{promote_cmd}`"
     if champion is None:
-        return f"+no champion yet: version {version} is now {CHAMPION}"
+        return True, f"no champion yet: version {version} is now {CHAMPION}"
     tags = c.get_model_version(name, str(champion)).tags
     champ_hash = tags.get("dataset_hash")
     try:
@@ -246,7 +245,7 @@ def _champion_decision(
         dataset_hash is not None and champ_hash not in (None, "unknown") and champ_hash == dataset_hash
     )
     if promotion == "same-data" and not same_data:
-        return (
+        return False, (
             f"new dataset version: {CHAMPION} version {champion} was evaluated on dataset "
             f"{champ_hash or 'unknown'}, this version on {dataset_hash or 'unknown'}, so their mAPs "
             f"({champ_map:.4f} vs {m_ap:.4f}) do not compare and {CHAMPION} was not moved (promotion: "
@@ -255,10 +254,10 @@ def _champion_decision(
         )
     across = "" if same_data else f" (evaluated on another dataset version, {champ_hash or 'unknown'})"
     if math.isnan(champ_map) or m_ap > champ_map:
-        return (
-            f"+mAP {m_ap:.4f} beats {CHAMPION} version {champion} ({champ_map:.4f}){across}: {CHAMPION} moved"
+        return True, (
+            f"mAP {m_ap:.4f} beats {CHAMPION} version {champion} ({champ_map:.4f}){across}: {CHAMPION} moved"
         )
-    return (
+    return False, (
         f"mAP {m_ap:.4f} does not beat {CHAMPION} version {champion} ({champ_map:.4f}){across}: "
         f"{CHALLENGER} only"
     )
