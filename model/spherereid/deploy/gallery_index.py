@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..data.datasets.base import Skipped
+from ..data.datasets.naming import IMAGE_SUFFIXES
 from ..data.image_chain import ImageChain
 from ..data.imageio import BadImage
 from ..training.loop import extract_features
@@ -25,20 +27,11 @@ from .model_source import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 INDEX_FORMAT = 1
 
 
 class GalleryError(ValueError):
     """The gallery cannot be searched (missing folder, no usable image, unreadable index)."""
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A gallery file left out, and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass
