@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spherereid.config import ConfigError
-from spherereid.stages._cli import configure_logging
+from spherereid.entrypoint import configure_logging
 
 from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError
 
