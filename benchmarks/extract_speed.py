@@ -26,8 +26,8 @@ from _setup import QUICK, default_recipe, describe, random_memmap, sync, temp_di
 from spherereid.data.synthetic_arrays import synthetic_splits  # noqa: E402
 from spherereid.data.transforms import EvalTransform, TrainTransform  # noqa: E402
 from spherereid.evaluation.metrics import evaluate_features  # noqa: E402
+from spherereid.inference import extract_features  # noqa: E402
 from spherereid.modeling.net import ReIDNet  # noqa: E402
-from spherereid.training.loop import extract_features  # noqa: E402
 from spherereid.training.trainer import fit  # noqa: E402
 
 

@@ -5,7 +5,7 @@
 
 Both sides run the same work: uint8 (N, stored_h, stored_w, 3) images -> antialiased resize to the input
 size -> normalise -> network (+ the mirror image when evaluate.flip) -> L2. PyTorch runs
-`training.loop.extract_features` (the evaluate stage's path); onnxruntime runs the graph `spherereid export`
+`inference.extract_features` (the evaluate stage's path); onnxruntime runs the graph `spherereid export`
 writes (CPU provider). An untrained network of the params' architecture, random images, one warm-up
 pass each. Prints images/s, the ratio, and the worst row cosine between the two.
 """
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from spherereid.deploy.model_source import chain_from_params
     from spherereid.deploy.onnx_export import OnnxEmbedder, export_onnx
     from spherereid.deploy.parity import row_cosines
+    from spherereid.inference import extract_features
     from spherereid.modeling.net import ReIDNet
-    from spherereid.training.loop import extract_features
 
     p = load_params(args.params)
     if args.threads:

@@ -10,7 +10,7 @@ from typing import Any
 from spherereid.config import load_params
 
 CHECKPOINT_MOUNT = "/checkpoints"
-REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # read by spherereid.training.loop.resolve_device
+REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # read by spherereid.device.resolve_device
 
 
 class PipelineError(ValueError):

@@ -177,7 +177,7 @@ def test_resume_after_a_kill_continues_on_the_gpu(tmp_path):
 def test_bf16_extraction_keeps_the_fp32_map_within_a_tenth_of_a_point(trained, splits):
     from spherereid.data.transforms import EvalTransform
     from spherereid.evaluation.metrics import evaluate_features
-    from spherereid.training.loop import extract_features
+    from spherereid.inference import extract_features
 
     tf = EvalTransform(size=(128, 64))
     maps = {}

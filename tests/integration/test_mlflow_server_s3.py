@@ -115,7 +115,7 @@ def test_run_model_and_registry_through_a_tracking_server_with_s3_artifacts(
     import pandas as pd
     from PIL import Image
 
-    from spherereid.training.loop import extract_features
+    from spherereid.inference import extract_features
 
     model = mlflow.pyfunc.load_model("models:/spherereid-toy@champion")
     images = np.random.default_rng(1).integers(0, 256, size=(2, 36, 18, 3), dtype=np.uint8)

@@ -16,12 +16,12 @@ import pytest
 
 from spherereid.config import RegisterConfig
 from spherereid.data.image_chain import ImageChain
+from spherereid.inference import extract_features
 from spherereid.stages import register as register_stage
 from spherereid.tracking import registry
 from spherereid.tracking import runs as tracking
 from spherereid.tracking.promote import promote
 from spherereid.tracking.registry import RegistryError
-from spherereid.training.loop import extract_features
 
 CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)  # conftest's HEIGHT, WIDTH = 32, 16
 

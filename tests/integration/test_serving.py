@@ -78,7 +78,7 @@ def _png(pixels: np.ndarray) -> bytes:
 def test_served_champion_embeds_posted_images_as_evaluated_and_rejects_bad_rows_with_400(
     tmp_path, make_train_dir, monkeypatch, server_tools
 ):
-    from spherereid.training.loop import extract_features
+    from spherereid.inference import extract_features
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -19,7 +19,7 @@ def test_training_core_imports_and_trains_without_the_pipeline_stack(tmp_path):
         from spherereid.data.transforms import TrainTransform, EvalTransform
         from spherereid.data.synthetic_arrays import synthetic_splits  # the GPU checks' data
         from spherereid.evaluation.metrics import evaluate_features
-        from spherereid.training.loop import extract_features
+        from spherereid.inference import extract_features
         from spherereid.training.trainer import fit
 
         labels = np.repeat(np.arange(4), 4)

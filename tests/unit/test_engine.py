@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from spherereid.data.transforms import EvalTransform
+from spherereid.inference import extract_features
 from spherereid.modeling.net import ReIDNet
-from spherereid.training.loop import extract_features
 
 
 def _setup():

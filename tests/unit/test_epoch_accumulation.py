@@ -6,13 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from spherereid.device import effective_precision, resolve_device
 from spherereid.training.loop import (
     EpochAccumulator,
     NonFiniteLossError,
     TrainStep,
     build_optimizer,
-    effective_precision,
-    resolve_device,
     train_one_epoch,
 )
 
@@ -118,8 +117,8 @@ def test_extraction_on_the_cpu_ignores_a_bf16_request():
     import numpy as np
 
     from spherereid.data.transforms import EvalTransform
+    from spherereid.inference import extract_features
     from spherereid.modeling.net import ReIDNet
-    from spherereid.training.loop import extract_features
 
     torch.manual_seed(0)
     net = ReIDNet(backbone="tiny", head="D", embedding_dim=8, last_stride=1, dropout=0.0, pretrained="none")

@@ -14,15 +14,32 @@ ALLOWED = {
     "config": set(),
     "entrypoint": set(),  # logging set-up and one-line errors for every command's main()
     "param_coercion": {"config"},
+    "device": set(),  # device and precision policy, shared by training and inference
+    "progress": set(),  # tqdm or a silent stand-in
     "data": {"config"},
     "modeling": {"config"},
+    "inference": {"data", "modeling", "config", "device", "progress"},  # never training
     "evaluation": {"data", "config"},
-    "training": {"data", "modeling", "config"},
+    "training": {"data", "modeling", "config", "device", "progress"},
     "reporting": {"training", "evaluation", "data", "modeling", "config"},
-    "tracking": {"training", "evaluation", "data", "modeling", "config", "entrypoint"},
+    "tracking": {"inference", "device", "training", "evaluation", "data", "modeling", "config", "entrypoint"},
     "launch": {"config"},
-    "deploy": {"tracking", "reporting", "training", "evaluation", "data", "modeling", "config", "entrypoint"},
+    "deploy": {
+        "tracking",
+        "reporting",
+        "inference",
+        "device",
+        "training",
+        "evaluation",
+        "data",
+        "modeling",
+        "config",
+        "entrypoint",
+    },  # fmt: skip
     "stages": {
+        "inference",
+        "device",
+        "progress",
         "deploy",
         "tracking",
         "reporting",
@@ -36,6 +53,9 @@ ALLOWED = {
     },  # fmt: skip
     "cli": {
         "entrypoint",
+        "inference",
+        "device",
+        "progress",
         "stages",
         "deploy",
         "tracking",

@@ -25,7 +25,7 @@ from spherereid.deploy import gallery_index
 from spherereid.deploy.commands import search as search_main
 from spherereid.deploy.gallery_index import GalleryError, build_index
 from spherereid.deploy.model_source import resolve_model
-from spherereid.training.loop import extract_features
+from spherereid.inference import extract_features
 
 
 @pytest.fixture(scope="module")

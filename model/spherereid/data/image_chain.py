@@ -4,7 +4,7 @@ decode -> resize to the stored size (preprocess's bilinear PIL resize) -> resize
 (antialiased bilinear) -> normalise -> [network, averaged with the mirror image] -> L2.
 
 The first step (to uint8 at the stored size) is `ImageChain.stored`/`stored_batch`; the rest is
-`EvalTransform` + `training.loop.extract_features`, exactly as the evaluate stage runs them. A number
+`EvalTransform` + `inference.extract_features`, exactly as the evaluate stage runs them. A number
 measured through one front end therefore holds in the others.
 """
 

@@ -22,7 +22,7 @@ from ..data.datasets.base import Skipped
 from ..data.datasets.naming import IMAGE_SUFFIXES
 from ..data.image_chain import ImageChain
 from ..data.imageio import BadImage
-from ..training.loop import extract_features
+from ..inference import extract_features
 from .model_source import ResolvedModel
 
 log = logging.getLogger(__name__)

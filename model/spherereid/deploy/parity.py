@@ -19,7 +19,7 @@ from torch import nn
 from ..data.image_chain import ImageChain
 from ..data.manifest import SplitData
 from ..evaluation.metrics import evaluate_features
-from ..training.loop import extract_features
+from ..inference import extract_features
 from .onnx_export import OnnxEmbedder
 
 log = logging.getLogger(__name__)

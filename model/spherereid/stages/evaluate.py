@@ -20,13 +20,14 @@ import numpy as np
 from ..config import EvaluateConfig, TransformConfig, load_params
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
+from ..device import check_device, resolve_device
 from ..entrypoint import run_cli
 from ..evaluation import metrics
 from ..evaluation.rerank import RerankParams, evaluate_reranked
+from ..inference import extract_features
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
-from ..training.loop import check_device, extract_features, resolve_device
 from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)

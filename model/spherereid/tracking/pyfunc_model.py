@@ -5,7 +5,7 @@ Input: a DataFrame column `image` of encoded image bytes (JPEG, PNG, ...; base64
     POST /invocations {"dataframe_split": {"columns": ["image"], "data": [["<base64>"], ...]}}
 
 Called in Python, a row may also hold a uint8 (H, W, 3) array of any size. Each row goes through
-`ImageChain` (decode -> stored size -> input size -> normalise) and `training.loop.extract_features`
+`ImageChain` (decode -> stored size -> input size -> normalise) and `inference.extract_features`
 (average with the mirror image, L2): output float32 (N, D) unit rows, equal to the evaluate stage's
 features.npz for the same files. A bad row fails the request with HTTP 400 naming the row and the problem.
 
@@ -64,8 +64,8 @@ class ReIDEmbeddingModel(_Base):
     def load_context(self, context) -> None:
         import torch
 
+        from ..device import resolve_device
         from ..modeling.net import ReIDNet
-        from ..training.loop import resolve_device
 
         config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
         state = torch.load(context.artifacts[WEIGHTS_ARTIFACT], map_location="cpu", weights_only=True)
@@ -80,7 +80,7 @@ class ReIDEmbeddingModel(_Base):
         unit rows. (model_input carries no type hint: MLflow would build a schema from it.)"""
         import torch
 
-        from ..training.loop import extract_features
+        from ..inference import extract_features
 
         try:
             images = self.chain.stored_batch(image_rows(model_input))

@@ -26,7 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .loop import EpochAccumulator, EpochStats, resolve_device
+from ..device import resolve_device
+from .loop import EpochAccumulator, EpochStats
 
 log = logging.getLogger(__name__)
 

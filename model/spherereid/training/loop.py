@@ -1,109 +1,24 @@
-"""The loops: one training epoch, and batched feature extraction."""
+"""The loops: one training epoch."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-try:
-    from tqdm import tqdm
-except ImportError:  # a bare GPU image (torch, torchvision, numpy only): train without progress bars
-
-    class tqdm:  # noqa: N801 - stands in for tqdm.tqdm
-        def __init__(self, iterable, *args: object, total: int | None = None, **kwargs: object):
-            self.iterable, self.total = iterable, total
-
-        def __iter__(self):
-            return iter(self.iterable)
-
-        def __len__(self) -> int:
-            return self.total if self.total is not None else len(self.iterable)
-
-        def set_postfix(self, **kwargs: object) -> None:
-            pass
-
-
-from ..data.batches import device_slices
-from ..data.transforms import EvalTransform
+from ..device import AUTOCAST_DTYPES
+from ..progress import tqdm
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
-
-
-REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # "1": 'auto' means cuda (the pipeline sets it on GPU tasks)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when usable else cpu; otherwise torch.device(name).
-
-    An explicit cuda device without a usable GPU is an error naming the reason (no driver, a driver too
-    old for this build's CUDA, no GPU visible), never a silent CPU run. With SPHEREREID_REQUIRE_CUDA=1 in
-    the environment (set by the pipeline on tasks given a GPU), 'auto' is 'cuda'."""
-    if name == "auto" and os.environ.get(REQUIRE_CUDA_ENV, "") == "1":
-        name = "cuda"
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device '{name}' is asked (train.device, or {REQUIRE_CUDA_ENV}=1 on a GPU task) but CUDA is "
-            f"not usable ({_cuda_failure()}); fix the node's NVIDIA driver / GPU request, or set "
-            "train.device to auto or cpu"
-        )
-    return device
-
-
-def _cuda_failure() -> str:
-    """Why CUDA cannot be used, in one line (torch's own message when it has one)."""
-    if not torch.backends.cuda.is_built():
-        return "this PyTorch build has no CUDA"
-    try:
-        torch.cuda.init()
-    except Exception as exc:  # noqa: BLE001 - any init failure is the reason we report
-        return " ".join(str(exc).split())[:300]
-    return f"{torch.cuda.device_count()} GPUs visible"
-
-
-def check_device(device: torch.device) -> str:
-    """Run one kernel on `device` and wait for it, so a GPU this build cannot drive (driver too old, no
-    kernel image for the architecture) fails now with the reason, not hours later. Returns a description
-    ('cpu' or 'cuda:0 NVIDIA H200 (CUDA 13.0, capability 9.0)')."""
-    if device.type != "cuda":
-        return device.type
-    try:
-        probe = torch.ones(8, device=device)
-        float((probe @ probe).item())
-        torch.cuda.synchronize(device)
-    except Exception as exc:  # noqa: BLE001
-        raise RuntimeError(
-            f"{device}: a first CUDA kernel failed ({' '.join(str(exc).split())[:300]}); the node's NVIDIA "
-            f"driver may be too old for this image's CUDA {torch.version.cuda}"
-        ) from None
-    major, minor = torch.cuda.get_device_capability(device)
-    name = torch.cuda.get_device_name(device)
-    return f"{device} {name} (CUDA {torch.version.cuda}, capability {major}.{minor})"
-
-
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def effective_precision(precision: str, device: torch.device) -> str:
-    """The precision training uses: `precision` on CUDA, fp32 elsewhere (autocast applies on CUDA only)."""
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"unknown precision '{precision}' (known: fp32, bf16, fp16); check train.precision")
-    return precision if device.type == "cuda" else "fp32"
 
 
 @dataclass(frozen=True)
@@ -350,48 +265,3 @@ def train_one_epoch(
         )
     return EpochStats(epoch=epoch, loss=loss_sum / seen, accuracy=correct / seen, lr=lr, images=seen,
                       seconds=seconds)  # fmt: skip
-
-
-@torch.inference_mode()
-def extract_features(
-    model: nn.Module,
-    images: np.ndarray,
-    transform: EvalTransform,
-    *,
-    batch_size: int = 128,
-    device: torch.device | str = "cpu",
-    flip: bool = True,
-    progress: bool = True,
-    desc: str = "features",
-    precision: str = "fp32",
-) -> np.ndarray:
-    """Embed uint8 images (N, H, W, 3) -> float32 (N, D), L2-normalised.
-
-    With `flip`, the embeddings of each image and its mirror are summed before normalising. The next
-    batch is gathered while this one runs and the features stay on the device until the end (no host
-    sync per batch). On CUDA the network runs in channels_last under autocast in `precision` (bf16 for
-    speed); on the CPU in fp32, whatever `precision` says.
-    """
-    model.eval()
-    device = torch.device(device)
-    dtype = AUTOCAST_DTYPES[effective_precision(precision, device)]
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    if device.type == "cuda":
-        model.to(memory_format=memory_format)
-    chunks: list[torch.Tensor] = []
-    batches = device_slices(images, batch_size, device)
-    total = -(-len(images) // batch_size)
-    for raw in tqdm(
-        batches, total=total, desc=desc, unit="batch", disable=None if progress else True, leave=False
-    ):
-        x = transform(raw)
-        if device.type == "cuda":  # on the CPU the layout stays as the transform made it (same numbers)
-            x = x.contiguous(memory_format=memory_format)
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-            emb = model(x).float()
-            if flip:
-                emb = emb + model(x.flip(-1)).float()
-        chunks.append(F.normalize(emb, dim=1))
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(chunks).cpu().numpy().astype(np.float32, copy=False)

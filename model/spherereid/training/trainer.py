@@ -22,6 +22,7 @@ import torch
 from ..data.batches import TrainBatches
 from ..data.sampler import BalancedIdentitySampler
 from ..data.transforms import TrainTransform
+from ..device import check_device, effective_precision, resolve_device
 from ..modeling.losses import build_loss, validate_labels
 from ..modeling.net import ReIDNet
 from . import checkpoint, distributed
@@ -29,10 +30,7 @@ from .loop import (
     EpochStats,
     TrainStep,
     build_optimizer,
-    check_device,
-    effective_precision,
     load_optimizer_state,
-    resolve_device,
     train_one_epoch,
 )
 from .schedule import build_scheduler
