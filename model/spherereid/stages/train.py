@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +34,12 @@ from ..config import (
     load_params,
 )
 from ..data.manifest import PreparedSet
-from ..data.transforms import build_transforms
 from ..entrypoint import run_cli
 from ..reporting.plots import plot_history
-from ..tracking import runs
+from ..tracking.train_run import TrainRunLogger
 from ..training import checkpoint, distributed
-from ..training.loop import EpochStats
-from ..training.trainer import FitResult, fit
+from ..training.step import EpochStats
+from ..training.trainer import FitConfig, FitResult, fit
 from .artifacts import LINEAGE_FILE, MODEL_FILE, RESULT_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
@@ -70,125 +68,31 @@ def run(
     train: TrainConfig,
     transform: TransformConfig,
 ) -> TrainResult:
-    """Train on the prepared set's train split; log params and per-epoch metrics to MLflow.
-
-    Under torchrun every rank calls this; rank 0 alone writes files and MLflow, other ranks return a
-    result without a run id."""
+    """Train on the prepared set's train split, logging to its MLflow run (see tracking.train_run). Under
+    torchrun every rank calls this; rank 0 alone writes files and MLflow (others return no run id)."""
     ctx = distributed.setup(train.device)  # a plain single process outside torchrun
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     prepared = PreparedSet(prepared_dir)
     split = prepared.split("train")
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = prepared.info.get("dataset", prepared_dir.name)
-    sections = {
-        "model": model,
-        "loss": loss,
-        "sampler": sampler,
-        "optim": optim,
-        "schedule": schedule,
-        "train": train,
-        "transform": transform,
-    }
-    fingerprint = prepared.fingerprint()
-    flat = {f"{name}.{k}": v for name, cfg in sections.items() for k, v in dataclasses.asdict(cfg).items()}
-    flat["dataset.name"], flat["dataset.fingerprint"] = dataset, fingerprint
-    lineage = {
-        "dataset": dataset,
-        "dataset_hash": fingerprint,
-        "height": transform.crop_height,
-        "width": transform.crop_width,
-    }
+    dataset, fingerprint = prepared.info.get("dataset", prepared_dir.name), prepared.fingerprint()
+    config = FitConfig(model, loss, sampler, optim, schedule, train, transform)
     if ctx.is_main:
-        (out_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
-    tags = {
-        "dataset": dataset,
-        "dataset_hash": lineage["dataset_hash"],
-        "params_hash": runs.params_hash(flat),
-        "seed": str(train.seed),
-        "git_commit": runs.git_commit(Path.cwd()) or "unknown",
-    }
-    dvc_hash = runs.dvc_data_hash(prepared_dir)
-    if dvc_hash:
-        tags["dvc_data_hash"] = dvc_hash
-    # One MLflow run is one training from scratch: a resumed checkpoint continues the run recorded beside
-    # it (same params); training from scratch (no checkpoint, changed code or data, fewer epochs) starts a
-    # new run. The copy in out_dir is what later stages read.
-    ckpt_ref = out_dir / "checkpoints" / RUN_FILE
-    holder: dict[str, runs.RunRef] = {}
-    stack = ExitStack()
-
-    def on_start(resumed: list[EpochStats]) -> None:
-        before = _recorded_run_id(ckpt_ref) if resumed else None
-        ref = runs.start_or_resume_run(
-            ckpt_ref,
-            experiment=f"spherereid-{dataset}",
-            run_name=f"{dataset}-{model.backbone}-{model.head}",
-            params=flat,
-            tags=tags,
-            resume=bool(resumed),
-        )
-        holder["ref"] = ref
-        runs.write_run_ref(out_dir / RUN_FILE, ref)
-        if resumed and ref.run_id != before:  # a continued checkpoint under new params: whole curves
-            runs.set_tags(ref, {"resumed_from_epoch": len(resumed), "resumed_from_run": before or "unknown"})
-            for stats in resumed:
-                on_epoch(stats)
-        runs.log_dataset(
-            ref,
-            name=f"{dataset}-train",
-            source=str(prepared_dir.resolve()),
-            digest=fingerprint,
-            context="train",
-        )
-        stack.enter_context(runs.system_metrics(ref))
-
-    def on_epoch(stats: EpochStats) -> None:
-        runs.log_metrics(
-            holder["ref"],
-            {
-                "loss": stats.loss,
-                "accuracy": stats.accuracy,
-                "lr": stats.lr,
-                "images_per_second": stats.images_per_second,
-            },
-            step=stats.epoch,
-        )
-
-    train_tf, _ = build_transforms(**dataclasses.asdict(transform))
-    try:
-        with stack:
-            result = _fit(prepared, split, out_dir, fingerprint, sections, train_tf, on_epoch, on_start, ctx)
-    except BaseException as exc:
-        if "ref" in holder:
-            runs.finish_run(holder["ref"], status="FAILED")
-        if ctx.distributed and distributed.is_peer_failure(exc):
-            raise distributed.DistributedError(
-                f"rank {ctx.rank} of {ctx.world_size} stopped: another training process failed or died "
-                f"({' '.join(str(exc).split())[:200]}); its own error is above"
-            ) from None
-        raise
+        _write_lineage(out_dir / LINEAGE_FILE, dataset, fingerprint, transform)
+    logger = TrainRunLogger(
+        run_file=out_dir / RUN_FILE, checkpoint_run_file=out_dir / "checkpoints" / RUN_FILE,
+        prepared_dir=prepared_dir, dataset=dataset, fingerprint=fingerprint, config=config,
+    )  # fmt: skip
+    with distributed.explain_peer_failure(ctx), logger:
+        result = fit(
+            images=split.images, labels=split.labels, num_classes=prepared.num_classes,
+            checkpoint_path=out_dir / "checkpoints" / "last.pt", config=config, data_fingerprint=fingerprint,
+            on_epoch=logger.epoch, on_start=logger.start, dist=ctx,
+        )  # fmt: skip
     if not ctx.is_main:
-        last = result.history[-1]
-        return TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, "")
-    ref = holder["ref"]
-    net = result.model.cpu()
-    checkpoint.save_atomic(
-        {
-            "constructor": dict(net.constructor_args),
-            "state_dict": net.state_dict(),
-            "num_classes": prepared.num_classes,
-        },
-        out_dir / MODEL_FILE,
-    )
-    _write_history(result.history, out_dir / "history.csv")
-    plot_history(result.history, out_dir / "history.png")
-    runs.log_artifact(ref, out_dir / "history.png")
-    last = result.history[-1]
-    res = TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, ref.run_id)
-    (out_dir / RESULT_FILE).write_text(
-        json.dumps({**dataclasses.asdict(res), "model_path": MODEL_FILE}) + "\n"
-    )
-    return res
+        return _result(result, out_dir, run_id="")
+    _write_outputs(result, prepared.num_classes, out_dir)
+    return _write_result(_result(result, out_dir, run_id=logger.finish([out_dir / "history.png"])), out_dir)
 
 
 def read_result(out_dir: Path) -> TrainResult:
@@ -203,40 +107,43 @@ def read_result(out_dir: Path) -> TrainResult:
     return TrainResult(**{**values, "model_path": Path(out_dir) / values["model_path"]})
 
 
-def _recorded_run_id(path: Path) -> str | None:
-    try:
-        return runs.read_run_ref(path).run_id
-    except runs.RunRefError:
-        return None
+def _result(result: FitResult, out_dir: Path, run_id: str) -> TrainResult:
+    last = result.history[-1]
+    return TrainResult(out_dir / MODEL_FILE, len(result.history), last.loss, last.accuracy, run_id)
 
 
-def _fit(
-    prepared, split, out_dir: Path, fingerprint: str, sections: dict, train_tf, on_epoch, on_start, ctx
-) -> FitResult:
-    train: TrainConfig = sections["train"]
-    return fit(
-        images=split.images,
-        labels=split.labels,
-        num_classes=prepared.num_classes,
-        checkpoint_path=out_dir / "checkpoints" / "last.pt",
-        model_kwargs=dataclasses.asdict(sections["model"]),
-        loss_kwargs=dataclasses.asdict(sections["loss"]),
-        sampler_kwargs=dataclasses.asdict(sections["sampler"]),
-        optim_kwargs=dataclasses.asdict(sections["optim"]),
-        schedule_kwargs=dataclasses.asdict(sections["schedule"]),
-        transform=train_tf,
-        data_fingerprint=fingerprint,
-        epochs=train.epochs,
-        seed=train.seed,
-        device=train.device,
-        precision=train.precision,
-        cuda_graphs=train.cuda_graphs,
-        checkpoint_every=train.checkpoint_every,
-        on_epoch=on_epoch,
-        on_start=on_start,
-        dist=ctx,
-        sync_batchnorm=train.sync_batchnorm,
+def _write_result(res: TrainResult, out_dir: Path) -> TrainResult:
+    """Record `res` for `read_result` (model path relative to `out_dir`)."""
+    (out_dir / RESULT_FILE).write_text(
+        json.dumps({**dataclasses.asdict(res), "model_path": MODEL_FILE}) + "\n"
     )
+    return res
+
+
+def _write_lineage(path: Path, dataset: str, fingerprint: str, transform: TransformConfig) -> None:
+    """The data the model was trained on and its input size (register reads it)."""
+    lineage = {
+        "dataset": dataset,
+        "dataset_hash": fingerprint,
+        "height": transform.crop_height,
+        "width": transform.crop_width,
+    }
+    path.write_text(json.dumps(lineage, indent=2) + "\n")
+
+
+def _write_outputs(result: FitResult, num_classes: int, out_dir: Path) -> None:
+    """model.pt (constructor, CPU weights, class count), history.csv and history.png."""
+    net = result.model.cpu()
+    checkpoint.save_atomic(
+        {
+            "constructor": dict(net.constructor_args),
+            "state_dict": net.state_dict(),
+            "num_classes": num_classes,
+        },
+        out_dir / MODEL_FILE,
+    )
+    _write_history(result.history, out_dir / "history.csv")
+    plot_history(result.history, out_dir / "history.png")
 
 
 def _write_history(history: Sequence[EpochStats], path: Path) -> None:

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..device import resolve_device
-from .loop import EpochAccumulator, EpochStats
+from .step import EpochAccumulator, EpochStats
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,6 @@ def wrap(module: nn.Module, ctx: DistContext, sync_batchnorm: bool = False) -> n
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module inside a DistributedDataParallel wrapper (itself otherwise)."""
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
 def _all_reduce(values: Sequence[float], ctx: DistContext, op: dist.ReduceOp) -> list[float]:
     """Element-wise `op` of `values` over all ranks (float64); the values themselves for one process."""
     if not ctx.distributed:
@@ -242,6 +237,21 @@ def is_peer_failure(exc: BaseException) -> bool:
         key in text
         for key in ("connection closed by peer", "connection reset", "timed out", "broken pipe", "gloo")
     )
+
+
+@contextmanager
+def explain_peer_failure(ctx: DistContext) -> Iterator[None]:
+    """Around a training: with several processes, an error raised because another rank died or timed out
+    becomes a DistributedError saying so (that rank's own error is in its log); anything else passes."""
+    try:
+        yield
+    except Exception as exc:
+        if ctx.distributed and is_peer_failure(exc):
+            raise DistributedError(
+                f"rank {ctx.rank} of {ctx.world_size} stopped: another training process failed or died "
+                f"({' '.join(str(exc).split())[:200]}); its own error is above"
+            ) from None
+        raise
 
 
 def add_rank_rng(state: dict[str, Any], generator: torch.Generator, ctx: DistContext) -> None:

@@ -1,0 +1,150 @@
+"""The training's MLflow run, as the train stage drives it: `TrainRunLogger`.
+
+The run's lifecycle across the stages (one MLflow run is one training from scratch):
+- train opens it (`start`, called by fit once it knows whether a checkpoint resumes): a resumed checkpoint
+  continues the run recorded beside it (same params), training from scratch (no checkpoint, changed code
+  or data, fewer epochs) starts a new one. It logs params, lineage tags, the datasets panel, system metrics
+  and per-epoch metrics, marks the run FAILED when training raises, and leaves it RUNNING on success;
+  `<train_dir>/mlflow_run.json` carries it on;
+- evaluate reopens it by id and logs the metrics and plots into it;
+- register logs the model into it (a model version) and ends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..training.step import EpochStats
+from ..training.trainer import FitConfig
+from . import runs
+
+log = logging.getLogger(__name__)
+
+
+def run_params(config: FitConfig, dataset: str, fingerprint: str) -> dict[str, Any]:
+    """`section.key -> value` for every field of the training's sections, plus the dataset's name and hash."""
+    sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    flat = {f"{name}.{k}": v for name, cfg in sections.items() for k, v in dataclasses.asdict(cfg).items()}
+    flat["dataset.name"], flat["dataset.fingerprint"] = dataset, fingerprint
+    return flat
+
+
+class TrainRunLogger:
+    """Opens or resumes the training's MLflow run and logs into it (rank 0 only: fit calls `start` and
+    `epoch` on rank 0). A context manager around fit: on an error the run is marked FAILED; system metrics
+    are recorded from `start` to the end of the block.
+
+    `run_file` is `<out>/mlflow_run.json` (what later stages read); the run recorded beside the checkpoint
+    (`<out>/checkpoints/mlflow_run.json`) is the one a resumed checkpoint continues.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_file: Path,
+        checkpoint_run_file: Path,
+        prepared_dir: Path,
+        dataset: str,
+        fingerprint: str,
+        config: FitConfig,
+    ):
+        self.run_file, self.checkpoint_run_file = run_file, checkpoint_run_file
+        self.prepared_dir, self.dataset, self.fingerprint = prepared_dir, dataset, fingerprint
+        self.run_name = f"{dataset}-{config.model.backbone}-{config.model.head}"
+        self.params = params = run_params(config, dataset, fingerprint)
+        self.tags = {
+            "dataset": dataset,
+            "dataset_hash": fingerprint,
+            "params_hash": runs.params_hash(params),
+            "seed": str(config.train.seed),
+            "git_commit": runs.git_commit(Path.cwd()) or "unknown",
+        }
+        dvc_hash = runs.dvc_data_hash(prepared_dir)
+        if dvc_hash:
+            self.tags["dvc_data_hash"] = dvc_hash
+        self.ref: runs.RunRef | None = None
+        self._monitor = ExitStack()
+
+    def __enter__(self) -> TrainRunLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._monitor.close()
+        if exc is not None:
+            self.fail()
+
+    def start(self, resumed: list[EpochStats]) -> None:
+        """Open the run (or continue the checkpoint's, when `resumed` holds its epochs) and record the
+        params, tags, dataset and, on a new run continuing a checkpoint, the resumed epochs' metrics."""
+        before = _recorded_run_id(self.checkpoint_run_file) if resumed else None
+        self.ref = runs.start_or_resume_run(
+            self.checkpoint_run_file,
+            experiment=f"spherereid-{self.dataset}",
+            run_name=self.run_name,
+            params=self.params,
+            tags=self.tags,
+            resume=bool(resumed),
+        )
+        runs.write_run_ref(self.run_file, self.ref)
+        if resumed and self.ref.run_id != before:  # a continued checkpoint under new params: whole curves
+            runs.set_tags(
+                self.ref, {"resumed_from_epoch": len(resumed), "resumed_from_run": before or "unknown"}
+            )
+            for stats in resumed:
+                self.epoch(stats)
+        runs.log_dataset(
+            self.ref,
+            name=f"{self.dataset}-train",
+            source=str(self.prepared_dir.resolve()),
+            digest=self.fingerprint,
+            context="train",
+        )
+        self._monitor.enter_context(runs.system_metrics(self.ref))
+
+    def epoch(self, stats: EpochStats) -> None:
+        """One epoch's loss, accuracy, learning rate and throughput, at step `stats.epoch`."""
+        runs.log_metrics(
+            self._started(),
+            {
+                "loss": stats.loss,
+                "accuracy": stats.accuracy,
+                "lr": stats.lr,
+                "images_per_second": stats.images_per_second,
+            },
+            step=stats.epoch,
+        )
+
+    def fail(self) -> None:
+        """Mark the run FAILED (nothing when it was never opened, e.g. on ranks other than 0)."""
+        if self.ref is not None:
+            runs.finish_run(self.ref, status="FAILED")
+
+    def finish(self, artifacts: list[Path]) -> str:
+        """Log the trained model's `artifacts` (e.g. the history plot) and return the run id. The run stays
+        open: evaluate logs into it and register ends it."""
+        ref = self._started()
+        for path in artifacts:
+            runs.log_artifact(ref, path)
+        return ref.run_id
+
+    def _started(self) -> runs.RunRef:
+        if self.ref is None:
+            raise RuntimeError("the training's MLflow run is not open: start() comes first (fit calls it)")
+        return self.ref
+
+
+def _recorded_run_id(path: Path) -> str | None:
+    try:
+        return runs.read_run_ref(path).run_id
+    except runs.RunRefError:
+        return None

@@ -1,0 +1,185 @@
+"""Exact resume: the resume key (configuration + data + code fingerprint), the training state a checkpoint
+holds, and the decision to resume a checkpoint or retire it.
+
+A checkpoint resumes only when it was written with the same key and holds at most the epochs asked for;
+otherwise it is moved aside to `<name>.stale` and training starts from scratch.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import LossConfig, ModelConfig, OptimConfig, SamplerConfig, ScheduleConfig
+from ..data.sampler import BalancedIdentitySampler
+from ..data.transforms import TrainTransform
+from . import checkpoint, distributed
+from .optim import load_optimizer_state
+from .step import EpochStats
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+# The code that decides what training computes: a checkpoint written by other code is stale.
+FINGERPRINT_SUBPACKAGES = ("data", "modeling", "training")
+FINGERPRINT_FILES = ("device.py",)  # the precision policy
+
+
+def code_fingerprint(package_root: Path | None = None) -> str:
+    """sha256 (first 16 hex) of the meaning of every .py file under data/, modeling/ and training/ and of
+    device.py: the path and the syntax tree without docstrings, in sorted order. Part of the resume key, so
+    changed code (e.g. a new loss) retrains, while comment, docstring and formatting edits still resume.
+    `package_root` defaults to the installed `spherereid` folder."""
+    root = package_root or Path(__file__).resolve().parents[1]
+    paths = [p for sub in FINGERPRINT_SUBPACKAGES for p in sorted((root / sub).rglob("*.py"))]
+    paths += [root / name for name in FINGERPRINT_FILES]
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(code_meaning(path.read_text(encoding="utf-8"), str(path)).encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_meaning(source: str, filename: str = "<source>") -> str:
+    """`ast.dump` of `source` (no line numbers) with the docstrings of the module, classes and functions
+    removed: equal for two files that differ only in comments, docstrings or layout."""
+    tree = ast.parse(source, filename=filename)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:]
+    return ast.dump(tree, include_attributes=False)
+
+
+def resume_key(
+    *,
+    num_classes: int,
+    model: ModelConfig,
+    loss: LossConfig,
+    sampler: SamplerConfig,
+    optim: OptimConfig,
+    schedule: ScheduleConfig,
+    transform: TrainTransform,
+    seed: int,
+    precision: str,
+    data_fingerprint: str,
+) -> dict[str, Any]:
+    """The `config` a checkpoint stores: a later run resumes it only when its own key is equal. Lists, not
+    tuples, so it compares equal to the copy read back from a checkpoint."""
+    return _plain(
+        {
+            "num_classes": num_classes,
+            "model": dataclasses.asdict(model),
+            "loss": dataclasses.asdict(loss),
+            "sampler": dataclasses.asdict(sampler),
+            "optim": dataclasses.asdict(optim),
+            "schedule": dataclasses.asdict(schedule),
+            "transform": {k: v for k, v in vars(transform).items() if k != "normalize"},
+            "seed": seed,
+            "precision": precision,
+            "data": data_fingerprint,
+            "code": code_fingerprint(),
+        }
+    )
+
+
+@dataclass
+class TrainingParts:
+    """The stateful pieces of one training: what a checkpoint saves and a resume restores."""
+
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: BalancedIdentitySampler
+    aug_rng: torch.Generator
+    scaler: torch.amp.GradScaler | None
+    device: torch.device
+
+
+def training_state(
+    epoch: int, parts: TrainingParts, history: list[EpochStats], config: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything a resume needs after `epoch` epochs (live tensors: `checkpoint.snapshot` it before an
+    asynchronous write). Holds the CPU RNG and, on CUDA, the device's RNG state."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "model": parts.model.state_dict(),
+        "criterion": parts.criterion.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "sampler": parts.sampler.state_dict(),
+        "aug_rng": parts.aug_rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": [dataclasses.asdict(h) for h in history],
+        "config": config,
+    }
+    if parts.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(parts.device)
+    if parts.scaler is not None:
+        state["scaler"] = parts.scaler.state_dict()
+    return state
+
+
+def resume_or_retire(
+    path: Path, config: dict[str, Any], epochs: int, parts: TrainingParts, ctx: distributed.DistContext
+) -> tuple[list[EpochStats], int]:
+    """(history, epochs done): restore `parts` from the checkpoint at `path` when its key is `config` and it
+    holds at most `epochs` epochs; otherwise move it to `<name>.stale` (after every rank has read it) and
+    return ([], 0), as with no checkpoint at all."""
+    if not path.is_file():
+        return [], 0
+    state = checkpoint.load(path, map_location=parts.device)
+    same_config = state.get("format") == CHECKPOINT_FORMAT and state.get("config") == config
+    stale = path.with_name(path.name + ".stale")
+    if same_config and int(state["epoch"]) > epochs:  # never return a longer-trained model
+        distributed.retire(path, stale, ctx)
+        log.warning(
+            "%s holds %d epochs but %d were asked; moved to %s, training from scratch",
+            path,
+            int(state["epoch"]),
+            epochs,
+            stale,
+        )
+        return [], 0
+    if not same_config:
+        distributed.retire(path, stale, ctx)
+        log.warning("%s was written with another configuration; moved to %s, starting fresh", path, stale)
+        return [], 0
+    restore(parts, state, ctx)
+    log.info("resuming from %s after epoch %d", path, int(state["epoch"]))
+    return [EpochStats(**h) for h in state["history"]], int(state["epoch"])
+
+
+def restore(parts: TrainingParts, state: dict[str, Any], ctx: distributed.DistContext) -> None:
+    """Load a checkpoint `state` into `parts`: weights, optimizer (keeping its fused / graph-ready settings),
+    schedule, sampler, this rank's augmentation stream and the global RNGs."""
+    parts.model.load_state_dict(state["model"])
+    parts.criterion.load_state_dict(state["criterion"])
+    load_optimizer_state(parts.optimizer, state["optimizer"], parts.device)
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.sampler.load_state_dict(state["sampler"])
+    distributed.restore_rank_rng(parts.aug_rng, state, ctx)  # this rank's stream
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if parts.device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), parts.device)
+    if parts.scaler is not None and "scaler" in state:
+        parts.scaler.load_state_dict(state["scaler"])
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists recursively, so a config compares equal after a checkpoint round trip."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
