@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 class ConfigError(ValueError):
     """Raised for an invalid params file: the message names the file, section and key."""
@@ -301,14 +299,6 @@ class Params:
     register: RegisterConfig
     source: str = field(default="<dict>", compare=False)
 
-    def flat(self) -> dict[str, Any]:
-        """`section.key -> value` for every parameter (for MLflow's log_params)."""
-        out: dict[str, Any] = {"datasets": ",".join(self.datasets)}
-        for name in SECTIONS:
-            for key, value in dataclasses.asdict(getattr(self, name)).items():
-                out[f"{name}.{key}"] = list(value) if isinstance(value, tuple) else value
-        return out
-
 
 def build_section(name: str, values: dict[str, Any] | None, source: str = "<dict>") -> Any:
     """Build one section's dataclass, naming the key and the file on error. Missing keys fail."""
@@ -353,6 +343,8 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params.yaml file."""
+    import yaml  # here, not at import: the dataclasses serve a bare training image without PyYAML
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found (pass --params PATH)")

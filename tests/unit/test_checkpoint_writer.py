@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from spherereid.data.transforms import TrainTransform
+from spherereid.config import (
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplerConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TransformConfig,
+)
 from spherereid.training import checkpoint
-from spherereid.training.trainer import fit
+from spherereid.training.trainer import FitConfig, fit
 
 
 def test_snapshot_copies_nested_tensors_so_training_can_go_on():
@@ -84,28 +92,27 @@ def test_a_kill_during_the_background_write_keeps_the_previous_checkpoint(tmp_pa
 IDS, PER_ID, H, W = 4, 6, 16, 8
 
 
-def _fit(ckpt: Path, epochs: int, **over):
+def _fit(ckpt: Path, epochs: int, checkpoint_every: int = 1, **over):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(IDS), PER_ID)
     images = rng.integers(0, 256, size=(IDS * PER_ID, H, W, 3), dtype=np.uint8)
-    kwargs = dict(
-        images=images,
-        labels=labels,
-        num_classes=IDS,
-        checkpoint_path=ckpt,
-        model_kwargs=dict(
+    config = FitConfig(
+        model=ModelConfig(
             backbone="tiny", head="D", embedding_dim=8, last_stride=1, dropout=0.5, pretrained="none"
         ),
-        loss_kwargs=dict(type="sphere", scale=14.0, margin=0.0),
-        sampler_kwargs=dict(p=2, k=3, batch_size=6),
-        optim_kwargs=dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
-        schedule_kwargs=dict(
+        loss=LossConfig(type="sphere", scale=14.0, margin=0.0),
+        sampler=SamplerConfig(p=2, k=3, batch_size=6),
+        optim=OptimConfig(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
+        schedule=ScheduleConfig(
             warmup_start_lr=5e-5, warmup_epochs=1, milestones=(2,), gamma=0.1, step_per="epoch"
         ),
-        transform=TrainTransform(resize=(H, W), crop=(12, 6), flip_prob=0.5, random_erasing=0.5),
-        epochs=epochs,
-        device="cpu",
-        progress=False,
+        train=TrainConfig(epochs=epochs, device="cpu", checkpoint_every=checkpoint_every),
+        transform=TransformConfig(
+            resize_height=H, resize_width=W, crop_height=12, crop_width=6, flip_prob=0.5, random_erasing=0.5
+        ),
+    )
+    kwargs = dict(
+        images=images, labels=labels, num_classes=IDS, checkpoint_path=ckpt, config=config, progress=False
     )
     kwargs.update(over)
     return fit(**kwargs)

@@ -89,13 +89,3 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("data: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
-
-
-def test_flat_names_every_parameter():
-    p = load_params(ROOT / "params.yaml")
-    flat = p.flat()
-    assert flat["optim.lr"] == p.optim.lr
-    assert flat["schedule.milestones"] == list(p.schedule.milestones)
-    raw = _raw()
-    expected = sum(len(v) for k, v in raw.items() if isinstance(v, dict)) + 1
-    assert len(flat) == expected

@@ -1,16 +1,22 @@
 """fit(): checkpoints every epoch, exact resume, non-finite loss handling, stale checkpoints."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-import spherereid.training.trainer as trainer_mod
-from spherereid.data.transforms import TrainTransform
-from spherereid.training import checkpoint
+from spherereid.config import (
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplerConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TransformConfig,
+)
+from spherereid.modeling import losses
+from spherereid.training import checkpoint, resume
 from spherereid.training.loop import NonFiniteLossError
-from spherereid.training.trainer import fit
+from spherereid.training.trainer import FitConfig, fit
 
 IDS, PER_ID, H, W = 6, 8, 24, 12
 
@@ -26,26 +32,32 @@ def _data():
     return images, labels
 
 
-def _fit(ckpt, epochs, **over):
+def _config(epochs, seed=0, sampler=None):
+    return FitConfig(
+        model=ModelConfig(
+            backbone="tiny", head="D", embedding_dim=16, last_stride=1, dropout=0.5, pretrained="none"
+        ),
+        loss=LossConfig(type="sphere", scale=14.0, margin=0.0),
+        sampler=sampler or SamplerConfig(p=3, k=4, batch_size=12),
+        optim=OptimConfig(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
+        schedule=ScheduleConfig(
+            warmup_start_lr=5e-5, warmup_epochs=2, milestones=(3,), gamma=0.1, step_per="epoch"
+        ),
+        train=TrainConfig(epochs=epochs, seed=seed, device="cpu"),
+        transform=TransformConfig(
+            resize_height=H, resize_width=W, crop_height=20, crop_width=10, flip_prob=0.5, random_erasing=0.5
+        ),
+    )
+
+
+def _fit(ckpt, epochs, *, seed=0, sampler=None, **over):
     images, labels = _data()
     kwargs = dict(
         images=images,
         labels=labels,
         num_classes=IDS,
         checkpoint_path=ckpt,
-        model_kwargs=dict(
-            backbone="tiny", head="D", embedding_dim=16, last_stride=1, dropout=0.5, pretrained="none"
-        ),
-        loss_kwargs=dict(type="sphere", scale=14.0, margin=0.0),
-        sampler_kwargs=dict(p=3, k=4, batch_size=12),
-        optim_kwargs=dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
-        schedule_kwargs=dict(
-            warmup_start_lr=5e-5, warmup_epochs=2, milestones=(3,), gamma=0.1, step_per="epoch"
-        ),
-        transform=TrainTransform(resize=(H, W), crop=(20, 10), flip_prob=0.5, random_erasing=0.5),
-        epochs=epochs,
-        seed=0,
-        device="cpu",
+        config=_config(epochs, seed, sampler),
         progress=False,
     )
     kwargs.update(over)
@@ -100,7 +112,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     ckpt = tmp_path / "last.pt"
     _fit(ckpt, epochs=1)
     good = checkpoint.load(ckpt)
-    real_build = trainer_mod.build_loss
+    real_build = losses.build_loss
 
     def poisoned(*args, **kwargs):
         loss = real_build(*args, **kwargs)
@@ -113,7 +125,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
         loss.forward = nan_forward
         return loss
 
-    monkeypatch.setattr(trainer_mod, "build_loss", poisoned)
+    monkeypatch.setattr(losses, "build_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="epoch 1"):
         _fit(ckpt, epochs=2)
     after = checkpoint.load(ckpt)
@@ -123,40 +135,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 
 def test_too_few_identities_for_p_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="identit"):
-        _fit(tmp_path / "last.pt", epochs=1, sampler_kwargs=dict(p=8, k=4, batch_size=32))
+        _fit(tmp_path / "last.pt", epochs=1, sampler=SamplerConfig(p=8, k=4, batch_size=32))
 
 
 def test_changed_training_code_or_data_does_not_resume_a_finished_checkpoint(tmp_path, monkeypatch):
     ckpt = tmp_path / "last.pt"
     _fit(ckpt, epochs=1)
     assert _fit(ckpt, epochs=1).resumed_from_epoch == 1  # same code, config and data: nothing to redo
-    monkeypatch.setattr(trainer_mod, "code_fingerprint", lambda: "another-version")
+    monkeypatch.setattr(resume, "code_fingerprint", lambda: "another-version")
     assert _fit(ckpt, epochs=1).resumed_from_epoch == 0
     assert _fit(ckpt, epochs=1, data_fingerprint="other-data").resumed_from_epoch == 0
-
-
-def test_code_fingerprint_changes_when_any_file_of_data_modeling_or_training_changes(tmp_path):
-    import shutil
-
-    import spherereid
-
-    package = Path(spherereid.__file__).parent
-    copy = tmp_path / "spherereid"
-    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    base = trainer_mod.code_fingerprint(copy)
-    assert base == trainer_mod.code_fingerprint(package) and len(base) == 16
-    files = [p for sub in ("data", "modeling", "training") for p in sorted((copy / sub).rglob("*.py"))]
-    assert len(files) > 20 and any(p.parent.name == "datasets" for p in files)  # nested folders count too
-    for path in files:
-        original = path.read_bytes()
-        path.write_bytes(original + b"\n# edited\n")
-        assert trainer_mod.code_fingerprint(copy) != base, (
-            f"editing {path.relative_to(copy)} kept the fingerprint"
-        )
-        path.write_bytes(original)
-    # a new module in a fingerprinted subpackage counts; files outside them (stages, tracking) do not
-    (copy / "modeling" / "new_head.py").write_text("X = 1\n")
-    assert trainer_mod.code_fingerprint(copy) != base
-    (copy / "modeling" / "new_head.py").unlink()
-    (copy / "stages" / "train.py").write_text("# edited\n")
-    assert trainer_mod.code_fingerprint(copy) == base

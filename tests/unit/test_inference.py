@@ -46,3 +46,19 @@ def test_model_is_left_in_eval_mode_and_dropout_does_not_leak():
     b = extract_features(net, images, tf, flip=False, progress=False)
     np.testing.assert_array_equal(a, b)
     assert not net.training
+
+
+def test_extraction_on_the_cpu_ignores_a_bf16_request():
+    import numpy as np
+
+    from spherereid.data.transforms import EvalTransform
+    from spherereid.inference import extract_features
+    from spherereid.modeling.net import ReIDNet
+
+    torch.manual_seed(0)
+    net = ReIDNet(backbone="tiny", head="D", embedding_dim=8, last_stride=1, dropout=0.0, pretrained="none")
+    images = np.random.default_rng(0).integers(0, 256, (6, 20, 10, 3), dtype=np.uint8)
+    tf = EvalTransform(size=(16, 8))
+    fp32 = extract_features(net, images, tf, batch_size=4, progress=False)
+    bf16 = extract_features(net, images, tf, batch_size=4, precision="bf16", progress=False)
+    assert fp32.dtype == np.float32 and np.array_equal(fp32, bf16)
