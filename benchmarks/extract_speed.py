@@ -23,12 +23,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _setup import QUICK, default_recipe, describe, random_memmap, sync, temp_dir  # noqa: E402
 
+from spherereid.config import (  # noqa: E402
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplerConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TransformConfig,
+)
 from spherereid.data.synthetic_arrays import synthetic_splits  # noqa: E402
-from spherereid.data.transforms import EvalTransform, TrainTransform  # noqa: E402
+from spherereid.data.transforms import EvalTransform  # noqa: E402
 from spherereid.evaluation.metrics import evaluate_features  # noqa: E402
 from spherereid.inference import extract_features  # noqa: E402
 from spherereid.modeling.net import ReIDNet  # noqa: E402
-from spherereid.training.trainer import fit  # noqa: E402
+from spherereid.training.trainer import FitConfig, fit  # noqa: E402
 
 
 @torch.inference_mode()
@@ -76,18 +85,19 @@ def map_difference(device, epochs: int) -> dict[str, float]:
             labels=train.pids,
             num_classes=int(train.pids.max()) + 1,
             checkpoint_path=Path(tmp) / "last.pt",
-            model_kwargs=QUICK.model,
-            loss_kwargs=dict(type="sphere", scale=14.0, margin=0.0),
-            sampler_kwargs=dict(p=16, k=4, batch_size=64),
-            optim_kwargs=dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
-            schedule_kwargs=dict(
-                warmup_start_lr=5e-5, warmup_epochs=2, milestones=(), gamma=0.1, step_per="epoch"
+            config=FitConfig(
+                model=ModelConfig(**QUICK.model),
+                loss=LossConfig(type="sphere", scale=14.0, margin=0.0),
+                sampler=SamplerConfig(p=16, k=4, batch_size=64),
+                optim=OptimConfig(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
+                schedule=ScheduleConfig(
+                    warmup_start_lr=5e-5, warmup_epochs=2, milestones=(), gamma=0.1, step_per="epoch"
+                ),
+                train=TrainConfig(
+                    epochs=epochs, device=str(device), precision="bf16", cuda_graphs=device.type == "cuda"
+                ),
+                transform=TransformConfig(resize_height=144, resize_width=72, crop_height=128, crop_width=64),
             ),
-            transform=TrainTransform(resize=(144, 72), crop=(128, 64)),
-            epochs=epochs,
-            device=str(device),
-            precision="bf16",
-            cuda_graphs=device.type == "cuda",
             progress=False,
         )
     out = {}

@@ -27,11 +27,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _setup import QUICK, default_recipe, describe, random_memmap, sync, temp_dir  # noqa: E402
 
-from spherereid.data.transforms import TrainTransform  # noqa: E402
+from spherereid.config import (  # noqa: E402
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplerConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TransformConfig,
+)
 from spherereid.modeling.losses import build_loss  # noqa: E402
 from spherereid.modeling.net import ReIDNet  # noqa: E402
-from spherereid.training.loop import EpochAccumulator, TrainStep, build_optimizer  # noqa: E402
-from spherereid.training.trainer import fit  # noqa: E402
+from spherereid.training.optim import build_optimizer  # noqa: E402
+from spherereid.training.step import EpochAccumulator, TrainStep  # noqa: E402
+from spherereid.training.trainer import FitConfig, fit  # noqa: E402
 
 PAPER_EPOCHS = 140
 LOSS = dict(type="sphere", scale=14.0, margin=0.0)
@@ -81,19 +90,23 @@ def fit_speed(recipe, device, precision: str, graphs: bool, epochs: int) -> dict
             labels=labels,
             num_classes=recipe.ids,
             checkpoint_path=Path(tmp) / "ckpt" / "last.pt",
-            model_kwargs=recipe.model,
-            loss_kwargs=LOSS,
-            sampler_kwargs=dict(p=recipe.p, k=recipe.k, batch_size=recipe.p * recipe.k),
-            optim_kwargs=OPTIM,
-            schedule_kwargs=dict(
-                warmup_start_lr=5e-5, warmup_epochs=2, milestones=(), gamma=0.1, step_per="epoch"
+            config=FitConfig(
+                model=ModelConfig(**recipe.model),
+                loss=LossConfig(**LOSS),
+                sampler=SamplerConfig(p=recipe.p, k=recipe.k, batch_size=recipe.p * recipe.k),
+                optim=OptimConfig(**OPTIM),
+                schedule=ScheduleConfig(
+                    warmup_start_lr=5e-5, warmup_epochs=2, milestones=(), gamma=0.1, step_per="epoch"
+                ),
+                train=TrainConfig(epochs=epochs, device=str(device), precision=precision, cuda_graphs=graphs),
+                transform=TransformConfig(
+                    resize_height=recipe.stored[0],
+                    resize_width=recipe.stored[1],
+                    crop_height=recipe.crop[0],
+                    crop_width=recipe.crop[1],
+                    flip_prob=0.5,
+                ),
             ),
-            transform=TrainTransform(resize=recipe.stored, crop=recipe.crop),
-            epochs=epochs,
-            device=str(device),
-            precision=precision,
-            cuda_graphs=graphs,
-            checkpoint_every=1,
             on_epoch=lambda stats: stamps.append(time.perf_counter()),
             progress=False,
         )

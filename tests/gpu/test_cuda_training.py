@@ -32,10 +32,30 @@ def splits():
     return synthetic_splits()
 
 
-def _transform():
-    from spherereid.data.transforms import TrainTransform
+def _config(epochs: int):
+    """The FitConfig of these checks: bf16 with CUDA graphs on cuda, the synthetic set's sizes."""
+    from spherereid.config import (
+        LossConfig,
+        ModelConfig,
+        OptimConfig,
+        SamplerConfig,
+        ScheduleConfig,
+        TrainConfig,
+        TransformConfig,
+    )
+    from spherereid.training.trainer import FitConfig
 
-    return TrainTransform(resize=(144, 72), crop=(128, 64), flip_prob=0.5)
+    return FitConfig(
+        model=ModelConfig(**MODEL),
+        loss=LossConfig(**LOSS),
+        sampler=SamplerConfig(**SAMPLER),
+        optim=OptimConfig(**OPTIM),
+        schedule=ScheduleConfig(**SCHEDULE),
+        train=TrainConfig(epochs=epochs, device="cuda", precision="bf16", cuda_graphs=True),
+        transform=TransformConfig(
+            resize_height=144, resize_width=72, crop_height=128, crop_width=64, flip_prob=0.5
+        ),
+    )
 
 
 def _fit(splits, ckpt: Path, epochs: int, **over):
@@ -47,16 +67,7 @@ def _fit(splits, ckpt: Path, epochs: int, **over):
         labels=train.pids,
         num_classes=int(train.pids.max()) + 1,
         checkpoint_path=ckpt,
-        model_kwargs=MODEL,
-        loss_kwargs=LOSS,
-        sampler_kwargs=SAMPLER,
-        optim_kwargs=OPTIM,
-        schedule_kwargs=SCHEDULE,
-        transform=_transform(),
-        epochs=epochs,
-        device="cuda",
-        precision="bf16",
-        cuda_graphs=True,
+        config=_config(epochs),
         progress=False,
     )
     kwargs.update(over)
@@ -80,7 +91,8 @@ def _step_pair(precision: str):
     """Two identical models + optimizers: one stepped eagerly, one through the captured graph."""
     from spherereid.modeling.losses import build_loss
     from spherereid.modeling.net import ReIDNet
-    from spherereid.training.loop import EpochAccumulator, TrainStep, build_optimizer
+    from spherereid.training.optim import build_optimizer
+    from spherereid.training.step import EpochAccumulator, TrainStep
 
     dev = torch.device("cuda")
     out = []
@@ -132,15 +144,13 @@ def test_graph_and_eager_steps_agree_and_lr_changes_reach_the_graph(precision):
 
 def _killed_run_script() -> str:
     """A training process that SIGKILLs itself after epoch 2's checkpoint was handed to the writer."""
-    kwargs = dict(model_kwargs=MODEL, loss_kwargs=LOSS, sampler_kwargs=SAMPLER, optim_kwargs=OPTIM,
-                  schedule_kwargs=SCHEDULE)  # fmt: skip
     return textwrap.dedent(
         f"""
         import os, signal, sys
         from pathlib import Path
+        from spherereid.config import *
         from spherereid.data.synthetic_arrays import synthetic_splits
-        from spherereid.data.transforms import TrainTransform
-        from spherereid.training.trainer import fit
+        from spherereid.training.trainer import FitConfig, fit
 
         def die(stats):
             if stats.epoch == 1:
@@ -148,9 +158,7 @@ def _killed_run_script() -> str:
 
         train = synthetic_splits(identities=40, distractors=10, junk=5)["train"]
         fit(images=train.images, labels=train.pids, num_classes=int(train.pids.max()) + 1,
-            checkpoint_path=Path(sys.argv[1]), transform=TrainTransform(resize=(144, 72), crop=(128, 64)),
-            epochs=4, device="cuda", precision="bf16", cuda_graphs=True, progress=False, on_epoch=die,
-            **{kwargs!r})
+            checkpoint_path=Path(sys.argv[1]), config={_config(4)!r}, progress=False, on_epoch=die)
         """
     )
 
@@ -167,7 +175,7 @@ def test_resume_after_a_kill_continues_on_the_gpu(tmp_path):
     assert isinstance(state["optimizer"]["param_groups"][0]["lr"], torch.Tensor)
     done = int(state["epoch"])
     splits = synthetic_splits(identities=40, distractors=10, junk=5)
-    res = _fit(splits, ckpt, 4)  # the script's transform: same defaults
+    res = _fit(splits, ckpt, 4)  # the script's config
     assert res.resumed_from_epoch == done and len(res.history) == 4
     assert [h.loss for h in res.history[:done]] == [h["loss"] for h in state["history"]]
     assert np.isfinite(res.history[-1].loss) and next(res.model.parameters()).is_cuda
