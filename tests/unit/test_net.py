@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spherereid.modeling.net import ReIDNet, build_net
+from spherereid.modeling.net import ReIDNet
 
 X = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
 
@@ -24,7 +24,7 @@ X = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
     ],
 )
 def test_heads_give_unit_norm_embeddings_of_the_right_size(backbone, head, dim):
-    net = build_net(backbone=backbone, head=head, embedding_dim=24, last_stride=1, dropout=0.5)
+    net = ReIDNet(backbone=backbone, head=head, embedding_dim=24, last_stride=1, dropout=0.5)
     assert net.embedding_dim == dim
     with torch.no_grad():
         out = net.eval()(X)

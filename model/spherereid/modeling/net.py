@@ -98,8 +98,3 @@ class ReIDNet(nn.Module):
         pooled = F.adaptive_avg_pool2d(fmap, 1).flatten(1)  # (B, C)
         emb = self.head(pooled)
         return F.normalize(emb.float(), p=2.0, dim=1)
-
-
-def build_net(**kwargs: Any) -> ReIDNet:
-    """ReIDNet(**kwargs); the keyword names are those of ModelConfig."""
-    return ReIDNet(**kwargs)
