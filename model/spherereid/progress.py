@@ -7,7 +7,7 @@ try:
     from tqdm import tqdm
 except ImportError:  # a bare GPU image (torch, torchvision, numpy only): run without progress bars
 
-    class tqdm:  # noqa: N801 - stands in for tqdm.tqdm
+    class tqdm:  # type: ignore[no-redef]  # noqa: N801 - stands in for tqdm.tqdm
         def __init__(self, iterable, *args: object, total: int | None = None, **kwargs: object):
             self.iterable, self.total = iterable, total
 

@@ -55,14 +55,15 @@ class ImageChain:
         return cls(
             stored_size=stored_size,
             input_size=(transform.crop_height, transform.crop_width),
-            mean=tuple(transform.mean),
-            std=tuple(transform.std),
+            mean=transform.mean,  # tuples of 3 floats (TransformConfig)
+            std=transform.std,
             flip=flip,
         )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ImageChain:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**values)
 
     def stored(self, source: bytes | np.ndarray) -> np.ndarray:
         """Encoded image bytes (JPEG, PNG, ...) or a uint8 (H, W, 3) array of any size -> uint8 at the

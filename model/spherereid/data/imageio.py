@@ -103,7 +103,7 @@ def open_checked(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise BadImage(f"truncated or corrupt image data ({exc})") from None
     if img.mode.startswith("I;16"):
         # 16-bit grey: Pillow's convert would clip at 255; keep the high byte, as Pillow does for 16-bit RGB
-        img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
+        return Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,7 @@ class TrainTransform:
     ):
         if crop[0] > resize[0] or crop[1] > resize[1]:
             raise ValueError(f"crop {crop} larger than resize {resize}")
-        self.resize, self.crop = tuple(resize), tuple(crop)
+        self.resize, self.crop = cast(tuple[int, int], tuple(resize)), cast(tuple[int, int], tuple(crop))
         self.flip_prob, self.random_erasing = flip_prob, random_erasing
         self.normalize = Normalize(mean, std)
 
@@ -189,7 +190,7 @@ class EvalTransform:
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
     ):
-        self.size = tuple(size)
+        self.size = cast(tuple[int, int], tuple(size))
         self.normalize = Normalize(mean, std)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

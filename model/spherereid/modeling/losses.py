@@ -7,6 +7,7 @@ Both take embeddings (B, D) and int64 labels (B,) in 0..num_classes-1 and return
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ def _check_labels(loss: nn.Module, labels: torch.Tensor) -> None:
     """Layout always (no sync); values only while `loss.check_labels` (the trainer validated them)."""
     _check_label_layout(labels)
     if loss.check_labels:
-        validate_labels(labels, loss.num_classes)
+        validate_labels(labels, cast(int, loss.num_classes))
 
 
 class SphereSoftmaxLoss(nn.Module):

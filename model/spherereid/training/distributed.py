@@ -150,7 +150,7 @@ def wrap(module: nn.Module, ctx: DistContext, sync_batchnorm: bool = False) -> n
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
-def _all_reduce(values: Sequence[float], ctx: DistContext, op: dist.ReduceOp) -> list[float]:
+def _all_reduce(values: Sequence[float], ctx: DistContext, op: dist.ReduceOp.RedOpType) -> list[float]:
     """Element-wise `op` of `values` over all ranks (float64); the values themselves for one process."""
     if not ctx.distributed:
         return [float(v) for v in values]

@@ -20,6 +20,7 @@ import torch
 from ..config import LossConfig, ModelConfig, OptimConfig, SamplerConfig, ScheduleConfig
 from ..data.sampler import BalancedIdentitySampler
 from ..data.transforms import TrainTransform
+from ..modeling.net import ReIDNet
 from . import checkpoint, distributed
 from .optim import load_optimizer_state
 from .step import EpochStats
@@ -95,7 +96,7 @@ def resume_key(
 class TrainingParts:
     """The stateful pieces of one training: what a checkpoint saves and a resume restores."""
 
-    model: torch.nn.Module
+    model: ReIDNet
     criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler

@@ -125,7 +125,7 @@ class TrainStep:
         self.calls += 1
         if not self.cuda_graphs:
             self._forward_backward(images, labels, zero_grad=True)
-        elif self.graph is not None:
+        elif self.graph is not None and self.static is not None:
             static_images, static_labels = self.static
             if images.shape != static_images.shape or labels.shape != static_labels.shape:
                 raise ValueError(

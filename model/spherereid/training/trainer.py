@@ -153,7 +153,8 @@ def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place:
     dev, ctx, optim, schedule = place.device, place.ctx, config.optim, config.schedule
     seed = config.train.seed
     torch.manual_seed(seed)
-    net = ReIDNet(**dataclasses.asdict(config.model)).to(dev, memory_format=place.memory_format)
+    net = ReIDNet(**dataclasses.asdict(config.model))
+    net = net.to(dev, memory_format=place.memory_format)  # type: ignore[call-overload]
     loss = config.loss
     criterion = losses.build_loss(
         loss.type,
@@ -162,11 +163,11 @@ def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place:
         scale=loss.scale,
         margin=loss.margin,
     ).to(dev)
-    criterion.check_labels = False  # validated once for the whole dataset
+    criterion.check_labels = False  # type: ignore[assignment]  # validated once for the whole dataset
     params = list(net.parameters()) + list(criterion.parameters())
     optimizer = build_optimizer(
-        params, lr=optim.lr, weight_decay=optim.weight_decay, betas=tuple(optim.betas), device=dev,
-        capturable=place.graphs,
+        params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.betas[0], optim.betas[1]),
+        device=dev, capturable=place.graphs,
     )  # fmt: skip
     sampler = BalancedIdentitySampler(
         labels.tolist(), p=config.sampler.p, k=config.sampler.k, seed=seed, rank=ctx.rank,
