@@ -1,6 +1,6 @@
 """Rank saved features under the standard protocol and print the metrics as JSON.
 
-    python -m spherereid.evaluation.evaluate_features FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
+    python -m spherereid.evaluation.features_cli FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
                                            [--query-chunk 1024] [--out metrics.json]
                                            [--rerank [--k1 20] [--k2 6] [--lambda 0.3]]
 
@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import MetricsError, evaluate_features
+from .errors import MetricsError
+from .metrics import evaluate_features
 from .rerank import RerankParams, check_rerank_params, evaluate_reranked
+from .results import REPORTED_KEYS
 
 ARRAYS = ("qf", "gf", "q_pids", "g_pids", "q_camids", "g_camids")
-SUMMARY = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
 
 
 class InputError(ValueError):
@@ -60,7 +61,7 @@ def load_features(path: Path) -> dict[str, np.ndarray]:
 
 
 def main(
-    argv: Sequence[str] | None = None, prog: str = "python -m spherereid.evaluation.evaluate_features"
+    argv: Sequence[str] | None = None, prog: str = "python -m spherereid.evaluation.features_cli"
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("features", type=Path, help=".npz with qf, gf, q_pids, g_pids, q_camids, g_camids")
@@ -106,7 +107,7 @@ def main(
     except OSError as exc:
         print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(json.dumps({key: full[key] for key in SUMMARY}))
+    print(json.dumps({key: full[key] for key in REPORTED_KEYS}))
     return 0
 
 
