@@ -92,14 +92,10 @@ def hit_ranks(
     step = ((1 << 24) - 1) // (BINS + 1)
     for start in range(0, hard_rows.numel(), step):
         sel = hard_rows[start : start + step]
-        if sel.numel() == dist.shape[0]:  # the whole chunk: no copy
+        whole = sel.numel() == dist.shape[0]  # the whole chunk: no copy
 
-            def take(t: torch.Tensor) -> torch.Tensor:
-                return t
-        else:
-
-            def take(t: torch.Tensor, sel: torch.Tensor = sel) -> torch.Tensor:
-                return t[sel]
+        def take(t: torch.Tensor, sel: torch.Tensor = sel, whole: bool = whole) -> torch.Tensor:
+            return t if whole else t[sel]
 
         pr, pc = take(positive).nonzero(as_tuple=True)
         hit_fn = is_hit_rows(is_hit, sel)

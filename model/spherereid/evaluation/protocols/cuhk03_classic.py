@@ -53,15 +53,23 @@ def evaluate_cuhk03_classic(
                 continue
             rows.append(np.full(len(hits), i))
             ranks.append(hits)
-            first = np.empty(int(repeats), dtype=np.int64)
-            for r in range(int(repeats)):
-                perm = rng.permutation(len(visible))
-                _, one_each = np.unique(pids[perm], return_index=True)
-                drawn = perm[one_each]
-                true_pos = position[drawn[pids[drawn] == pid][0]]
-                first[r] = int(np.count_nonzero(position[drawn] < true_pos))
-            sampled.add_first_hits(first)
+            sampled.add_first_hits(_single_shot_first_hits(position, pids, pid, int(repeats), rng))
         add_rows(acc, rows, ranks, dist.shape[0])
     if acc.num_valid == 0:
         return acc.result()  # raises the no-valid-query error
     return acc.result(cmc=sampled.cmc_curve(acc.num_valid * int(repeats)))
+
+
+def _single_shot_first_hits(
+    position: np.ndarray, pids: np.ndarray, pid: int, repeats: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(repeats,) 0-based rank of the drawn true match among the drawn items, one item per identity drawn
+    each time. position, pids: (V,) ranked position and pid of each visible gallery item."""
+    first = np.empty(repeats, dtype=np.int64)
+    for r in range(repeats):
+        perm = rng.permutation(len(position))
+        _, one_each = np.unique(pids[perm], return_index=True)
+        drawn = perm[one_each]
+        true_pos = position[drawn[pids[drawn] == pid][0]]
+        first[r] = int(np.count_nonzero(position[drawn] < true_pos))
+    return first
