@@ -108,7 +108,7 @@ def _extract(
             device=device,
             flip=chain.flip,
             desc=f"{name} features",
-        )  # fmt: skip
+        )
         for name, split in (("query", query), ("gallery", gallery))
     )
     return qf, gf
