@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "register the evaluated model in MLflow through the gate",
     ),
     "evaluate-features": (
-        "spherereid.evaluation.evaluate_features:main",
+        "spherereid.evaluation.features_cli:main",
         "metrics of saved features (.npz with qf, gf, pids, camids)",
     ),
     "summary": ("spherereid.cli:summary", "metrics and registered versions of the last main job"),

@@ -232,9 +232,25 @@ class EvaluateConfig:
         _require(self.metric in ("cosine", "euclidean"), "evaluate.metric must be cosine|euclidean")
         _require(self.max_rank >= 1, "evaluate.max_rank must be >= 1")
         _require(self.batch_size >= 1 and self.query_chunk >= 1, "evaluate sizes must be >= 1")
-        _require(self.rerank_k1 >= 1, "evaluate.rerank_k1 must be >= 1")
-        _require(1 <= self.rerank_k2 <= self.rerank_k1, "evaluate.rerank_k2 must be in 1..evaluate.rerank_k1")
-        _require(0.0 <= self.rerank_lambda <= 1.0, "evaluate.rerank_lambda must be in [0, 1]")
+        keys = ("evaluate.rerank_k1", "evaluate.rerank_k2", "evaluate.rerank_lambda")
+        problem = rerank_param_problem(self.rerank_k1, self.rerank_k2, self.rerank_lambda, names=keys)
+        _require(problem is None, str(problem))
+
+
+def rerank_param_problem(
+    k1: float, k2: float, lambda_: float, names: tuple[str, str, str] = ("k1", "k2", "lambda")
+) -> str | None:
+    """Why (k1, k2, lambda_) are not valid re-ranking parameters, naming each as ``names`` spells it (a key
+    or a flag); None when k1 >= 1 and k2 in 1..k1 are integers and lambda is in [0, 1]. The one home of
+    these checks: EvaluateConfig and ``evaluation.rerank.check_rerank_params`` both call it."""
+    n1, n2, nl = names
+    if int(k1) != k1 or k1 < 1:
+        return f"{n1} must be an integer >= 1, got {k1}"
+    if int(k2) != k2 or not 1 <= k2 <= k1:
+        return f"{n2} must be an integer in 1..{k1} (at most {n1}), got {k2}"
+    if not 0.0 <= float(lambda_) <= 1.0:
+        return f"{nl} must be in [0, 1], got {lambda_}"
+    return None
 
 
 PROMOTION_POLICIES = ("same-data", "best", "manual")

@@ -99,22 +99,6 @@ def test_rank10_reported_even_when_max_rank_is_smaller():
     assert (summary["rank1"], summary["rank5"], summary["rank10"]) == (0.0, 0.0, 1.0)
 
 
-def test_to_dict_keys():
-    summary = one_query([0.1, 0.2], [1, 2], [1, 1]).to_dict()
-    assert set(summary) == {
-        "rank1",
-        "rank5",
-        "rank10",
-        "mAP",
-        "mAP_official",
-        "mINP",
-        "num_valid_queries",
-        "num_queries",
-        "cmc",
-    }
-    assert summary["rank1"] == 1.0 and len(summary["cmc"]) == 5
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

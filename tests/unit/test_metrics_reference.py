@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-import torch
 
-from spherereid.evaluation import ranking as metrics_ranking
+from spherereid.evaluation import ranking
 from spherereid.evaluation.distances import pairwise_distance
 from spherereid.evaluation.metrics import evaluate_distmat, evaluate_features, top_k
 
@@ -80,11 +79,11 @@ def test_distmat_matches_reference_on_random_cases(path, monkeypatch):
     # "sort": every row through sort_candidates; "binned": every row through binned_ranks;
     # 3 bins put many items in each true match's bin, exercising the exact in-bin resolution.
     if path == "sort":
-        monkeypatch.setattr(metrics_ranking, "HARD_ROW_DIVISOR", 0)
+        monkeypatch.setattr(ranking, "HARD_ROW_DIVISOR", 0)
     elif path.startswith("binned"):
-        monkeypatch.setattr(metrics_ranking, "HARD_ROW_DIVISOR", 1e9)
+        monkeypatch.setattr(ranking, "HARD_ROW_DIVISOR", 1e9)
         if path.endswith("3-bins"):
-            monkeypatch.setattr(metrics_ranking, "BINS", 3)
+            monkeypatch.setattr(ranking, "BINS", 3)
     rng = np.random.default_rng(7)
     checked = 0
     for trial in range(40):
@@ -101,7 +100,7 @@ def test_distmat_matches_reference_on_random_cases(path, monkeypatch):
 
 def test_hybrid_chunk_with_easy_and_hard_rows(monkeypatch):
     # Row 0: true match nearest (1 candidate, sorted); row 1: true match last (all candidates, binned).
-    monkeypatch.setattr(metrics_ranking, "HARD_ROW_DIVISOR", 4)
+    monkeypatch.setattr(ranking, "HARD_ROW_DIVISOR", 4)
     g = 64
     dist = np.tile(np.linspace(0.0, 1.0, g, dtype=np.float32), (2, 1))
     gp = np.arange(100, 100 + g)
@@ -131,18 +130,6 @@ def test_features_path_equals_distmat_path(metric):
     assert_matches_reference(full, dist, qp, gp, qc, gc, max_rank=10)
 
 
-def test_pairwise_distance_values():
-    rng = np.random.default_rng(0)
-    qf, gf = rng.normal(size=(5, 8)), rng.normal(size=(7, 8))
-    qn = qf / np.linalg.norm(qf, axis=1, keepdims=True)
-    gn = gf / np.linalg.norm(gf, axis=1, keepdims=True)
-    cos = pairwise_distance(qf, gf, "cosine")
-    assert cos.dtype == torch.float32 and cos.shape == (5, 7)
-    np.testing.assert_allclose(cos.numpy(), 1 - qn @ gn.T, atol=1e-5)
-    euc = pairwise_distance(torch.from_numpy(qf), gf, "euclidean").numpy()
-    np.testing.assert_allclose(euc, np.linalg.norm(qf[:, None] - gf[None], axis=2), atol=1e-4)
-
-
 def test_top_k_matches_stable_argsort():
     rng = np.random.default_rng(5)
     qf = rng.integers(-1, 2, (13, 3)).astype(np.float32)
@@ -153,23 +140,3 @@ def test_top_k_matches_stable_argsort():
     assert idx.dtype == np.int64 and idx.shape == (13, 9)
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_array_equal(d, np.take_along_axis(dist, want, axis=1))
-
-
-def test_chunks_are_capped_by_gallery_size(monkeypatch):
-    # With 2**10 elements per chunk and 100 gallery items, at most 10 queries per chunk.
-    monkeypatch.setattr(metrics_ranking, "CHUNK_ELEMENTS", 1 << 10)
-    assert metrics_ranking.rows_per_chunk(1024, 100) == 10
-    assert metrics_ranking.rows_per_chunk(1024, 10**7) == 1
-    assert metrics_ranking.rows_per_chunk(3, 100) == 3
-
-
-def test_all_finite_without_full_size_temporary():
-    from spherereid.evaluation.inputs import all_finite
-
-    x = torch.full((3, 4), 3e38)  # row sums overflow to inf, yet every entry is finite
-    assert all_finite(x)
-    x[1, 2] = float("nan")
-    assert not all_finite(x)
-    y = torch.zeros(2, 2)
-    y[0, 0] = float("-inf")
-    assert not all_finite(y)

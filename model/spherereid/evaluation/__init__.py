@@ -1,2 +1,8 @@
-"""Evaluation: exact, chunked ReID metrics (CMC, mAP, mINP), protocols, distances, the raw-pixel baseline and
-the features CLI. Uses data and config only, never training."""
+"""Evaluation: exact, chunked ReID metrics (CMC, mAP, mINP). Uses data and config only, never training.
+
+metrics (the front ends: evaluate_distmat, evaluate_features, top_k), results (RankingResult, the
+per-query accumulator, REPORTED_KEYS), errors (MetricsError), ranking (the engine: ranks of the true
+matches without sorting the gallery), protocols/ (one module per protocol), protocol_metrics (what the
+evaluate stage reports for a prepared set), distances, inputs (shared checks), rerank/ (exact
+k-reciprocal re-ranking), baseline (raw pixels), features_cli (``spherereid evaluate-features``).
+"""

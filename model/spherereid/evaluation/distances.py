@@ -11,11 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import DistanceError
+
 METRICS = ("cosine", "euclidean")
-
-
-class DistanceError(ValueError):
-    """Invalid features or metric name."""
 
 
 def as_features(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:

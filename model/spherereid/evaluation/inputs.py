@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .core import MetricsError, int_labels
-from .distances import DistanceError, as_features
+from .distances import as_features
+from .errors import MetricsError
+from .results import int_labels
 
 
 def check_labels(
@@ -29,10 +30,7 @@ def check_labels(
 
 def check_features(qf, gf) -> tuple[torch.Tensor, torch.Tensor]:
     """qf (Q, D), gf (G, D) as float32 tensors; MetricsError on bad shape, empty set or non-finite value."""
-    try:
-        q, g = as_features(qf, "qf"), as_features(gf, "gf")
-    except DistanceError as exc:
-        raise MetricsError(str(exc)) from None
+    q, g = as_features(qf, "qf"), as_features(gf, "gf")
     if q.shape[1] != g.shape[1]:
         raise MetricsError(f"feature dimensions differ: qf has {q.shape[1]} columns, gf has {g.shape[1]}")
     for name, t in (("qf", q), ("gf", g)):

@@ -5,8 +5,9 @@ Protocols:
 - CUHK03 classic single-gallery-shot: ``evaluate_cuhk03_classic``;
 - per-query gallery subsets (CUHK-SYSU TestG-N with ground-truth boxes): ``evaluate_gallery_subsets``.
 
-Definitions, tie rule and averaging are documented in ``metrics_core`` and ``metrics_ranking``. Memory is
-bounded: queries are processed in chunks of at most ``query_chunk`` rows and at most 2**26 distances.
+Definitions and averaging are documented in ``results``, the tie rule and the ranking engine in
+``ranking``, each protocol's rules in ``protocols``. Memory is bounded: queries are processed in chunks of
+at most ``query_chunk`` rows and at most 2**26 distances.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import logging
 import numpy as np
 import torch
 
-from .core import HitAccumulator, MetricsError, RankingResult
-from .distances import DistanceError, GalleryDistances
+from .distances import GalleryDistances
+from .errors import MetricsError
 from .inputs import check_features, check_labels
-from .protocols import evaluate_cuhk03_classic, evaluate_gallery_subsets
-from .ranking import StandardProtocol, rows_per_chunk, top_k_chunk
+from .protocols.cuhk03_classic import evaluate_cuhk03_classic
+from .protocols.gallery_subsets import evaluate_gallery_subsets
+from .protocols.standard import StandardProtocol
+from .ranking import rows_per_chunk, top_k_chunk
+from .results import HitAccumulator, RankingResult
 
 __all__ = [
     "MetricsError",
@@ -76,7 +80,7 @@ def evaluate_features(
     never holding more than one chunk of the (Q, G) matrix."""
     q, g = check_features(qf, gf)
     labels = check_labels(q_pids, g_pids, q_camids, g_camids, q.shape[0], g.shape[0])
-    distances = _gallery_distances(g, metric)
+    distances = GalleryDistances(g, metric)
     protocol = StandardProtocol(*labels)
     acc = HitAccumulator(max_rank)
     step = rows_per_chunk(query_chunk, g.shape[0])
@@ -100,17 +104,10 @@ def top_k(
     q, g = check_features(qf, gf)
     if not 1 <= int(k) <= g.shape[0]:
         raise MetricsError(f"k must be in 1..{g.shape[0]} (gallery size), got {k}")
-    distances = _gallery_distances(g, metric)
+    distances = GalleryDistances(g, metric)
     step = rows_per_chunk(query_chunk, g.shape[0])
     parts = [top_k_chunk(distances(q[a : a + step]), int(k)) for a in range(0, q.shape[0], step)]
     return (
         torch.cat([p[0] for p in parts]).numpy(),
         torch.cat([p[1] for p in parts]).numpy(),
     )
-
-
-def _gallery_distances(g: torch.Tensor, metric: str) -> GalleryDistances:
-    try:
-        return GalleryDistances(g, metric)
-    except DistanceError as exc:
-        raise MetricsError(str(exc)) from None

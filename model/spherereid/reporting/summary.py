@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-SHOWN = (("rank-1", "rank1"), ("rank-5", "rank5"), ("mAP", "mAP"), ("mAP(official)", "mAP_official"))
+from ..evaluation.results import REPORTED_KEYS
+
+# How the summary labels the reported metrics it shows (the others, e.g. rank10 and the counts, are left out).
+LABELS = {"rank1": "rank-1", "rank5": "rank-5", "mAP": "mAP", "mAP_official": "mAP(official)", "mINP": "mINP"}
+SHOWN = tuple((LABELS[key], key) for key in REPORTED_KEYS if key in LABELS)
 
 
 def _read(path: Path) -> dict[str, Any] | str:
@@ -36,7 +40,7 @@ def summarize(outputs: Path, datasets: list[str], tracking_uri: str) -> str:
         if isinstance(m, str):
             lines.append(f"[{name}] {m}")
             continue
-        shown = "  ".join(f"{label} {_pct(m.get(key))}" for label, key in (*SHOWN, ("mINP", "mINP")))
+        shown = "  ".join(f"{label} {_pct(m.get(key))}" for label, key in SHOWN)
         lines.append(f"[{name}] {shown}")
         if reg_path.is_file():
             r = _read(reg_path)

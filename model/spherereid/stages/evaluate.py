@@ -13,17 +13,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..config import EvaluateConfig, TransformConfig, load_params
 from ..data.image_chain import ImageChain
-from ..data.manifest import PreparedSet
+from ..data.manifest import PreparedSet, SplitData
 from ..device import check_device, resolve_device
 from ..entrypoint import run_cli
 from ..evaluation import metrics
-from ..evaluation.rerank import RerankParams, evaluate_reranked
+from ..evaluation.protocol_metrics import ProtocolMetrics, measure
 from ..inference import extract_features
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
@@ -32,7 +31,6 @@ from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
 
-REPORTED = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
 RANKED_QUERIES = 6
 RANKED_TOP = 10
 # On a GPU extraction runs in bf16 with channels_last and at least this batch size (fp32 on the CPU, with
@@ -71,23 +69,37 @@ def run(
     """Extract query/gallery features, rank, and report CMC/mAP/mINP under the dataset's protocol."""
     prepared_dir, train_dir, out_dir = Path(prepared_dir), Path(train_dir), Path(out_dir)
     prepared = PreparedSet(prepared_dir)
-    protocol = prepared.protocol
-    if protocol.get("name") == "train-only":
+    if prepared.protocol.get("name") == "train-only":
         raise EvaluationError(f"{prepared_dir}: this dataset has no query/gallery split (train-only)")
     ref = runs.read_run_ref(train_dir / RUN_FILE)  # fail before the slow work, not after it
     out_dir.mkdir(parents=True, exist_ok=True)
+    chain = image_chain(prepared, transform, evaluate)  # the chain register ships with the model
+    (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
+    query, gallery = prepared.split("query"), prepared.split("gallery")
+    qf, gf = _extract(train_dir / MODEL_FILE, chain, query, gallery, evaluate)
+    measured = measure(prepared.protocol, qf, gf, query, gallery, evaluate)
+    reported = measured.reported()
+    _write_metrics(out_dir, measured, reported)
+    _write_features(out_dir / "features.npz", qf, gf, query, gallery)
+    _plot(out_dir, measured, qf, gf, query, gallery, evaluate.metric, str(prepared.info.get("dataset", "")))
+    _log_to_run(ref, out_dir, reported, measured.reranked is not None, prepared)
+    return EvaluateResult(metrics=reported, metrics_path=out_dir / METRICS_FILE)
+
+
+def _extract(
+    model_path: Path, chain: ImageChain, query: SplitData, gallery: SplitData, evaluate: EvaluateConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query (Q, D) and gallery (G, D) features through the evaluated chain: bf16 and a larger batch on a
+    GPU, fp32 and evaluate.batch_size on the CPU."""
     device = resolve_device("auto")
     on_gpu = device.type == "cuda"
     precision = GPU_EXTRACT_PRECISION if on_gpu else "fp32"
     batch_size = max(evaluate.batch_size, GPU_EXTRACT_BATCH) if on_gpu else evaluate.batch_size
     log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch_size)
-    net = checkpoint.load_model(train_dir / MODEL_FILE, device)
-    chain = image_chain(prepared, transform, evaluate)  # the chain register ships with the model
-    (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
+    net = checkpoint.load_model(model_path, device)
     tf = chain.eval_transform()
-    query, gallery = prepared.split("query"), prepared.split("gallery")
-    feats = {
-        name: extract_features(
+    qf, gf = (
+        extract_features(
             net,
             split.images,
             tf,
@@ -98,37 +110,50 @@ def run(
             desc=f"{name} features",
         )
         for name, split in (("query", query), ("gallery", gallery))
-    }
-    qf, gf = feats["query"], feats["gallery"]
-    result = _rank(protocol, qf, gf, query, gallery, evaluate)
-    summary = result.to_dict()
-    reported: dict[str, float] = {k: summary[k] for k in REPORTED}
-    reranked = _rerank(protocol, qf, gf, query, gallery, evaluate)  # None unless evaluate.rerank
-    if reranked is not None:
-        reported.update({f"rerank_{k}": reranked[k] for k in REPORTED})
-        _write_cmc(reranked["cmc"], out_dir / "cmc_rerank.csv")
-    metrics_path = out_dir / METRICS_FILE
-    metrics_path.write_text(
-        json.dumps({**reported, "protocol": protocol.get("name", "market")}, indent=2) + "\n"
     )
-    _write_cmc(summary["cmc"], out_dir / "cmc.csv")
-    np.savez_compressed(
-        out_dir / "features.npz",
-        qf=qf,
-        gf=gf,
-        q_pids=query.pids,
-        g_pids=gallery.pids,
-        q_camids=query.camids,
-        g_camids=gallery.camids,
-    )
-    plot_cmc(
-        summary["cmc"],
-        out_dir / "cmc.png",
-        title=f"CMC: {prepared.info.get('dataset', '')}",
-        others={"re-ranked": reranked["cmc"]} if reranked is not None else None,
-    )
-    _ranked_lists(qf, gf, query, gallery, evaluate.metric, out_dir / "ranked_lists.png")
+    return qf, gf
 
+
+def _write_metrics(out_dir: Path, measured: ProtocolMetrics, reported: dict[str, float]) -> None:
+    """metrics.json (the reported metrics and the protocol), cmc.csv and, when re-ranked, cmc_rerank.csv."""
+    if measured.reranked is not None:
+        _write_cmc(measured.reranked["cmc"], out_dir / "cmc_rerank.csv")
+    (out_dir / METRICS_FILE).write_text(
+        json.dumps({**reported, "protocol": measured.protocol}, indent=2) + "\n"
+    )
+    _write_cmc(measured.plain["cmc"], out_dir / "cmc.csv")
+
+
+def _write_features(path: Path, qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData) -> None:
+    """features.npz: the arrays ``spherereid evaluate-features`` reads back."""
+    np.savez_compressed(
+        path, qf=qf, gf=gf, q_pids=query.pids, g_pids=gallery.pids, q_camids=query.camids,
+        g_camids=gallery.camids,
+    )  # fmt: skip
+
+
+def _plot(
+    out_dir: Path,
+    measured: ProtocolMetrics,
+    qf: np.ndarray,
+    gf: np.ndarray,
+    query: SplitData,
+    gallery: SplitData,
+    metric: str,
+    dataset: str,
+) -> None:
+    """cmc.png (with the re-ranked curve when there is one) and ranked_lists.png."""
+    reranked = measured.reranked
+    others = {"re-ranked": reranked["cmc"]} if reranked is not None else None
+    plot_cmc(measured.plain["cmc"], out_dir / "cmc.png", title=f"CMC: {dataset}", others=others)
+    _ranked_lists(qf, gf, query, gallery, metric, out_dir / "ranked_lists.png")
+
+
+def _log_to_run(
+    ref: runs.RunRef, out_dir: Path, reported: dict[str, float], reranked: bool, prepared: PreparedSet
+) -> None:
+    """The metrics, the query and gallery datasets and the evaluation (and preprocess) files, on the run."""
+    prepared_dir = prepared.root
     runs.log_metrics(ref, {k: float(v) for k, v in reported.items()})
     for split_name in ("query", "gallery"):
         runs.log_dataset(
@@ -138,51 +163,15 @@ def run(
             digest=prepared.fingerprint(),
             context=split_name,
         )
-    rerank_files = ("cmc_rerank.csv",) if reranked is not None else ()
+    rerank_files = ("cmc_rerank.csv",) if reranked else ()
     for name in ("cmc.png", "ranked_lists.png", "cmc.csv", METRICS_FILE, *rerank_files):
         runs.log_artifact(ref, out_dir / name, artifact_path="evaluation")
     for name in ("report.json", "report.md"):
         if (prepared_dir / name).is_file():
             runs.log_artifact(ref, prepared_dir / name, artifact_path="preprocess")
-    return EvaluateResult(metrics=reported, metrics_path=metrics_path)
 
 
-def _rank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, gallery, cfg: EvaluateConfig):
-    name = protocol.get("name", "market")
-    labelled = (qf, gf, query.pids, gallery.pids)
-    cameras = (query.camids, gallery.camids)
-    if name == "cuhk03-classic":
-        return metrics.evaluate_cuhk03_classic(
-            *labelled, *cameras, metric=cfg.metric, max_rank=cfg.max_rank,
-            repeats=int(protocol.get("repeats", 10)), seed=0,
-        )  # fmt: skip
-    if name == "cuhk-sysu":
-        galleries = [np.asarray(g, dtype=np.int64) for g in protocol["galleries"]]
-        return metrics.evaluate_gallery_subsets(
-            *labelled, galleries, max_rank=cfg.max_rank, metric=cfg.metric
-        )
-    return metrics.evaluate_features(
-        *labelled, *cameras, metric=cfg.metric, max_rank=cfg.max_rank, query_chunk=cfg.query_chunk
-    )
-
-
-def _rerank(protocol: dict[str, Any], qf: np.ndarray, gf: np.ndarray, query, gallery, cfg: EvaluateConfig):
-    """Metrics (``RankingResult.to_dict()``) of the k-reciprocal re-ranked distances when evaluate.rerank
-    is on and the protocol is the standard one; None otherwise (a warning names a skipped protocol)."""
-    name = protocol.get("name", "market")
-    if not cfg.rerank:
-        return None
-    if name in ("cuhk03-classic", "cuhk-sysu"):
-        log.warning("evaluate.rerank: skipped, re-ranking needs one shared gallery, not protocol %s", name)
-        return None
-    params = RerankParams(cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
-    return evaluate_reranked(
-        qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, params,
-        metric=cfg.metric, max_rank=cfg.max_rank, query_chunk=cfg.query_chunk,
-    ).to_dict()  # fmt: skip
-
-
-def _write_cmc(cmc, path: Path) -> None:
+def _write_cmc(cmc: Sequence[float], path: Path) -> None:
     """CMC curve as CSV: rank (1-based), accuracy."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -191,7 +180,9 @@ def _write_cmc(cmc, path: Path) -> None:
             writer.writerow([rank, f"{acc:.6f}"])
 
 
-def _ranked_lists(qf, gf, query, gallery, metric: str, path: Path) -> None:
+def _ranked_lists(
+    qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData, metric: str, path: Path
+) -> None:
     """Top-10 gallery images for a few evenly spaced queries. The figure shows the raw ranking: same-
     identity images from the query's own camera, which the protocol ignores, are shown (framed green)."""
     picks = np.linspace(0, len(qf) - 1, num=min(RANKED_QUERIES, len(qf))).astype(int)

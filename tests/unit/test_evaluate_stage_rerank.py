@@ -24,6 +24,7 @@ from spherereid.config import (
     TransformConfig,
 )
 from spherereid.evaluation.metrics import evaluate_distmat
+from spherereid.evaluation.results import REPORTED_KEYS
 from spherereid.stages import evaluate, preprocess, synthesize, train
 from spherereid.tracking import runs
 
@@ -67,7 +68,7 @@ def test_evaluate_stage_reports_plain_and_reranked_metrics(tmp_path, monkeypatch
     reference = dense_reference(cosine(qf, gf), cosine(qf, qf), cosine(gf, gf), 6, 2, 0.3)
     want = evaluate_distmat(reference, *labels, max_rank=5).to_dict()
     plain = evaluate_distmat(cosine(qf, gf), *labels, max_rank=5).to_dict()
-    for key in evaluate.REPORTED:
+    for key in REPORTED_KEYS:
         assert saved[f"rerank_{key}"] == res.metrics[f"rerank_{key}"] == pytest.approx(want[key], abs=1e-9)
         assert saved[key] == pytest.approx(plain[key], abs=1e-6)
     assert saved["rerank_mAP"] != saved["mAP"]

@@ -15,7 +15,7 @@ import math
 import torch
 from tqdm import tqdm
 
-from .ranking import top_k_chunk
+from ..ranking import top_k_chunk
 
 NO_ITEM = torch.iinfo(torch.int64).max  # key of an empty slot in a running top-k list
 

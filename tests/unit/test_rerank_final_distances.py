@@ -1,5 +1,5 @@
-"""k-reciprocal re-ranking: equal to a dense reference written here from the paper, a hand-worked case,
-chunking that cannot change the result, and one-line errors for bad parameters."""
+"""k-reciprocal re-ranking (rerank.final_distances and its metrics): equal to a dense reference written here
+from the paper, a hand-worked case, and chunking that cannot change the result."""
 
 import math
 
@@ -8,9 +8,7 @@ import pytest
 import torch
 from fixtures.rerank_reference import clustered, cosine, dense_reference
 
-from spherereid.evaluation import neighbours, reciprocal
-from spherereid.evaluation import rerank as rr
-from spherereid.evaluation.metrics import MetricsError, evaluate_distmat
+from spherereid.evaluation.metrics import evaluate_distmat
 from spherereid.evaluation.rerank import (
     RerankParams,
     evaluate_reranked,
@@ -18,7 +16,7 @@ from spherereid.evaluation.rerank import (
     rerank_chunks,
     rerank_distances,
 )
-from spherereid.evaluation.rerank_sources import FeatureSource, MatrixSource
+from spherereid.evaluation.rerank.sources import FeatureSource
 
 
 @pytest.mark.parametrize(
@@ -71,42 +69,12 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     whole = torch.cat(
         [c for _, c in rerank_chunks(FeatureSource(torch.from_numpy(qf), torch.from_numpy(gf)))]
     )
-    monkeypatch.setattr(rr, "PAIR_BUDGET", 7)  # many pair groups in the inverted-index sum
-    monkeypatch.setattr("spherereid.evaluation.reciprocal.SET_BLOCK", 5)
+    monkeypatch.setattr("spherereid.evaluation.rerank.jaccard.PAIR_BUDGET", 7)  # many pair groups
+    monkeypatch.setattr("spherereid.evaluation.rerank.reciprocal.SET_BLOCK", 5)
     source = FeatureSource(torch.from_numpy(qf), torch.from_numpy(gf))
     parts = list(rerank_chunks(source, chunk_elements=3 * 90, query_chunk=4))
     assert [a for a, _ in parts] == [0, 3, 6, 9, 12, 15, 18]
     torch.testing.assert_close(torch.cat([c for _, c in parts]), whole, atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize("k", [1, 4, 8])
-def test_nearest_k_breaks_ties_by_lower_index(k):
-    d = torch.from_numpy(np.random.default_rng(k).integers(0, 4, (30, 8)).astype(np.float32))  # many ties
-    d[:10] += torch.arange(8) * 10.0  # some rows without ties
-    expected = np.argsort(d.numpy(), axis=1, kind="stable")[:, :k]
-    idx, val = neighbours.nearest_k(d, k)
-    np.testing.assert_array_equal(idx.numpy(), expected)
-    np.testing.assert_array_equal(val.numpy(), np.take_along_axis(d.numpy(), expected, axis=1))
-
-
-def test_unique_keys_is_torch_unique():
-    keys = torch.from_numpy(np.random.default_rng(0).integers(0, 50, 300))
-    uniq, inverse = reciprocal.unique_keys(keys)
-    want_uniq, want_inverse = torch.unique(keys, return_inverse=True)
-    assert torch.equal(uniq, want_uniq) and torch.equal(inverse, want_inverse)
-    assert reciprocal.unique_keys(torch.zeros(0, dtype=torch.int64))[0].numel() == 0
-
-
-def test_tile_pass_equals_row_pass():
-    """The symmetric tile pass (features) gives the row pass's lists, distances and maxima exactly."""
-    qf, gf, *_ = clustered(seed=13, num_q=15, num_g=60)
-    source = FeatureSource(torch.from_numpy(qf), torch.from_numpy(gf))
-    rows = neighbours._row_pass(source, 9, chunk_elements=7 * 75)
-    for chunk in (2 * 11 * 11, 2 * 40 * 40, 1 << 20):  # 11- and 40-item tiles (ragged), one tile
-        tiles = neighbours.nearest_neighbours(source, 9, chunk_elements=chunk)
-        torch.testing.assert_close(tiles[0], rows[0], atol=0, rtol=0)
-        torch.testing.assert_close(tiles[2], rows[2], atol=1e-6, rtol=1e-6)
-        torch.testing.assert_close(tiles[1], rows[1], atol=1e-6, rtol=1e-6)
 
 
 # Hand-worked: query q, gallery a (its true match), b, c, e. Base distances
@@ -147,34 +115,3 @@ def test_hand_worked_true_match_becomes_first():
     assert evaluate_distmat(HAND["q_g"], *labels, max_rank=4).mAP == 0.5
     after = evaluate_distmat(got, *labels, max_rank=4)
     assert (after.mAP, after.rank(1)) == (1.0, 1.0)
-
-
-def test_matrix_source_reads_columns_of_the_full_matrix():
-    rng = np.random.default_rng(0)
-    q_g, q_q, g_g = rng.random((2, 3)), rng.random((2, 2)), rng.random((3, 3))  # deliberately asymmetric
-    full = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float32)
-    source = MatrixSource(q_g, q_q, g_g)
-    np.testing.assert_array_equal(source.rows(1, 4).numpy(), full.T[1:4])
-    rows, cols = torch.tensor([0, 0, 3, 4, 2]), torch.tensor([1, 4, 0, 2, 2])
-    np.testing.assert_array_equal(source.pairs(rows, cols).numpy(), full.T[rows, cols])
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ((0, 0, 0.3), "k1 must be an integer >= 1"),
-        ((5, 6, 0.3), "k2 must be an integer in 1..5 (at most k1), got 6"),
-        ((5, 0, 0.3), "k2 must be an integer in 1..5"),
-        ((5, 2, 1.5), "lambda must be in [0, 1], got 1.5"),
-        ((5, 2, -0.1), "lambda must be in [0, 1]"),
-    ],
-)
-def test_bad_parameters_name_the_parameter(args, message):
-    with pytest.raises(MetricsError) as err:
-        RerankParams(*args)
-    assert message in str(err.value)
-
-
-def test_bad_matrix_shapes_are_one_line_errors():
-    with pytest.raises(MetricsError, match=r"q_q_dist \(2, 2\)"):
-        MatrixSource(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((3, 3)))

@@ -1,11 +1,11 @@
-"""python -m spherereid.evaluation.evaluate_features: JSON output, one-line errors (exit 2) on bad input."""
+"""python -m spherereid.evaluation.features_cli: JSON output, one-line errors (exit 2) on bad input."""
 
 import json
 
 import numpy as np
 import pytest
 
-from spherereid.evaluation.evaluate_features import main
+from spherereid.evaluation.features_cli import main
 
 # Two queries, three gallery items, 2-D features, cosine metric:
 #   q0: pid 1, cam 0, feature (1, 0); q1: pid 2, cam 0, feature (0, 1)

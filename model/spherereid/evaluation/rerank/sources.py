@@ -8,15 +8,31 @@ for features; for given matrices the column is read, as the dense algorithm's tr
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 
-from .core import MetricsError
-from .distances import METRICS, GalleryDistances, as_features
+from ..distances import METRICS, GalleryDistances, as_features
+from ..errors import MetricsError
 
 # Pairs per vectorised batch in FeatureSource.pairs: two (batch, D) gathers of float32 (64 MB each at
 # D = 1024).
 PAIR_BATCH = 1 << 14
+
+
+class DistanceSource(Protocol):
+    """What re-ranking reads from a source of D (N = num_items, queries first); a source whose D is
+    symmetric also offers ``block`` and sets ``symmetric = True`` (see ``neighbours``)."""
+
+    num_query: int
+    num_items: int
+
+    def rows(self, a: int, b: int) -> torch.Tensor: ...
+
+    def query_gallery(self, a: int, b: int) -> torch.Tensor: ...
+
+    def pairs(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor: ...
 
 
 class FeatureSource:

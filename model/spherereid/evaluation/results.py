@@ -1,4 +1,4 @@
-"""Ranking results and the per-query statistics shared by every evaluation protocol.
+"""Ranking results, the reported metric keys and the per-query statistics shared by every protocol.
 
 Every protocol reduces a query to the 0-based ranks of its true matches among the gallery items it
 may see (junk and ignored items removed), sorted ascending. From those ranks ``r_1 < ... < r_m``:
@@ -24,11 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import MetricsError
+
 REPORTED_RANKS = (1, 5, 10)
-
-
-class MetricsError(ValueError):
-    """Invalid evaluation input: shape mismatch, NaN, no valid query, bad argument."""
+# The metrics every front end reports, in this order: metrics.json (plain, then with the rerank_ prefix),
+# the MLflow run, the features CLI's stdout and the end-of-job summary.
+REPORTED_KEYS: tuple[str, ...] = (
+    *(f"rank{k}" for k in REPORTED_RANKS),
+    "mAP",
+    "mAP_official",
+    "mINP",
+    "num_valid_queries",
+    "num_queries",
+)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 from fixtures.rerank_reference import clustered, cosine, dense_reference
 
 from spherereid.config import ConfigError, EvaluateConfig
-from spherereid.evaluation.evaluate_features import main
+from spherereid.evaluation.features_cli import main
 from spherereid.evaluation.metrics import evaluate_distmat
 
 

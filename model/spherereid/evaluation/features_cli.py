@@ -1,15 +1,15 @@
 """Rank saved features under the standard protocol and print the metrics as JSON.
 
-    python -m spherereid.evaluation.evaluate_features FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
-                                           [--query-chunk 1024] [--out metrics.json]
-                                           [--rerank [--k1 20] [--k2 6] [--lambda 0.3]]
+    python -m spherereid.evaluation.features_cli FEATURES.npz [--metric cosine|euclidean] [--max-rank 50]
+                                      [--query-chunk 1024] [--out metrics.json]
+                                      [--rerank [--k1 20] [--k2 6] [--lambda 0.3]]
 
 FEATURES.npz holds qf (Q, D) and gf (G, D) float features, and q_pids, g_pids, q_camids, g_camids
 integer labels (the evaluate stage writes such a file as features.npz). stdout gets one JSON object with
-rank1, rank5, rank10, mAP, mAP_official, mINP, num_valid_queries, num_queries; ``--out`` also writes
-it, with the whole CMC curve ("cmc"). ``--rerank`` ranks by k-reciprocal re-ranked distances instead
-(``evaluation.rerank``; k1, k2, lambda as in the paper). Bad input: a one-line error on stderr and exit
-status 2.
+the reported metrics (``results.REPORTED_KEYS``: rank1, rank5, rank10, mAP, mAP_official, mINP,
+num_valid_queries, num_queries); ``--out`` also writes it, with the whole CMC curve ("cmc").
+``--rerank`` ranks by k-reciprocal re-ranked distances instead (``evaluation.rerank``; k1, k2, lambda as
+in the paper). Bad input: a one-line error on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .metrics import MetricsError, evaluate_features
+from .errors import MetricsError
+from .metrics import evaluate_features
 from .rerank import RerankParams, check_rerank_params, evaluate_reranked
+from .results import REPORTED_KEYS
 
 ARRAYS = ("qf", "gf", "q_pids", "g_pids", "q_camids", "g_camids")
-SUMMARY = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries")
 
 
 class InputError(ValueError):
@@ -60,8 +62,26 @@ def load_features(path: Path) -> dict[str, np.ndarray]:
 
 
 def main(
-    argv: Sequence[str] | None = None, prog: str = "python -m spherereid.evaluation.evaluate_features"
+    argv: Sequence[str] | None = None, prog: str = "python -m spherereid.evaluation.features_cli"
 ) -> int:
+    """Print the reported metrics of a features file as one JSON line; 2 and a one-line error on bad input."""
+    args = _parser(prog).parse_args(argv)
+    try:
+        full = _evaluate(args)
+    except (InputError, MetricsError) as exc:
+        print(
+            f"error: {args.features}: {exc}" if isinstance(exc, MetricsError) else f"error: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({key: full[key] for key in REPORTED_KEYS}))
+    return 0
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("features", type=Path, help=".npz with qf, gf, q_pids, g_pids, q_camids, g_camids")
     parser.add_argument(
@@ -78,36 +98,30 @@ def main(
     parser.add_argument(
         "--lambda", dest="lambda_", type=float, help="re-ranking: original-distance weight (default 0.3)"
     )
-    args = parser.parse_args(argv)
-    try:
-        if args.max_rank < 1 or args.query_chunk < 1:
-            raise InputError("--max-rank and --query-chunk must be >= 1")
-        rerank = _rerank_params(args)
-        arrays = load_features(args.features)
-        labelled = [arrays[name] for name in ARRAYS]
-        if rerank is None:
-            result = evaluate_features(
-                *labelled, metric=args.metric, max_rank=args.max_rank, query_chunk=args.query_chunk
-            )
-        else:
-            result = evaluate_reranked(
-                *labelled, rerank, metric=args.metric, max_rank=args.max_rank, query_chunk=args.query_chunk
-            )
-        full = result.to_dict()
-        if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(full, indent=2) + "\n")
-    except (InputError, MetricsError) as exc:
-        print(
-            f"error: {args.features}: {exc}" if isinstance(exc, MetricsError) else f"error: {exc}",
-            file=sys.stderr,
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """``RankingResult.to_dict()`` of the features file (re-ranked with --rerank), also written to --out."""
+    if args.max_rank < 1 or args.query_chunk < 1:
+        raise InputError("--max-rank and --query-chunk must be >= 1")
+    rerank = _rerank_params(args)
+    arrays = load_features(args.features)
+    qf, gf, q_pids, g_pids, q_camids, g_camids = (arrays[name] for name in ARRAYS)
+    labelled = (qf, gf, q_pids, g_pids, q_camids, g_camids)
+    if rerank is None:
+        result = evaluate_features(
+            *labelled, metric=args.metric, max_rank=args.max_rank, query_chunk=args.query_chunk
         )
-        return 2
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({key: full[key] for key in SUMMARY}))
-    return 0
+    else:
+        result = evaluate_reranked(
+            *labelled, rerank, metric=args.metric, max_rank=args.max_rank, query_chunk=args.query_chunk
+        )
+    full = result.to_dict()
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(full, indent=2) + "\n")
+    return full
 
 
 def _rerank_params(args: argparse.Namespace) -> RerankParams | None:
