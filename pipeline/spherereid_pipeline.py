@@ -58,7 +58,8 @@ def _train_image() -> str:
 
 
 def _on_gpus(task: dsl.PipelineTask, settings: ClusterSettings, count: int) -> dsl.PipelineTask:
-    """`count` GPUs on a GPU node (evaluate's extraction); CUDA is then required, not optional."""
+    """`count` GPUs on a GPU node (train in one pod, evaluate's extraction); with settings.require_cuda
+    CUDA is then required, not optional."""
     task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(count)
     kubernetes.add_node_selector(task, *settings.gpu_node_selector)
     kubernetes.add_toleration(task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule")
@@ -79,13 +80,7 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
         task.set_cpu_request(settings.train_cpu_request)
         task.set_memory_request(settings.train_memory_request).set_memory_limit(settings.train_memory_limit)
     if settings.nodes == 1 and settings.gpus_per_node > 0:
-        task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.gpus_per_node)
-        kubernetes.add_node_selector(task, *settings.gpu_node_selector)
-        kubernetes.add_toleration(
-            task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
-        )
-        if settings.require_cuda:
-            task.set_env_variable(REQUIRE_CUDA_ENV, "1")
+        _on_gpus(task, settings, settings.gpus_per_node)
     if settings.nodes == 1 and settings.gpus_per_node > 1:
         kubernetes.empty_dir_mount(
             task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=settings.shm_size

@@ -126,7 +126,7 @@ def test_served_champion_embeds_posted_images_as_evaluated_and_rejects_bad_rows_
 def test_image_rows_accepts_bytes_base64_and_arrays_and_names_bad_rows():
     import pandas as pd
 
-    from spherereid.tracking.pyfunc_model import image_rows
+    from spherereid.deploy.pyfunc_flavor import image_rows
 
     png = _png(np.zeros((8, 4, 3), dtype=np.uint8))
     pixels = np.ones((5, 3, 3), dtype=np.uint8)
