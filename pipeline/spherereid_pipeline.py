@@ -96,6 +96,52 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
     return task
 
 
+def _train(prep: dsl.PipelineTask, dataset, sections: dict, settings: ClusterSettings) -> dsl.PipelineTask:
+    """The train task on preprocess's output: GPUs, retries, the checkpoint dir (PVC) and scale-out."""
+    ckpt = (
+        f"{CHECKPOINT_MOUNT}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dataset}" if settings.checkpoint_pvc else ""
+    )
+    fit = train_component(
+        prepared=prep.outputs["prepared"],
+        model=sections["model"],
+        loss=sections["loss"],
+        sampler=sections["sampler"],
+        optim=sections["optim"],
+        schedule=sections["schedule"],
+        train=sections["train"],
+        transform=sections["transform"],
+        checkpoint_dir=ckpt,
+        scale=json.dumps(settings.scale_out(_train_image())),
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER if settings.nodes > 1 else "",
+    )
+    return _gpu_train(fit, settings)
+
+
+def _stages_for(dataset, settings: ClusterSettings, *, sections: dict, sources: dict) -> None:
+    """preprocess -> train -> evaluate -> register for one dataset, each with its cluster settings."""
+    prep = preprocess_component(
+        dataset=dataset, data=sections["data"], synthetic=sections["synthetic"], **sources
+    )
+    _small(prep, settings).set_caching_options(True)
+    fit = _train(prep, dataset, sections, settings)
+    ev = evaluate_component(
+        prepared=prep.outputs["prepared"],
+        trained=fit.outputs["trained"],
+        evaluate=sections["evaluate"],
+        transform=sections["transform"],
+    )
+    _small(ev, settings)
+    if settings.evaluate_gpus > 0:
+        _on_gpus(ev, settings, settings.evaluate_gpus)
+    reg = register_component(
+        trained=fit.outputs["trained"],
+        evaluation=ev.outputs["evaluation"],
+        prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
+        register=sections["register"],
+    )
+    _small(reg, settings).set_caching_options(False)
+
+
 def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
     """The pipeline function for these cluster settings (the same function compiles and runs locally)."""
     settings = settings or ClusterSettings()
@@ -119,52 +165,13 @@ def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
         data_path: str = "data/raw/{dataset}",
         raw_root: str = "",
     ):
+        sections = dict(
+            data=data, synthetic=synthetic, transform=transform, model=model, loss=loss, sampler=sampler,
+            optim=optim, schedule=schedule, train=train, evaluate=evaluate, register=register,
+        )  # fmt: skip
+        sources = dict(raw_root=raw_root, data_repo=data_repo, data_rev=data_rev, data_path=data_path)
         with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
-            prep = preprocess_component(
-                dataset=dataset,
-                data=data,
-                synthetic=synthetic,
-                raw_root=raw_root,
-                data_repo=data_repo,
-                data_rev=data_rev,
-                data_path=data_path,
-            )
-            _small(prep, settings).set_caching_options(True)
-            ckpt = (
-                f"{CHECKPOINT_MOUNT}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dataset}"
-                if settings.checkpoint_pvc
-                else ""
-            )
-            fit = train_component(
-                prepared=prep.outputs["prepared"],
-                model=model,
-                loss=loss,
-                sampler=sampler,
-                optim=optim,
-                schedule=schedule,
-                train=train,
-                transform=transform,
-                checkpoint_dir=ckpt,
-                scale=json.dumps(settings.scale_out(_train_image())),
-                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER if settings.nodes > 1 else "",
-            )
-            _gpu_train(fit, settings)
-            ev = evaluate_component(
-                prepared=prep.outputs["prepared"],
-                trained=fit.outputs["trained"],
-                evaluate=evaluate,
-                transform=transform,
-            )
-            _small(ev, settings)
-            if settings.evaluate_gpus > 0:
-                _on_gpus(ev, settings, settings.evaluate_gpus)
-            reg = register_component(
-                trained=fit.outputs["trained"],
-                evaluation=ev.outputs["evaluation"],
-                prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
-                register=register,
-            )
-            _small(reg, settings).set_caching_options(False)
+            _stages_for(dataset, settings, sections=sections, sources=sources)
 
     return spherereid_pipeline
 
