@@ -22,6 +22,7 @@ def evaluate(
 
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import evaluate as stage
+    from spherereid.stages.artifacts import CMC_PLOT, RANKED_LISTS_PLOT
 
     out = Path(evaluation.path)
     res = stage.run(
@@ -36,7 +37,7 @@ def evaluate(
     figures = [
         f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,'
         f'{base64.b64encode((out / name).read_bytes()).decode()}">'
-        for name in ("cmc.png", "ranked_lists.png")
+        for name in (CMC_PLOT, RANKED_LISTS_PLOT)
     ]
     Path(report.path).write_text("<!DOCTYPE html><html><body>" + "".join(figures) + "</body></html>\n")
     evaluation.metadata.update({"dataset": prepared.metadata.get("dataset", "")})

@@ -24,6 +24,7 @@ def preprocess(
 
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import preprocess as stage
+    from spherereid.stages.artifacts import REPORT_MD
     from spherereid.stages.raw_source import resolve_raw
 
     sources = {"raw_root": raw_root, "data_repo": data_repo, "data_rev": data_rev, "data_path": data_path}
@@ -32,5 +33,5 @@ def preprocess(
         synth = build_from_struct("synthetic", synthetic)
         raw = resolve_raw(dataset=dataset, work_dir=Path(tmp), synthetic=synth, **sources)
         stage.run(dataset=dataset, raw_dir=raw.path, out_dir=out, data=build_from_struct("data", data))
-    Path(report.path).write_text((out / "report.md").read_text())
+    Path(report.path).write_text((out / REPORT_MD).read_text())
     prepared.metadata.update(dataset=dataset, **sources, **raw.lineage())

@@ -20,6 +20,7 @@ def register(
 
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import register as stage
+    from spherereid.stages.artifacts import REGISTRATION_FILE
 
     out = Path(registration.path)
     stage.run(
@@ -29,5 +30,5 @@ def register(
         register=build_from_struct("register", register),
         prepared_dir=Path(prepared.path),
     )
-    info = json.loads((out / "registration.json").read_text())
+    info = json.loads((out / REGISTRATION_FILE).read_text())
     registration.metadata.update(info)

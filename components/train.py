@@ -29,12 +29,12 @@ def train(
 ):
     """Run spherereid.stages.train here, under torchrun or as a TrainJob (see the module docstring)."""
     import json
-    import shutil
     from pathlib import Path
 
     from spherereid.launch.scaleout import ScaleOut, train_scaled
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import train as stage
+    from spherereid.stages.artifacts import RUN_FILE, copy_train_output
     from spherereid.tracking import runs as tracking
 
     names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
@@ -48,8 +48,8 @@ def train(
     res = stage.read_result(work) if plan.processes > 1 else stage.run(prepared_dir=Path(prepared.path),
                                                                       out_dir=work, **sections)  # fmt: skip
     if checkpoint_dir:
-        shutil.copytree(work, trained.path, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
+        copy_train_output(work, Path(trained.path))
     # No dvc.lock in the pod: the raw data's DVC hash and git revision come from preprocess's metadata.
     data_tags = {"dvc_data_hash": lineage["data_hash"], "data_revision": lineage["revision"]}
-    tracking.set_tags(tracking.read_run_ref(work / stage.RUN_FILE), {k: v for k, v in data_tags.items() if v})
+    tracking.set_tags(tracking.read_run_ref(work / RUN_FILE), {k: v for k, v in data_tags.items() if v})
     trained.metadata.update(lineage, epochs=res.epochs, final_loss=res.final_loss, mlflow_run_id=res.run_id)

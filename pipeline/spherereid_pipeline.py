@@ -58,7 +58,8 @@ def _train_image() -> str:
 
 
 def _on_gpus(task: dsl.PipelineTask, settings: ClusterSettings, count: int) -> dsl.PipelineTask:
-    """`count` GPUs on a GPU node (evaluate's extraction); CUDA is then required, not optional."""
+    """`count` GPUs on a GPU node (train in one pod, evaluate's extraction); with settings.require_cuda
+    CUDA is then required, not optional."""
     task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(count)
     kubernetes.add_node_selector(task, *settings.gpu_node_selector)
     kubernetes.add_toleration(task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule")
@@ -79,13 +80,7 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
         task.set_cpu_request(settings.train_cpu_request)
         task.set_memory_request(settings.train_memory_request).set_memory_limit(settings.train_memory_limit)
     if settings.nodes == 1 and settings.gpus_per_node > 0:
-        task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.gpus_per_node)
-        kubernetes.add_node_selector(task, *settings.gpu_node_selector)
-        kubernetes.add_toleration(
-            task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
-        )
-        if settings.require_cuda:
-            task.set_env_variable(REQUIRE_CUDA_ENV, "1")
+        _on_gpus(task, settings, settings.gpus_per_node)
     if settings.nodes == 1 and settings.gpus_per_node > 1:
         kubernetes.empty_dir_mount(
             task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=settings.shm_size
@@ -99,6 +94,52 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
     if settings.checkpoint_pvc:
         kubernetes.mount_pvc(task, pvc_name=settings.checkpoint_pvc, mount_path=CHECKPOINT_MOUNT)
     return task
+
+
+def _train(prep: dsl.PipelineTask, dataset, sections: dict, settings: ClusterSettings) -> dsl.PipelineTask:
+    """The train task on preprocess's output: GPUs, retries, the checkpoint dir (PVC) and scale-out."""
+    ckpt = (
+        f"{CHECKPOINT_MOUNT}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dataset}" if settings.checkpoint_pvc else ""
+    )
+    fit = train_component(
+        prepared=prep.outputs["prepared"],
+        model=sections["model"],
+        loss=sections["loss"],
+        sampler=sections["sampler"],
+        optim=sections["optim"],
+        schedule=sections["schedule"],
+        train=sections["train"],
+        transform=sections["transform"],
+        checkpoint_dir=ckpt,
+        scale=json.dumps(settings.scale_out(_train_image())),
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER if settings.nodes > 1 else "",
+    )
+    return _gpu_train(fit, settings)
+
+
+def _stages_for(dataset, settings: ClusterSettings, *, sections: dict, sources: dict) -> None:
+    """preprocess -> train -> evaluate -> register for one dataset, each with its cluster settings."""
+    prep = preprocess_component(
+        dataset=dataset, data=sections["data"], synthetic=sections["synthetic"], **sources
+    )
+    _small(prep, settings).set_caching_options(True)
+    fit = _train(prep, dataset, sections, settings)
+    ev = evaluate_component(
+        prepared=prep.outputs["prepared"],
+        trained=fit.outputs["trained"],
+        evaluate=sections["evaluate"],
+        transform=sections["transform"],
+    )
+    _small(ev, settings)
+    if settings.evaluate_gpus > 0:
+        _on_gpus(ev, settings, settings.evaluate_gpus)
+    reg = register_component(
+        trained=fit.outputs["trained"],
+        evaluation=ev.outputs["evaluation"],
+        prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
+        register=sections["register"],
+    )
+    _small(reg, settings).set_caching_options(False)
 
 
 def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
@@ -124,52 +165,13 @@ def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
         data_path: str = "data/raw/{dataset}",
         raw_root: str = "",
     ):
+        sections = dict(
+            data=data, synthetic=synthetic, transform=transform, model=model, loss=loss, sampler=sampler,
+            optim=optim, schedule=schedule, train=train, evaluate=evaluate, register=register,
+        )  # fmt: skip
+        sources = dict(raw_root=raw_root, data_repo=data_repo, data_rev=data_rev, data_path=data_path)
         with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
-            prep = preprocess_component(
-                dataset=dataset,
-                data=data,
-                synthetic=synthetic,
-                raw_root=raw_root,
-                data_repo=data_repo,
-                data_rev=data_rev,
-                data_path=data_path,
-            )
-            _small(prep, settings).set_caching_options(True)
-            ckpt = (
-                f"{CHECKPOINT_MOUNT}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dataset}"
-                if settings.checkpoint_pvc
-                else ""
-            )
-            fit = train_component(
-                prepared=prep.outputs["prepared"],
-                model=model,
-                loss=loss,
-                sampler=sampler,
-                optim=optim,
-                schedule=schedule,
-                train=train,
-                transform=transform,
-                checkpoint_dir=ckpt,
-                scale=json.dumps(settings.scale_out(_train_image())),
-                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER if settings.nodes > 1 else "",
-            )
-            _gpu_train(fit, settings)
-            ev = evaluate_component(
-                prepared=prep.outputs["prepared"],
-                trained=fit.outputs["trained"],
-                evaluate=evaluate,
-                transform=transform,
-            )
-            _small(ev, settings)
-            if settings.evaluate_gpus > 0:
-                _on_gpus(ev, settings, settings.evaluate_gpus)
-            reg = register_component(
-                trained=fit.outputs["trained"],
-                evaluation=ev.outputs["evaluation"],
-                prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
-                register=register,
-            )
-            _small(reg, settings).set_caching_options(False)
+            _stages_for(dataset, settings, sections=sections, sources=sources)
 
     return spherereid_pipeline
 

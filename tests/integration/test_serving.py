@@ -18,7 +18,6 @@ import pytest
 
 from spherereid.config import RegisterConfig
 from spherereid.data.image_chain import ImageChain
-from spherereid.data.imageio import BadImage
 from spherereid.stages import register as register_stage
 from spherereid.tracking import runs as tracking
 
@@ -121,25 +120,3 @@ def test_served_champion_embeds_posted_images_as_evaluated_and_rejects_bad_rows_
         again = post_images(url, [_png(images[1])])  # the server keeps serving
         assert again.status_code == 200
         np.testing.assert_allclose(again.json()["predictions"][0], expected[1], rtol=1e-4, atol=1e-6)
-
-
-def test_image_rows_accepts_bytes_base64_and_arrays_and_names_bad_rows():
-    import pandas as pd
-
-    from spherereid.tracking.pyfunc_model import image_rows
-
-    png = _png(np.zeros((8, 4, 3), dtype=np.uint8))
-    pixels = np.ones((5, 3, 3), dtype=np.uint8)
-    rows = image_rows(pd.DataFrame({"image": [png, base64.b64encode(png).decode(), pixels]}))
-    assert rows[0] == png and rows[1] == png and rows[2] is pixels
-    assert len(image_rows(np.zeros((2, 4, 2, 3), dtype=np.uint8))) == 2
-    with pytest.raises(BadImage, match=r"no 'image' column \(columns: img\)"):
-        image_rows(pd.DataFrame({"img": [png]}))
-    with pytest.raises(BadImage, match="row 1: empty image"):
-        image_rows({"image": [png, b""]})
-    with pytest.raises(BadImage, match="row 0: not base64"):
-        image_rows({"image": ["***"]})
-    with pytest.raises(BadImage, match="row 2: expected image bytes, got NoneType"):
-        image_rows([png, png, None])
-    with pytest.raises(BadImage, match="row 1: not an image"):
-        CHAIN.stored_batch(image_rows([png, b"GIF89a-nope"]))

@@ -69,6 +69,9 @@ ALLOWED = {
     },  # fmt: skip
 }
 FORBIDDEN_TOP_LEVEL = {"kfp", "components", "pipeline"}
+# Files kept at an old path only so that MLflow models logged before a move still load (their entry
+# script imports that path); each may import its new home, and nothing in the library imports them.
+LEGACY_SHIMS = {"tracking/pyfunc_model.py": {"deploy"}}
 
 
 def _part(path: Path) -> str:
@@ -127,8 +130,9 @@ def _violations(root: Path) -> list[str]:
         if part not in ALLOWED:
             bad.append(f"{rel}: part {part!r} is not in the allowed-imports table; add it to ALLOWED")
             continue
+        allowed = ALLOWED[part] | LEGACY_SHIMS.get(rel.as_posix(), set())
         for line, target in _package_imports(path):
-            if target != part and target not in ALLOWED[part]:
+            if target != part and target not in allowed:
                 bad.append(f"{rel}:{line} imports spherereid.{target}, which {part} may not use")
         for line, name in _top_level_imports(path):
             if name in FORBIDDEN_TOP_LEVEL:
@@ -139,6 +143,19 @@ def _violations(root: Path) -> list[str]:
 def test_every_import_follows_the_allowed_imports_table():
     assert len(list(PKG.rglob("*.py"))) > 40
     assert _violations(PKG) == []
+
+
+def test_nothing_in_the_library_imports_a_legacy_shim():
+    stems = {Path(shim).stem for shim in LEGACY_SHIMS}
+    hits = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = {a.name.rsplit(".", 1)[-1] for a in node.names}
+                modules = set(getattr(node, "module", None) and node.module.split(".") or [])
+                if stems & (names | modules):
+                    hits.append(f"{path.relative_to(PKG)}:{node.lineno}")
+    assert hits == []
 
 
 def test_the_table_itself_points_one_way():

@@ -1,5 +1,7 @@
 """The model card (a registered version's Markdown description): tables, gate verdict, chain, serving."""
 
+from pathlib import Path
+
 from spherereid.reporting.model_card import model_card
 
 CHAIN = {"stored_size": [288, 144], "input_size": [256, 128], "mean": [0.5, 0.5, 0.5], "std": [0.25] * 3}
@@ -56,3 +58,10 @@ def test_a_failed_gate_and_a_chain_without_flip_are_stated():
     )
     assert "Quality gate: **failed**: rank1 0.1000 < min_rank1 0.5000." in card
     assert "mirror" not in card and "`local (no container image)`" in card
+
+
+def test_the_card_is_byte_identical_to_the_one_the_single_function_wrote():
+    """tests/fixtures/model_card_market1501_v7.md was written by model_card before it was split into
+    section builders (commit ea32a01), from _card()'s inputs: the split must not move a byte."""
+    golden = Path(__file__).resolve().parents[1] / "fixtures" / "model_card_market1501_v7.md"
+    assert _card() == golden.read_text()

@@ -1,1 +1,2 @@
-"""Deployment front ends: resolve a model, export it to ONNX with proven parity, search a gallery."""
+"""Deployment: the two logged flavours (pyfunc_flavor: the served model; onnx_flavor: the ONNX export
+with proven parity), resolving a model, exporting it to ONNX, searching a gallery."""

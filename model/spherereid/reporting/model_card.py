@@ -47,6 +47,108 @@ def _fmt(value: Any) -> str:
         return "n/a"
 
 
+def _intro(name: str, version: int, dataset: str, params: Mapping[str, str]) -> list[str]:
+    return [
+        f"# {name} version {version}",
+        "",
+        f"SphereReID person re-identification model trained on **{dataset}**: one unit-norm "
+        f"{params.get('model.embedding_dim', '?')}-d embedding per person crop; rank a gallery by cosine "
+        "similarity to a query.",
+        "",
+    ]
+
+
+def _data(dataset: str, dataset_hash: str | None, lineage: Mapping[str, str | None]) -> list[str]:
+    return [
+        "## Data",
+        "",
+        *_table(
+            ("dataset", "version (manifest fingerprint)", "DVC data hash"),
+            [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.get('dvc_data_hash') or 'unknown'}`")],
+        ),
+        "",
+    ]
+
+
+def _training(params: Mapping[str, str]) -> list[str]:
+    rows = [(label, params.get(key, "n/a")) for key, label in PARAM_ROWS]
+    return ["## Training (params summary)", "", *_table(("param", "value"), rows), ""]
+
+
+def _evaluation(metrics: Mapping[str, Any], passed_gate: bool, gate_text: str) -> list[str]:
+    verdict = "passed" if passed_gate else "failed"
+    queries = f"{int(metrics.get('num_valid_queries', 0))}/{int(metrics.get('num_queries', 0))}"
+    return [
+        "## Evaluation",
+        "",
+        *_table(
+            (*(label for _, label in METRIC_COLUMNS), "valid queries"),
+            [(*(_fmt(metrics.get(key)) for key, _ in METRIC_COLUMNS), queries)],
+        ),
+        "",
+        f"Quality gate: **{verdict}**{gate_text.removeprefix(f'quality gate {verdict}')}.",
+        "",
+    ]
+
+
+def _lineage(dataset_hash: str | None, lineage: Mapping[str, str | None]) -> list[str]:
+    row = (
+        f"`{lineage.get('git_commit') or 'unknown'}`",
+        f"`{dataset_hash or 'unknown'}`",
+        f"`{lineage.get('image') or 'local (no container image)'}`",
+        f"`{lineage.get('run_id') or 'unknown'}`",
+    )
+    return ["## Lineage", "", *_table(("git commit", "data hash", "image", "MLflow run"), [row]), ""]
+
+
+def _preprocessing(chain: Mapping[str, Any]) -> list[str]:
+    sh, sw = chain["stored_size"]
+    ih, iw = chain["input_size"]
+    flip = "averaged with the mirror image, " if chain.get("flip") else ""
+    return [
+        "## Preprocessing (served exactly as evaluated)",
+        "",
+        f"decode -> resize to the stored size {sh}x{sw} -> resize to the input size {ih}x{iw} -> normalise "
+        f"(mean {list(chain['mean'])}, std {list(chain['std'])}) -> network, {flip}L2-normalised. The served "
+        "embeddings equal the evaluation's features for the same image files.",
+        "",
+    ]
+
+
+def _intended_use() -> list[str]:
+    return [
+        "## Intended use and limits",
+        "",
+        "- Intended: ranking gallery person crops by similarity to a query crop, for research and "
+        "benchmarking on data like the training set (same kind of cameras, crops and resolution).",
+        "- The metrics above hold for this dataset version only; on other cameras, lighting or crops the "
+        "accuracy is unknown until measured there. A model trained on synthetic data says nothing about "
+        "real people.",
+        "- Not for identifying people by name or for decisions about individuals without human review; "
+        "check the law and the data's licence before use on real people.",
+        "- Embeddings are comparable only between images processed by this same version.",
+        "",
+    ]
+
+
+def _serving(name: str, version: int) -> list[str]:
+    return [
+        "## Serve and call",
+        "",
+        "```bash",
+        f"mlflow models serve -m models:/{name}/{version} --env-manager local --host 127.0.0.1 --port 5001",
+        "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
+        '  -d "{\\"dataframe_split\\": {\\"columns\\": [\\"image\\"], \\"data\\": '
+        '[[\\"$(base64 -w0 query.jpg)\\"]]}}"',
+        "```",
+        "",
+        "Each row of `image` holds the base64 bytes of one JPEG or PNG of any size; the answer is "
+        '`{"predictions": [[...], ...]}`, one embedding per row. A bad row (not an image, empty, a wrong '
+        "column) gets HTTP 400 naming the row.",
+        "",
+    ]
+
+
 def model_card(
     *,
     name: str,
@@ -62,81 +164,14 @@ def model_card(
 ) -> str:
     """Markdown for version `version` of `name`. `params` are the run's flattened params, `lineage` has
     git_commit, dvc_data_hash, image and run_id, `chain` is the served ImageChain as a dict."""
-    sh, sw = chain["stored_size"]
-    ih, iw = chain["input_size"]
-    flip = "averaged with the mirror image, " if chain.get("flip") else ""
-    verdict = "passed" if passed_gate else "failed"
-    queries = f"{int(metrics.get('num_valid_queries', 0))}/{int(metrics.get('num_queries', 0))}"
     lines = [
-        f"# {name} version {version}",
-        "",
-        f"SphereReID person re-identification model trained on **{dataset}**: one unit-norm "
-        f"{params.get('model.embedding_dim', '?')}-d embedding per person crop; rank a gallery by cosine "
-        "similarity to a query.",
-        "",
-        "## Data",
-        "",
-        *_table(
-            ("dataset", "version (manifest fingerprint)", "DVC data hash"),
-            [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.get('dvc_data_hash') or 'unknown'}`")],
-        ),
-        "",
-        "## Training (params summary)",
-        "",
-        *_table(("param", "value"), [(label, params.get(key, "n/a")) for key, label in PARAM_ROWS]),
-        "",
-        "## Evaluation",
-        "",
-        *_table(
-            (*(label for _, label in METRIC_COLUMNS), "valid queries"),
-            [(*(_fmt(metrics.get(key)) for key, _ in METRIC_COLUMNS), queries)],
-        ),
-        "",
-        f"Quality gate: **{verdict}**{gate_text.removeprefix(f'quality gate {verdict}')}.",
-        "",
-        "## Lineage",
-        "",
-        *_table(
-            ("git commit", "data hash", "image", "MLflow run"),
-            [
-                (
-                    f"`{lineage.get('git_commit') or 'unknown'}`",
-                    f"`{dataset_hash or 'unknown'}`",
-                    f"`{lineage.get('image') or 'local (no container image)'}`",
-                    f"`{lineage.get('run_id') or 'unknown'}`",
-                )
-            ],
-        ),
-        "",
-        "## Preprocessing (served exactly as evaluated)",
-        "",
-        f"decode -> resize to the stored size {sh}x{sw} -> resize to the input size {ih}x{iw} -> normalise "
-        f"(mean {list(chain['mean'])}, std {list(chain['std'])}) -> network, {flip}L2-normalised. The served "
-        "embeddings equal the evaluation's features for the same image files.",
-        "",
-        "## Intended use and limits",
-        "",
-        "- Intended: ranking gallery person crops by similarity to a query crop, for research and "
-        "benchmarking on data like the training set (same kind of cameras, crops and resolution).",
-        "- The metrics above hold for this dataset version only; on other cameras, lighting or crops the "
-        "accuracy is unknown until measured there. A model trained on synthetic data says nothing about "
-        "real people.",
-        "- Not for identifying people by name or for decisions about individuals without human review; "
-        "check the law and the data's licence before use on real people.",
-        "- Embeddings are comparable only between images processed by this same version.",
-        "",
-        "## Serve and call",
-        "",
-        "```bash",
-        f"mlflow models serve -m models:/{name}/{version} --env-manager local --host 127.0.0.1 --port 5001",
-        "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
-        '  -d "{\\"dataframe_split\\": {\\"columns\\": [\\"image\\"], \\"data\\": '
-        '[[\\"$(base64 -w0 query.jpg)\\"]]}}"',
-        "```",
-        "",
-        "Each row of `image` holds the base64 bytes of one JPEG or PNG of any size; the answer is "
-        '`{"predictions": [[...], ...]}`, one embedding per row. A bad row (not an image, empty, a wrong '
-        "column) gets HTTP 400 naming the row.",
-        "",
+        *_intro(name, version, dataset, params),
+        *_data(dataset, dataset_hash, lineage),
+        *_training(params),
+        *_evaluation(metrics, passed_gate, gate_text),
+        *_lineage(dataset_hash, lineage),
+        *_preprocessing(chain),
+        *_intended_use(),
+        *_serving(name, version),
     ]
     return "\n".join(lines)

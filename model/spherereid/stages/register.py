@@ -13,23 +13,23 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RegisterConfig, load_params
 from ..data.image_chain import ImageChain
-from ..deploy.onnx_registry import export_and_log, usage_markdown
+from ..deploy.onnx_flavor import OnnxExport, export_and_log, usage_markdown
+from ..deploy.pyfunc_flavor import log_reid_model
 from ..entrypoint import run_cli
 from ..reporting.model_card import model_card
-from ..tracking import registry, runs
-from ..tracking.pyfunc_model import log_reid_model
+from ..tracking import registry, runs, versions
+from ..tracking.registry import RegistrationResult
+from ..tracking.runs import RunRef
 from .artifacts import CHAIN_FILE, LINEAGE_FILE, METRICS_FILE, MODEL_FILE, REGISTRATION_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
-
-LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash", "data_revision")
 
 
 class RegisterInputError(ValueError):
@@ -85,6 +85,93 @@ def _chain(eval_dir: Path) -> ImageChain:
         ) from None
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What the train and evaluate stages handed over, checked."""
+
+    lineage: dict[str, Any]
+    ref: RunRef
+    metrics: dict[str, float]  # the numeric entries of metrics.json
+    model_pt: Path
+
+    @property
+    def dataset(self) -> str:
+        return str(self.lineage["dataset"])
+
+
+def _inputs(train_dir: Path, eval_dir: Path) -> _Inputs:
+    """Read lineage.json, mlflow_run.json and metrics.json and check model.pt (RegisterInputError)."""
+    lineage = _lineage(train_dir)
+    ref = runs.read_run_ref(train_dir / RUN_FILE)
+    metrics = _read_json(eval_dir / METRICS_FILE, "run the evaluate stage first")
+    model_pt = train_dir / MODEL_FILE
+    if not model_pt.is_file():
+        raise RegisterInputError(f"{model_pt}: not found; run the train stage first")
+    numeric = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return _Inputs(lineage, ref, numeric, model_pt)
+
+
+def _export_onnx(
+    given: _Inputs, chain: ImageChain, register: RegisterConfig, prepared_dir: Path | None, out_dir: Path
+) -> OnnxExport | None:
+    """With register.export_onnx: the ONNX model, its parity shown on prepared_dir and logged; else None."""
+    if not register.export_onnx:
+        return None
+    if prepared_dir is None:
+        raise RegisterInputError(
+            "register.export_onnx is true but no prepared dataset was given: pass --prepared "
+            "(parity with PyTorch is shown on its query and gallery)"
+        )
+    return export_and_log(
+        given.ref, given.model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir
+    )
+
+
+def _describe(
+    given: _Inputs, *, name: str, dataset_hash: str | None, gate: tuple[bool, str], chain: ImageChain,
+    run_tags: dict[str, str], onnx: OnnxExport | None,
+) -> Callable[[int], str]:  # fmt: skip
+    """The model card of a version number (with the ONNX section when there is one)."""
+    ref = given.ref
+    lineage = {**run_tags, "run_id": ref.run_id, "image": os.environ.get("SPHEREREID_IMAGE")}
+
+    def card(version: int) -> str:
+        text = model_card(
+            name=name, version=version, dataset=given.dataset, dataset_hash=dataset_hash,
+            params=runs.get_run_params(ref), metrics=given.metrics, passed_gate=gate[0], gate_text=gate[1],
+            lineage=lineage, chain=chain.to_dict(),
+        )  # fmt: skip
+        return text + ("" if onnx is None else "\n" + usage_markdown(onnx))
+
+    return card
+
+
+def _write_record(
+    out_dir: Path, reg: RegistrationResult, given: _Inputs, *, model_uri: str, dataset_hash: str | None,
+    register: RegisterConfig, onnx: OnnxExport | None,
+) -> Path:  # fmt: skip
+    """Write <out_dir>/registration.json: the registry's answer, where the model is, the gate's inputs
+    and the metrics; return its path."""
+    record = {
+        **asdict(reg),
+        "model_uri": model_uri,
+        "run_id": given.ref.run_id,
+        "tracking_uri": given.ref.tracking_uri,
+        "dataset_hash": dataset_hash,
+        "min_rank1": register.min_rank1,
+        "min_map": register.min_map,
+        "metrics": {k: v for k, v in given.metrics.items() if not math.isnan(v)},
+    }
+    if onnx is not None:
+        record["onnx"] = onnx.record()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / REGISTRATION_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
 def run(
     *,
     train_dir: Path,
@@ -96,101 +183,34 @@ def run(
     """Log the pyfunc model into the train run (once), register and gate it, write registration.json.
 
     With register.export_onnx the ONNX export's parity is proven on prepared_dir's query/gallery first and
-    the ONNX model is logged next to the pyfunc; a failed export or check stops before registration."""
+    the ONNX model is logged next to the pyfunc; a failed export or check stops before registration.
+    The MLflow run the train stage opened ends here, finished, once the version is registered."""
     train_dir, eval_dir, out_dir = Path(train_dir), Path(eval_dir), Path(out_dir)
-    lineage = _lineage(train_dir)
-    ref = runs.read_run_ref(train_dir / RUN_FILE)
-    metrics = _read_json(eval_dir / METRICS_FILE, "run the evaluate stage first")
-    model_pt = train_dir / MODEL_FILE
-    if not model_pt.is_file():
-        raise RegisterInputError(f"{model_pt}: not found; run the train stage first")
-    numeric = {
-        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-    # fail early on bad input
-    passed, gate_text = registry.gate(numeric, min_rank1=register.min_rank1, min_map=register.min_map)
+    given = _inputs(train_dir, eval_dir)
+    gate = registry.gate(given.metrics, min_rank1=register.min_rank1, min_map=register.min_map)  # early
     chain = _chain(eval_dir)
-    onnx = None
-    if register.export_onnx:
-        if prepared_dir is None:
-            raise RegisterInputError(
-                "register.export_onnx is true but no prepared dataset was given: pass --prepared "
-                "(parity with PyTorch is shown on its query and gallery)"
-            )
-        onnx = export_and_log(ref, model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir)
-
-    model_uri = log_reid_model(ref, model_pt, chain=chain)
+    onnx = _export_onnx(given, chain, register, prepared_dir, out_dir)
+    ref, model_uri = given.ref, log_reid_model(given.ref, given.model_pt, chain=chain)
     run_tags = runs.get_run_tags(ref)
-    tags = {k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags}
-    tags["dataset"] = str(lineage["dataset"])
-    if onnx is not None:
-        tags.update(onnx.version_tags())
-    dataset_hash = lineage.get("dataset_hash") or run_tags.get("dataset_hash")
-    name = f"{register.model_prefix}-{lineage['dataset']}"
+    dataset_hash = given.lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    name = f"{register.model_prefix}-{given.dataset}"
     reg = registry.register_and_gate(
-        name=name,
-        model_uri=model_uri,
-        run_id=ref.run_id,
-        metrics=numeric,
-        dataset_hash=dataset_hash,
-        min_rank1=register.min_rank1,
-        min_map=register.min_map,
-        tags=tags,
-        promotion=register.promotion,
-        describe=lambda version: (
-            model_card(
-                name=name,
-                version=version,
-                dataset=str(lineage["dataset"]),
-                dataset_hash=dataset_hash,
-                params=runs.get_run_params(ref),
-                metrics=numeric,
-                passed_gate=passed,
-                gate_text=gate_text,
-                lineage={**run_tags, "run_id": ref.run_id, "image": os.environ.get("SPHEREREID_IMAGE")},
-                chain=chain.to_dict(),
-            )
-            + ("" if onnx is None else "\n" + usage_markdown(onnx))
-        ),
+        name=name, model_uri=model_uri, run_id=ref.run_id, metrics=given.metrics, dataset_hash=dataset_hash,
+        min_rank1=register.min_rank1, min_map=register.min_map, promotion=register.promotion,
+        tags=versions.version_tags(run_tags, dataset=given.dataset, extra=onnx and onnx.version_tags()),
+        describe=_describe(given, name=name, dataset_hash=dataset_hash, gate=gate, chain=chain,
+                           run_tags=run_tags, onnx=onnx),
         tracking_uri=ref.tracking_uri,
-    )
-    runs.set_tags(
-        ref,
-        {
-            "registered_model": name,
-            "registered_version": reg.version,
-            "quality_gate": "passed" if reg.passed_gate else "failed",
-        },
-    )
+    )  # fmt: skip
+    versions.mark_registered(ref, reg)
     runs.finish_run(ref)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / REGISTRATION_FILE
-    record = {
-        **asdict(reg),
-        "model_uri": model_uri,
-        "run_id": ref.run_id,
-        "tracking_uri": ref.tracking_uri,
-        "dataset_hash": dataset_hash,
-        "min_rank1": register.min_rank1,
-        "min_map": register.min_map,
-        "metrics": {k: v for k, v in numeric.items() if not math.isnan(v)},
-    }
-    if onnx is not None:
-        record["onnx"] = onnx.record()
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return RegisterResult(
-        reg.name,
-        reg.version,
-        reg.passed_gate,
-        reg.reason,
-        reg.aliases,
-        reg.champion_version,
-        model_uri,
-        ref.run_id,
-        ref.tracking_uri,
-        path,
+    path = _write_record(
+        out_dir, reg, given, model_uri=model_uri, dataset_hash=dataset_hash, register=register, onnx=onnx
     )
+    return RegisterResult(
+        reg.name, reg.version, reg.passed_gate, reg.reason, reg.aliases, reg.champion_version,
+        model_uri, ref.run_id, ref.tracking_uri, path,
+    )  # fmt: skip
 
 
 def summary(res: RegisterResult) -> str:

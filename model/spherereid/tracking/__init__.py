@@ -1,1 +1,2 @@
-"""MLflow: runs and retries (runs, connection), lineage tags, the gated registry, the served pyfunc model."""
+"""MLflow: runs and retries (runs, connection), lineage tags, the gated registry and its version tags,
+promotion, and the one home of MLflow's private API (mlflow_compat)."""

@@ -1,7 +1,8 @@
 """MLflow tracking without global state: every call opens the run by id, so stages in separate
 processes (train, evaluate, register; DVC or KFP) log to the same run.
 
-The URI, the client and the retries live in mlflow_connection.py (re-exported here).
+The URI, the client and the retries live in connection.py (re-exported here); MLflow's private API,
+where it is needed, in mlflow_compat.py.
 Logging calls use the URI of the RunRef: `read_run_ref` gives the URI recorded by train (where the run
 lives), unless MLFLOW_TRACKING_URI is set, which always wins; a run missing there raises RunRefError.
 Nothing happens at import time; mlflow is imported inside the functions.
@@ -35,6 +36,8 @@ from .connection import (  # noqa: F401 - re-exported: the tracking API in one p
     with_retries,
 )
 from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash  # noqa: F401 - re-exported
+from .mlflow_compat import dataset_entity
+from .mlflow_compat import system_metrics as _system_metrics
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +274,7 @@ def log_dataset(ref: RunRef, *, name: str, source: str, digest: str, context: st
 
     where = LocalArtifactDatasetSource(source) if "://" not in source else resolve_dataset_source(source)
     dataset = MetaDataset(where, name=name, digest=digest[:36])
-    item = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+    item = DatasetInput(dataset_entity(dataset), tags=[InputTag("mlflow.data.context", context)])
     _on_run(ref, lambda: client(ref.tracking_uri).log_inputs(ref.run_id, datasets=[item]), what="log dataset")
 
 
@@ -279,25 +282,5 @@ def log_dataset(ref: RunRef, *, name: str, source: str, digest: str, context: st
 def system_metrics(ref: RunRef, *, interval: float = 10.0) -> Iterator[None]:
     """Log CPU, memory, disk and network use (and GPU utilisation and memory through nvidia-ml-py when a
     GPU is there) as `system/*` metrics of the run every `interval` s while the block runs."""
-    monitor = None
-    try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        monitor = SystemMetricsMonitor(
-            ref.run_id, sampling_interval=interval, resume_logging=True, tracking_uri=ref.tracking_uri
-        )
-        monitor.start()
-    except Exception as exc:  # noqa: BLE001 - monitoring must never stop training
-        log.warning("system metrics are not recorded for run %s: %s", ref.run_id, exc)
-        monitor = None
-    try:
+    with _system_metrics(ref.run_id, tracking_uri=ref.tracking_uri, interval=interval):
         yield
-    finally:
-        if monitor is not None:
-            monitor.finish()
-            try:  # one last sample, so that even a block shorter than `interval` leaves a record
-                monitor.collect_metrics()
-                monitor.publish_metrics(monitor.aggregate_metrics())
-                monitor.mlflow_logger.flush()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("last system metrics sample not recorded: %s", exc)

@@ -15,7 +15,7 @@ from fixtures.deploy import CROP, STORED, random_tiny, synthetic_prepared
 from spherereid.config import RegisterConfig
 from spherereid.data.image_chain import ImageChain
 from spherereid.data.manifest import PreparedSet
-from spherereid.deploy import onnx_registry
+from spherereid.deploy import onnx_flavor
 from spherereid.deploy.commands import export as export_main
 from spherereid.deploy.model_source import resolve_model
 from spherereid.deploy.onnx_export import export_onnx
@@ -119,7 +119,7 @@ def test_a_failed_parity_check_fails_the_stage_in_one_line_and_registers_nothing
     def broken_exporter(net, chain, path, **kwargs):  # a real export, of the wrong network
         return export_onnx(random_tiny(seed=9), chain, path, **kwargs)
 
-    monkeypatch.setattr(onnx_registry, "export_onnx", broken_exporter)
+    monkeypatch.setattr(onnx_flavor, "export_onnx", broken_exporter)
     params = tmp_path / "params.yaml"
     from fixtures.deploy import ROOT
 

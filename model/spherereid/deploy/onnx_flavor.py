@@ -1,5 +1,5 @@
-"""Register-stage ONNX: export model.pt with its chain, prove parity on the prepared query/gallery, and
-log the file with MLflow's onnx flavor in the training run, next to the pyfunc.
+"""The ONNX flavour (for the register stage): export model.pt with its chain, prove parity on the prepared
+query/gallery, and log the file with MLflow's onnx flavor in the training run, next to the pyfunc.
 
 Nothing is logged when the export or a parity check fails: the ExportError / ParityError propagates and
 the register stage stops before it registers anything.
@@ -16,9 +16,10 @@ import numpy as np
 from ..data.image_chain import ImageChain, model_key
 from ..data.manifest import PreparedSet
 from ..tracking import runs
-from ..tracking.pyfunc_model import pip_pins, using_tracking_uri
+from ..tracking.mlflow_compat import using_tracking_uri
 from ..tracking.runs import RunRef
 from ..training import checkpoint
+from .flavors import log_once, pip_pins
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from .parity import ParityReport, check_parity
 
@@ -58,17 +59,14 @@ def export_and_log(
     report = check_parity(
         net=net, chain=chain, onnx_path=path, query=prepared.split("query"), gallery=prepared.split("gallery")
     )
-    key = model_key(Path(model_pt), chain)
-    tags = runs.get_run_tags(ref)
-    if tags.get(ONNX_KEY_TAG) == key and tags.get(ONNX_URI_TAG):
-        log.info("ONNX model already logged for run %s: %s", ref.run_id, tags[ONNX_URI_TAG])
-        return OnnxExport(tags[ONNX_URI_TAG], report, path, chain)
-    uri = runs.with_retries(
-        lambda: _log(ref, path, chain=chain, report=report, dim=net.embedding_dim),
-        what="log ONNX model",
-        uri=ref.tracking_uri,
+    uri = log_once(
+        ref,
+        model_key(Path(model_pt), chain),
+        uri_tag=ONNX_URI_TAG,
+        key_tag=ONNX_KEY_TAG,
+        what="ONNX model",
+        log_model=lambda: _log(ref, path, chain=chain, report=report, dim=net.embedding_dim),
     )
-    runs.set_tags(ref, {ONNX_URI_TAG: uri, ONNX_KEY_TAG: key})
     return OnnxExport(uri, report, path, chain)
 
 

@@ -1,0 +1,214 @@
+"""The served model: an MLflow pyfunc that applies exactly the chain the evaluate stage measured.
+
+Input: a DataFrame column `image` of encoded image bytes (JPEG, PNG, ...; base64 strings in JSON):
+
+    POST /invocations {"dataframe_split": {"columns": ["image"], "data": [["<base64>"], ...]}}
+
+Called in Python, a row may also hold a uint8 (H, W, 3) array of any size. Each row goes through
+`ImageChain` (decode -> stored size -> input size -> normalise) and `inference.extract_features`
+(average with the mirror image, L2): output float32 (N, D) unit rows, equal to the evaluate stage's
+features.npz for the same files. A bad row fails the request with HTTP 400 naming the row and the problem.
+
+Artifacts: config.json (constructor kwargs, embedding dim, the ImageChain) and a state_dict loaded with
+`torch.load(weights_only=True)`: no pickled network. The model is logged "from code" (an entry script
+importing ReIDEmbeddingModel), so serving needs `spherereid` importable: `mlflow models serve
+--env-manager local` in our venv or image.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.image_chain import ImageChain, model_key
+from ..data.imageio import BadImage
+from ..tracking import runs
+from ..tracking.mlflow_compat import using_tracking_uri
+from ..tracking.runs import RunRef
+from .flavors import log_once, pip_pins
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model"
+CONFIG_ARTIFACT = "config"
+WEIGHTS_ARTIFACT = "weights"
+IMAGE_COLUMN = "image"
+MODEL_URI_TAG = "spherereid.model_uri"
+MODEL_SHA_TAG = "spherereid.model_sha256"  # sha256 of model.pt + the chain: one logged model per pair
+PREDICT_BATCH = 64
+ENTRY_SCRIPT = (
+    "# Model entry point (MLflow models-from-code): the network is rebuilt in load_context.\n"
+    "import mlflow\n\n"
+    "from spherereid.deploy.pyfunc_flavor import ReIDEmbeddingModel\n\n"
+    "mlflow.models.set_model(ReIDEmbeddingModel())\n"
+)
+
+try:  # the base class only when mlflow is installed; the module must stay importable without it
+    from mlflow.pyfunc import PythonModel as _Base
+except ImportError:  # pragma: no cover
+    _Base = object
+
+
+class ReIDEmbeddingModel(_Base):
+    """pyfunc wrapper: load_context rebuilds the network and the chain; predict maps images to embeddings."""
+
+    def load_context(self, context) -> None:
+        import torch
+
+        from ..device import resolve_device
+        from ..modeling.net import ReIDNet
+
+        config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
+        state = torch.load(context.artifacts[WEIGHTS_ARTIFACT], map_location="cpu", weights_only=True)
+        net = ReIDNet.from_saved(config["constructor"], state)
+        self.device = resolve_device("auto")
+        self.net = net.to(self.device).eval()
+        self.chain = ImageChain.from_dict(config["chain"])
+        self.embedding_dim = int(config["embedding_dim"])
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
+        """A DataFrame of image bytes (or uint8 (H, W, 3) arrays) in column `image` -> float32 (N, D)
+        unit rows. (model_input carries no type hint: MLflow would build a schema from it.)"""
+        import torch
+
+        from ..inference import extract_features
+
+        try:
+            images = self.chain.stored_batch(image_rows(model_input))
+        except BadImage as exc:
+            raise _bad_request(str(exc)) from None
+        if len(images) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        with torch.no_grad():
+            return extract_features(
+                self.net,
+                images,
+                self.chain.eval_transform(),
+                batch_size=PREDICT_BATCH,
+                device=self.device,
+                flip=self.chain.flip,
+                progress=False,
+            )
+
+
+def _bad_request(message: str) -> Exception:
+    """An MlflowException the scoring server answers with HTTP 400 (any other error is a 500)."""
+    try:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    except ImportError:  # pragma: no cover
+        return ValueError(message)
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def image_rows(model_input: Any) -> list[bytes | np.ndarray]:
+    """The `image` column of a DataFrame (or a dict of columns, or a plain list; or a uint8 (N, H, W, 3)
+    array) as a list of bytes / uint8 arrays. Base64 text is decoded. Raises BadImage naming the row."""
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame | dict):
+        if IMAGE_COLUMN not in model_input:
+            have = ", ".join(map(str, list(model_input.keys()))) or "none"
+            raise BadImage(f"no '{IMAGE_COLUMN}' column (columns: {have}); send one image per row in it")
+        values = list(model_input[IMAGE_COLUMN])
+    elif isinstance(model_input, np.ndarray) and model_input.dtype == np.uint8 and model_input.ndim == 4:
+        values = list(model_input)
+    elif isinstance(model_input, list | tuple):
+        values = list(model_input)
+    else:
+        raise BadImage(
+            f"expected a DataFrame with an '{IMAGE_COLUMN}' column, got {type(model_input).__name__}"
+        )
+    return [_row(row, value) for row, value in enumerate(values)]
+
+
+def _row(row: int, value: Any) -> bytes | np.ndarray:
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    elif isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadImage(f"row {row}: not base64-encoded image bytes") from None
+    elif isinstance(value, np.ndarray) and value.ndim == 3:
+        return value
+    else:
+        raise BadImage(f"row {row}: expected image bytes, got {type(value).__name__}")
+    if not data:
+        raise BadImage(f"row {row}: empty image (0 bytes)")
+    return data
+
+
+def example_png(chain: ImageChain) -> bytes:
+    """One mean-colour PNG at the stored size (the logged input example)."""
+    from PIL import Image
+
+    colour = tuple(int(round(255 * m)) for m in chain.mean)
+    buf = io.BytesIO()
+    Image.new("RGB", (chain.stored_size[1], chain.stored_size[0]), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def log_reid_model(
+    ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None = None
+) -> str:
+    """Log model.pt with its evaluated chain as a pyfunc LoggedModel linked to the run; return its
+    `models:/m-...` URI. Logged once per model file and chain (a run tag records the pair)."""
+    model_pt = Path(model_pt)
+    return log_once(
+        ref,
+        model_key(model_pt, chain),
+        uri_tag=MODEL_URI_TAG,
+        key_tag=MODEL_SHA_TAG,
+        what="pyfunc model",
+        log_model=lambda: _log(ref, model_pt, chain=chain, registered_name=registered_name),
+    )
+
+
+def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None) -> str:
+    import pandas as pd
+    import torch
+
+    runs.client(ref.tracking_uri)  # sets the environment defaults
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+
+    from ..training.checkpoint import load_model
+
+    net = load_model(model_pt)
+    constructor = dict(net.constructor_args)
+    with torch.no_grad():
+        dim = int(net(torch.zeros(2, 3, *chain.input_size)).shape[1])
+    signature = ModelSignature(
+        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
+    )
+    example = pd.DataFrame({IMAGE_COLUMN: [example_png(chain)]})
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path, weights_path = Path(tmp) / "config.json", Path(tmp) / "weights.pt"
+        config = {"constructor": constructor, "embedding_dim": dim, "chain": chain.to_dict()}
+        config_path.write_text(json.dumps(config, indent=2))
+        torch.save(net.state_dict(), weights_path)
+        entry = Path(tmp) / "reid_model.py"
+        entry.write_text(ENTRY_SCRIPT)
+        with using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(entry),
+                artifacts={CONFIG_ARTIFACT: str(config_path), WEIGHTS_ARTIFACT: str(weights_path)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_pins(),
+                registered_model_name=registered_name,
+            )
+    log.info("logged pyfunc model %s (embedding dim %d, chain %s)", info.model_uri, dim, chain.to_dict())
+    return info.model_uri

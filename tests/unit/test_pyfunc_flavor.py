@@ -1,0 +1,60 @@
+"""deploy/pyfunc_flavor.py without a store: the request rows, the logged input example, the entry script
+(the full log -> register -> serve path is tests/integration/test_serving.py and test_registry.py)."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+
+from spherereid.data.image_chain import ImageChain
+from spherereid.data.imageio import BadImage
+from spherereid.deploy import pyfunc_flavor
+from spherereid.deploy.pyfunc_flavor import example_png, image_rows
+
+CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_rows_accepts_bytes_base64_and_arrays_and_names_bad_rows():
+    import pandas as pd
+
+    png = _png(np.zeros((8, 4, 3), dtype=np.uint8))
+    pixels = np.ones((5, 3, 3), dtype=np.uint8)
+    rows = image_rows(pd.DataFrame({"image": [png, base64.b64encode(png).decode(), pixels]}))
+    assert rows[0] == png and rows[1] == png and rows[2] is pixels
+    assert len(image_rows(np.zeros((2, 4, 2, 3), dtype=np.uint8))) == 2
+    with pytest.raises(BadImage, match=r"no 'image' column \(columns: img\)"):
+        image_rows(pd.DataFrame({"img": [png]}))
+    with pytest.raises(BadImage, match="row 1: empty image"):
+        image_rows({"image": [png, b""]})
+    with pytest.raises(BadImage, match="row 0: not base64"):
+        image_rows({"image": ["***"]})
+    with pytest.raises(BadImage, match="row 2: expected image bytes, got NoneType"):
+        image_rows([png, png, None])
+    with pytest.raises(BadImage, match="row 1: not an image"):
+        CHAIN.stored_batch(image_rows([png, b"GIF89a-nope"]))
+
+
+def test_the_input_example_is_a_mean_colour_png_at_the_stored_size():
+    from PIL import Image
+
+    chain = ImageChain(stored_size=(36, 18), input_size=(32, 16), mean=(0.5, 0.25, 1.0), std=(1, 1, 1))
+    image = np.asarray(Image.open(io.BytesIO(example_png(chain))))
+    assert image.shape == (36, 18, 3)
+    assert (image == np.array([128, 64, 255], dtype=np.uint8)).all()  # round(255 * m)
+
+
+def test_the_entry_script_imports_this_module_and_the_old_path_still_gives_the_same_class():
+    """New models load from deploy.pyfunc_flavor; versions logged before the move import the old path."""
+    from spherereid.tracking.pyfunc_model import ReIDEmbeddingModel as legacy
+
+    assert "from spherereid.deploy.pyfunc_flavor import ReIDEmbeddingModel" in pyfunc_flavor.ENTRY_SCRIPT
+    assert legacy is pyfunc_flavor.ReIDEmbeddingModel
