@@ -106,3 +106,17 @@ def test_preprocess_reports_train_plus_val(tmp_path):
     )
     # query 0 (pid 1, cam 1): gallery has pid 1 in cameras 2 and 1 -> matched; all queries match
     assert report["warnings"]["queries_without_match"]["count"] == 0
+
+
+def test_dukemtmc_logs_the_withdrawal_notice_naming_msmt17(tmp_path, caplog):
+    from fixtures.market import duke_name, write_tree
+
+    root = write_tree(tmp_path / "duke", {"bounding_box_train": [duke_name(5, 2)], "query": [duke_name(7, 1)],
+                                          "bounding_box_test": [duke_name(7, 2)]})  # fmt: skip
+    with caplog.at_level("WARNING"):
+        datasets.parse("dukemtmc", root, tmp_path / "work")
+    notices = [r.getMessage() for r in caplog.records if "withdrawn" in r.getMessage()]
+    assert notices == [
+        "DukeMTMC-reID was withdrawn by its authors (2019); "
+        "MSMT17 (dataset 'msmt17') is the usual replacement"
+    ]

@@ -128,7 +128,7 @@ def parse(root: Path, work_dir: Path, *, camera_pattern: str = "") -> Splits:
     out: dict[str, list[Item]] = {s: [] for s in SPLITS}
     for f, camid in zip(found, camids, strict=True):
         out[f.split].append(Item(path=f.path, pid=pids[f.identity], camid=camid, source=f.source))
-    protocol = _protocol(camera_pattern, sorted(cams, key=cams.get) if pattern is not None else [])
+    protocol = _protocol(camera_pattern, sorted(cams, key=lambda n: cams[n]) if pattern is not None else [])
     return Splits(out["train"], out["query"], out["gallery"], skipped, protocol)
 
 
