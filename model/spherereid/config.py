@@ -8,6 +8,7 @@ Invariants (P*K == batch size, increasing milestones, scale > 0, ...) are checke
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,19 @@ def _require(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _pattern_error(pattern: object) -> str | None:
+    """Why `pattern` is not a usable camera regex (needs one capturing group), or None if it is."""
+    if not isinstance(pattern, str) or not pattern:
+        return None
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as exc:
+        return f"'{pattern}' is not a valid regular expression ({exc}); e.g. 'c(\\d+)'"
+    if groups < 1:
+        return f"'{pattern}' has no capturing group; put the camera in parentheses, e.g. 'c(\\d+)'"
+    return None
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How raw datasets are parsed and prepared (the preprocess stage)."""
@@ -34,9 +48,17 @@ class DataConfig:
     stored_width: int = 144
     max_bad_fraction: float = 0.01  # above this fraction of skipped files, preprocess fails
     workers: int = 2  # decode/resize processes
+    msmt17_train_with_val: bool = True  # MSMT17: train on list_train.txt + list_val.txt (common practice)
+    camera_pattern: str = ""  # custom_folders: regex whose group 1 is the camera in a file name; "" = none
 
     def __post_init__(self) -> None:
         _require(self.cuhk03_labels in ("labeled", "detected"), "data.cuhk03_labels must be labeled|detected")
+        _require(
+            isinstance(self.msmt17_train_with_val, bool), "data.msmt17_train_with_val must be true|false"
+        )
+        _require(isinstance(self.camera_pattern, str), "data.camera_pattern must be a string (regex)")
+        error = _pattern_error(self.camera_pattern)
+        _require(error is None, f"data.camera_pattern: {error}")
         _require(self.cuhk03_protocol in ("new", "classic"), "data.cuhk03_protocol must be new|classic")
         _require(0 <= self.cuhk03_split < 20, "data.cuhk03_split must be in 0..19")
         _require(
@@ -50,7 +72,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """The embedded synthetic ReID dataset (Market-1501 layout)."""
+    """The embedded synthetic ReID dataset (Market-1501 layout, or MSMT17's with layout: msmt17)."""
 
     seed: int = 0
     train_identities: int = 150
@@ -62,12 +84,17 @@ class SyntheticConfig:
     junk: int = 50  # pid -1 images in the gallery
     height: int = 128
     width: int = 64
+    layout: str = "market1501"  # market1501 | msmt17 (MSMT17_V1 folders and lists; no distractors/junk)
 
     def __post_init__(self) -> None:
         _require(
             self.train_identities >= 1 and self.test_identities >= 1, "synthetic identities must be >= 1"
         )
-        _require(1 <= self.cameras <= 6, "synthetic.cameras must be in 1..6 (Market-1501 naming)")
+        _require(self.layout in ("market1501", "msmt17"), "synthetic.layout must be market1501|msmt17")
+        max_cam = 6 if self.layout == "market1501" else 15
+        _require(
+            1 <= self.cameras <= max_cam, f"synthetic.cameras must be in 1..{max_cam} ({self.layout} naming)"
+        )
         _require(2 <= self.min_cameras <= self.cameras, "synthetic.min_cameras must be in 2..cameras")
         _require(self.images_per_camera >= 1, "synthetic.images_per_camera must be >= 1")
         _require(self.train_identities + self.test_identities <= 1500, "synthetic: at most 1500 identities")

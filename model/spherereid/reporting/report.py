@@ -134,6 +134,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- stored size: {r['height']}x{r['width']} (height x width), {r['num_classes']} training classes",
         f"- protocol: {r['protocol_name']}",
         f"- junk images dropped (pid -1): {r.get('junk_dropped', 0)}",
+        *(f"- note: {note}" for note in r.get("notes", [])),
         "",
         "| split | images | identities | cameras |",
         "|---|---:|---:|---:|",

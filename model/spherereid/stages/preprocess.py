@@ -176,6 +176,7 @@ def _prepare(dataset: str, raw_dir: Path, out_dir: Path, work: Path, data: DataC
     splits = datasets.parse(
         dataset, raw_dir, work, cuhk03_labels=data.cuhk03_labels, cuhk03_protocol=data.cuhk03_protocol,
         cuhk03_split=data.cuhk03_split, cuhksysu_gallery_size=data.cuhksysu_gallery_size,
+        msmt17_train_with_val=data.msmt17_train_with_val, camera_pattern=data.camera_pattern,
     )  # fmt: skip
     train_only = splits.protocol.get("name") == "train-only"
     candidates = sum(len(getattr(splits, s)) for s in SPLITS) + len(splits.skipped)
@@ -259,7 +260,7 @@ def _summarise(
     report = {
         "dataset": dataset, "raw_dir": str(raw_dir), "height": data.stored_height, "width": data.stored_width,
         "num_classes": len(labels), "protocol_name": protocol.get("name", "market"),
-        "junk_dropped": int(protocol.get("junk_dropped", 0)),
+        "junk_dropped": int(protocol.get("junk_dropped", 0)), "notes": list(protocol.get("notes", [])),
         "splits": {s: {**split_stats(items[s]), "folder": _folder(items[s])} for s in SPLITS},
         "skipped": {
             "count": len(skipped), "candidates": len(skipped) + sum(num_images.values()),

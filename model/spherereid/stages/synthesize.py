@@ -57,6 +57,8 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
     if synthetic.seed < 0:
         raise SynthesizeError(f"synthetic.seed must be >= 0, got {synthetic.seed}")
     config = dataclasses.asdict(synthetic)
+    if config["layout"] == "market1501":  # recorded as before the option existed (same synthetic.json)
+        del config["layout"]
     old = _record(out_dir)
     if old is not None and old.get("config") == config:
         log.info("%s already holds the synthetic dataset for this configuration; reusing it", out_dir)

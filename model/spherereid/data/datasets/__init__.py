@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import cuhk03, cuhk_sysu, custom, dukemtmc, market1501
+from . import cuhk03, cuhk_sysu, custom, custom_folders, dukemtmc, market1501, msmt17, veri776
 from .archive import ArchiveError, safe_extract
 from .base import DatasetError, Item, Skipped, Splits
 
@@ -25,13 +25,24 @@ __all__ = [
     "safe_extract",
 ]
 
+
+def _synthetic(root: Path, work_dir: Path, *, train_with_val: bool = True) -> Splits:
+    """The synthesize stage's output: MSMT17 layout if it holds list_train.txt, else Market-1501."""
+    if (Path(root) / "list_train.txt").is_file():
+        return msmt17.parse(root, work_dir, train_with_val=train_with_val)
+    return market1501.parse(root, work_dir)
+
+
 DATASETS: dict[str, Callable[..., Splits]] = {
     "market1501": market1501.parse,
     "dukemtmc": dukemtmc.parse,
     "cuhk03": cuhk03.parse,
     "cuhk_sysu": cuhk_sysu.parse,
     "custom": custom.parse,
-    "synthetic": market1501.parse,  # the synthesize stage writes the Market-1501 layout
+    "custom_folders": custom_folders.parse,
+    "msmt17": msmt17.parse,
+    "veri776": veri776.parse,
+    "synthetic": _synthetic,
 }
 
 
@@ -44,6 +55,8 @@ def parse(
     cuhk03_protocol: str = "new",
     cuhk03_split: int = 0,
     cuhksysu_gallery_size: int = 100,
+    msmt17_train_with_val: bool = True,
+    camera_pattern: str = "",
 ) -> Splits:
     """Parse dataset `name` found at `root`; scratch files (extracted archives/images) go to `work_dir`."""
     if name not in DATASETS:
@@ -56,6 +69,10 @@ def parse(
         )
     if name == "cuhk_sysu":
         return cuhk_sysu.parse(root, work_dir, gallery_size=cuhksysu_gallery_size)
+    if name in ("msmt17", "synthetic"):
+        return DATASETS[name](root, work_dir, train_with_val=msmt17_train_with_val)
+    if name == "custom_folders":
+        return custom_folders.parse(root, work_dir, camera_pattern=camera_pattern)
     return DATASETS[name](root, work_dir)
 
 

@@ -10,11 +10,16 @@ The dataset was withdrawn by its authors in 2019: no downloader is provided.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .base import Splits
 from .naming import NameRules, parse_market_style
 
+log = logging.getLogger(__name__)
+NOTICE = (
+    "DukeMTMC-reID was withdrawn by its authors (2019); MSMT17 (dataset 'msmt17') is the usual replacement"
+)
 RULES = NameRules(dataset="DukeMTMC-reID", max_cam=8, min_pid=0, max_pid=9999)
 SUBDIRS = ["DukeMTMC-reID", "dukemtmc-reid/DukeMTMC-reID", "dukemtmc-reid"]
 ARCHIVES = ["DukeMTMC-reID.zip"]
@@ -22,4 +27,5 @@ ARCHIVES = ["DukeMTMC-reID.zip"]
 
 def parse(root: Path, work_dir: Path) -> Splits:
     """Parse a DukeMTMC-reID release (folder or zip) into raw-pid train / query / gallery items."""
+    log.warning(NOTICE)
     return parse_market_style(root, work_dir, RULES, SUBDIRS, ARCHIVES)

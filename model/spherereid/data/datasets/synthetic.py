@@ -2,7 +2,10 @@
 
 `generate(out_dir, seed=..., ...)` writes `bounding_box_train/`, `bounding_box_test/` and `query/`
 with Market names `PPPP_cCsS_FFFFFF_BB.jpg` (junk `-1_c...`, distractors `0000_c...` in the gallery),
-so `datasets.market1501.parse` reads it back. Identities are attribute combinations (clothes colours
+so `datasets.market1501.parse` reads it back. With `layout="msmt17"` the same identities and pixels
+are written in MSMT17_V1's layout instead (`train/<pid>/`, `test/<pid>/`, `list_{train,val,query,
+gallery}.txt`, names `PPPP_III_CC_0303morning_FFFF_K.jpg`; no distractors or junk, as in MSMT17), read
+back by `datasets.msmt17.parse`. Identities are attribute combinations (clothes colours
 and patterns, hair, bags, proportions; the coarse combination is unique); cameras differ in colour
 cast, background, scale, blur and noise; images vary in view, pose, crop, occlusion and noise.
 
@@ -13,6 +16,7 @@ the bytes do not depend on the number of worker processes. JPEGs use quality 90 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from collections.abc import Callable, Iterator
@@ -72,8 +76,13 @@ def plan(
     min_cameras: int,
     distractors: int,
     junk: int,
+    layout: str = "market1501",
 ) -> list[Shot]:
-    """Every image of the dataset, in a fixed order (depends only on the arguments)."""
+    """Every image of the dataset, in a fixed order (depends only on the arguments).
+
+    With layout "msmt17" the distractors and junk are left out and the shots are renamed into
+    MSMT17's layout (`msmt17_shots`); identities, cameras and pixels stay those of the Market plan.
+    """
     rng = _seq(seed)
     n = train_identities + test_identities
     pids = rng.permutation(np.arange(1, n + 1))
@@ -105,7 +114,51 @@ def plan(
             cam = int(rng.integers(1, cameras + 1))
             person = random_person(_seq(seed, kind, k)) if rng.random() < 0.7 else None
             shots.append(Shot("bounding_box_test", name(pid, cam, k), pid, cam, k, person))
+    if layout == "msmt17":
+        return msmt17_shots([s for s in shots if s.pid > 0])
     return shots
+
+
+MSMT17_LISTS = {"train": "list_train.txt", "val": "list_val.txt", "query": "list_query.txt",
+                "gallery": "list_gallery.txt"}  # fmt: skip
+VAL_EVERY = 14  # every 14th train image goes to list_val.txt (MSMT17: 2,373 of 32,621, about 1 in 14)
+
+
+def msmt17_shots(shots: list[Shot]) -> list[Shot]:
+    """Market-plan shots renamed into MSMT17_V1's layout; `folder` is `<list split>:<image folder>/<pid>`.
+
+    List pids number train and test identities from 0 each, in ascending raw pid order.
+    """
+    train_pids = sorted({s.pid for s in shots if s.folder == "bounding_box_train"})
+    test_pids = sorted({s.pid for s in shots if s.folder != "bounding_box_train"})
+    label = {**{p: n for n, p in enumerate(train_pids)}, **{p: n for n, p in enumerate(test_pids)}}
+    counter: dict[int, int] = {}
+    out: list[Shot] = []
+    n_train = 0
+    for s in shots:
+        idx = counter[s.pid] = counter.get(s.pid, -1) + 1
+        lp = label[s.pid]
+        name = f"{lp:04d}_{idx:03d}_{s.cam:02d}_0303morning_{(7 * idx + s.cam) % 10000:04d}_{s.k}.jpg"
+        if s.folder == "bounding_box_train":
+            split = "val" if n_train % VAL_EVERY == VAL_EVERY - 1 else "train"
+            n_train += 1
+            out.append(dataclasses.replace(s, folder=f"{split}:train/{lp:04d}", name=name))
+        else:
+            split = "query" if s.folder == "query" else "gallery"
+            out.append(dataclasses.replace(s, folder=f"{split}:test/{lp:04d}", name=name))
+    return out
+
+
+def _msmt17_lists(out_dir: Path, shots: list[Shot]) -> dict[str, int]:
+    """Write list_{train,val,query,gallery}.txt (`<pid folder>/<file> <pid>` lines); count per list."""
+    lines: dict[str, list[str]] = {split: [] for split in MSMT17_LISTS}
+    for s in shots:
+        split, folder = s.folder.split(":")
+        pid_folder = folder.split("/")[1]
+        lines[split].append(f"{pid_folder}/{s.name} {int(pid_folder)}\n")
+    for split, name in MSMT17_LISTS.items():
+        (out_dir / name).write_text("".join(lines[split]))
+    return {split: len(v) for split, v in lines.items()}
 
 
 _CAMERAS: dict[tuple[int, int, int, int], Camera] = {}
@@ -152,6 +205,7 @@ def generate(
     junk: int = 50,
     height: int = 128,
     width: int = 64,
+    layout: str = "market1501",
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
@@ -165,12 +219,14 @@ def generate(
         raise ValueError(f"min_cameras={min_cameras} must be in 2..cameras={cameras}")
     if seed < 0:
         raise ValueError(f"seed={seed} must be >= 0 (synthetic.seed)")
+    if layout not in ("market1501", "msmt17"):
+        raise ValueError(f"layout={layout!r} must be market1501 or msmt17 (synthetic.layout)")
     shots = plan(
         seed=seed, train_identities=train_identities, test_identities=test_identities, cameras=cameras,
         images_per_camera=images_per_camera, min_cameras=min_cameras, distractors=distractors, junk=junk,
+        layout=layout,
     )  # fmt: skip
-    for folder in FOLDERS:
-        (out_dir / folder).mkdir(parents=True, exist_ok=False)
+    _make_folders(out_dir, shots, layout)
     batch = max(1, images_per_camera * (cameras + min_cameras) // 2)  # about one identity per task
     batches = [shots[i : i + batch] for i in range(0, len(shots), batch)]
     tasks = ((b, seed, height, width) for b in batches)
@@ -179,8 +235,12 @@ def generate(
             _write_all(out_dir, batches, pool.imap(_draw_task, tasks, chunksize=4), progress)
     else:
         _write_all(out_dir, batches, map(_draw_task, tasks), progress)
-    counts = {f: sum(s.folder == f for s in shots) for f in FOLDERS}
-    return {
+    if layout == "msmt17":
+        counts = _msmt17_lists(out_dir, shots)
+        distractors = junk = 0
+    else:
+        counts = {f: sum(s.folder == f for s in shots) for f in FOLDERS}
+    summary = {
         "seed": seed,
         "images": counts,
         "train_identities": train_identities,
@@ -191,6 +251,25 @@ def generate(
         "height": height,
         "width": width,
     }
+    if layout != "market1501":  # the Market record stays as it was (same synthetic.json bytes)
+        summary["layout"] = layout
+    return summary
+
+
+def _make_folders(out_dir: Path, shots: list[Shot], layout: str) -> None:
+    """Create the split folders (Market) or every `<image folder>/<pid>` folder (MSMT17); out_dir is new."""
+    if layout == "msmt17":
+        out_dir.mkdir(parents=True, exist_ok=False)
+        for folder in sorted({_folder_of(s) for s in shots}):
+            (out_dir / folder).mkdir(parents=True)
+    else:
+        for folder in FOLDERS:
+            (out_dir / folder).mkdir(parents=True, exist_ok=False)
+
+
+def _folder_of(shot: Shot) -> str:
+    """The folder a shot is written to, relative to the dataset root (MSMT17 shots carry `split:`)."""
+    return shot.folder.split(":", 1)[-1]
 
 
 def _write_all(
@@ -201,6 +280,6 @@ def _write_all(
 ) -> None:
     for shots, data in zip(batches, results, strict=True):
         for shot, blob in zip(shots, data, strict=True):
-            (out_dir / shot.folder / shot.name).write_bytes(blob)
+            (out_dir / _folder_of(shot) / shot.name).write_bytes(blob)
         if progress is not None:
             progress(len(shots))

@@ -136,22 +136,26 @@ def _quad(x0: float, x1: float, y0: float, x2: float, x3: float, y1: float) -> l
     return [(x0, y0), (x1, y0), (x3, y1), (x2, y1)]
 
 
-def draw_person(
-    img: Image.Image, p: Person, rng: np.random.Generator, cx: float, feet: float, h: float, back: bool
-) -> None:
-    """Draw `p` on `img` standing at (cx, feet) with height `h` (pixels), seen from the back or front."""
-    d = ImageDraw.Draw(img)
-    lean = rng.uniform(-0.06, 0.06)  # horizontal shift per unit of height above the feet
+@dataclass(frozen=True)
+class _Frame:
+    """Where a person stands: body fractions -> pixels, with a lean (points higher up move sideways)."""
 
-    def X(x: float, y: float) -> float:  # lean: points higher up move sideways
-        return cx + x * h + lean * (feet - y)
+    cx: float
+    feet: float
+    h: float
+    lean: float
 
-    def Y(f: float) -> float:  # fraction of height from the top -> pixel row
-        return feet - h + f * h
+    def X(self, x: float, y: float) -> float:  # noqa: N802 (x in body widths at pixel row y -> column)
+        return self.cx + x * self.h + self.lean * (self.feet - y)
 
-    sw, ww = 0.13 * p.width, 0.11 * p.width  # half widths at the shoulders and the waist
-    hip, knee, ankle = 1.0 - p.legs - 0.04, 1.0 - p.legs / 2 - 0.04, 0.965
-    stride = rng.uniform(-0.07, 0.07)
+    def Y(self, f: float) -> float:  # noqa: N802 (fraction of height from the top -> pixel row)
+        return self.feet - self.h + f * self.h
+
+
+def _draw_legs(d: ImageDraw.ImageDraw, p: Person, f: _Frame, stride: float, hip: float, knee: float) -> None:
+    """Legs (trousers or skin), shorts, shoes, then a skirt."""
+    X, Y = f.X, f.Y
+    ww, ankle = 0.11 * p.width, 0.965
     legw = 0.045 * p.width
     for side, s in ((-1, stride), (1, -stride)):  # legs, then shoes
         xa, xb = side * 0.05 * p.width, side * 0.05 * p.width + s
@@ -168,6 +172,14 @@ def draw_person(
     if p.lower_kind == "skirt":
         d.polygon(_quad(X(-ww, Y(hip - 0.03)), X(ww, Y(hip - 0.03)), Y(hip - 0.03),
                         X(-ww * 1.5, Y(knee)), X(ww * 1.5, Y(knee)), Y(knee)), fill=p.lower)  # fmt: skip
+
+
+def _draw_torso(
+    img: Image.Image, d: ImageDraw.ImageDraw, p: Person, f: _Frame, hip: float, back: bool
+) -> None:
+    """Long hair behind the shoulders (front view), the upper body and its pattern."""
+    X, Y, h = f.X, f.Y, f.h
+    sw, ww = 0.13 * p.width, 0.11 * p.width
     y0, y1 = Y(0.16), Y(hip + 0.02)
     torso = _quad(X(-sw, y0), X(sw, y0), y0, X(-ww, y1), X(ww, y1), y1)
     if p.long_hair and not back:  # hair behind the shoulders
@@ -188,7 +200,14 @@ def draw_person(
     elif p.pattern == "logo" and not back:
         r, yc = 0.045, Y(0.26)
         d.ellipse((X(-r, yc), yc - r * h, X(r, yc), yc + r * h), fill=p.upper2)
-    arm_end = 0.47 + rng.uniform(-0.03, 0.03)
+
+
+def _draw_arms(
+    d: ImageDraw.ImageDraw, p: Person, rng: np.random.Generator, f: _Frame, arm_end: float
+) -> None:
+    """Sleeves and bare forearms, one swing drawn from `rng` per side."""
+    X, Y = f.X, f.Y
+    sw = 0.13 * p.width
     for side in (-1, 1):
         swing = side * rng.uniform(0.0, 0.04)
         xs, xe = side * (sw + 0.02), side * (sw + 0.03) + swing
@@ -200,6 +219,11 @@ def draw_person(
         ye = Y(arm_end)
         d.polygon(_quad(X(xm - 0.025, ys), X(xm + 0.025, ys), ys,
                         X(xe - 0.025, ye), X(xe + 0.025, ye), ye), fill=p.skin)  # fmt: skip
+
+
+def _draw_head(d: ImageDraw.ImageDraw, p: Person, f: _Frame, back: bool) -> None:
+    """Neck, head, hair (long hair falls over the back in a back view)."""
+    X, Y, h = f.X, f.Y, f.h
     hx, hy = X(0.0, Y(0.07)), Y(0.075)
     hr_x, hr_y = 0.055 * h, 0.068 * h
     d.rectangle((hx - 0.02 * h, Y(0.13), hx + 0.02 * h, Y(0.17)), fill=p.skin)  # neck
@@ -207,6 +231,13 @@ def draw_person(
     d.chord((hx - hr_x, hy - hr_y - 1, hx + hr_x, hy + hr_y * 0.6), 180, 360, fill=p.hair)
     if p.long_hair and back:
         d.rectangle((hx - hr_x, hy, hx + hr_x, Y(0.25)), fill=p.hair)
+
+
+def _draw_bag(d: ImageDraw.ImageDraw, p: Person, f: _Frame, hip: float, arm_end: float, back: bool) -> None:
+    """A backpack (body or straps), a handbag or a shoulder bag with its strap."""
+    X, Y, h = f.X, f.Y, f.h
+    sw, ww = 0.13 * p.width, 0.11 * p.width
+    y0 = Y(0.16)
     if p.bag == "backpack":
         if back:
             d.rectangle((X(-0.09, Y(0.2)), Y(0.2), X(0.09, Y(0.44)), Y(0.44)), fill=p.bag_colour)
@@ -227,6 +258,24 @@ def draw_person(
         d.rectangle(
             (X(x - 0.05, Y(top)), Y(top), X(x + 0.05, Y(top + 0.11)), Y(top + 0.11)), fill=p.bag_colour
         )
+
+
+def draw_person(
+    img: Image.Image, p: Person, rng: np.random.Generator, cx: float, feet: float, h: float, back: bool
+) -> None:
+    """Draw `p` on `img` standing at (cx, feet) with height `h` (pixels), seen from the back or front.
+
+    The random draws keep this order: lean, stride, arm end, then one arm swing per side.
+    """
+    d = ImageDraw.Draw(img)
+    f = _Frame(cx, feet, h, rng.uniform(-0.06, 0.06))
+    hip, knee = 1.0 - p.legs - 0.04, 1.0 - p.legs / 2 - 0.04
+    _draw_legs(d, p, f, rng.uniform(-0.07, 0.07), hip, knee)
+    _draw_torso(img, d, p, f, hip, back)
+    arm_end = 0.47 + rng.uniform(-0.03, 0.03)
+    _draw_arms(d, p, rng, f, arm_end)
+    _draw_head(d, p, f, back)
+    _draw_bag(d, p, f, hip, arm_end, back)
 
 
 def render(
