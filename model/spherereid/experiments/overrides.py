@@ -67,8 +67,9 @@ def typed_value(dotted: str, text: str | Any) -> Any:
             if not isinstance(value, list | tuple):
                 raise ValueError("expected a list such as [20,26]")
             return list(value)
-    except (TypeError, ValueError) as exc:
-        raise OverrideError(f"--set {dotted}={text}: {exc}") from None
+    except (TypeError, ValueError):
+        want = getattr(hint, "__name__", str(hint))
+        raise OverrideError(f"--set {dotted}={text}: expected a value of type {want}") from None
     return value
 
 
