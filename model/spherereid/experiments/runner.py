@@ -143,7 +143,10 @@ def run_ablation(
     prepared_dir = prepare_once(params, out_dir, raw_dir)
     dataset = PreparedSet(prepared_dir).info.get("dataset", params.datasets[0])
     parent = _parent_run(out_dir, f"spherereid-{dataset}", params, cells)
-    records, ran, reused, timings = [], [], [], []
+    records: list[dict[str, Any]] = []
+    ran: list[str] = []
+    reused: list[str] = []
+    timings: list[float] = []
     bar = tqdm(cells, desc="ablation", unit="cell", total=len(cells))
     for i, cell in enumerate(bar):
         record, was_reused = run_cell(cell, params, prepared_dir, out_dir / "cells" / cell.cell_id, parent)
