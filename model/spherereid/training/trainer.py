@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import SamplerConfig
 from ..data.batches import TrainBatches
+from ..config import SamplerConfig
 from ..data.sampler import BalancedIdentitySampler, build_sampler
 from ..data.transforms import TrainTransform
 from ..device import check_device, effective_precision, resolve_device
