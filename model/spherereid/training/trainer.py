@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from ..data.batches import TrainBatches
-from ..config import SamplerConfig
-from ..data.sampler import BalancedIdentitySampler, build_sampler
+from ..data.sampler import BalancedIdentitySampler
 from ..data.transforms import TrainTransform
 from ..device import check_device, effective_precision, resolve_device
 from ..modeling.losses import build_loss, validate_labels
@@ -154,9 +153,10 @@ def fit(
         device=dev,
         capturable=graphs,
     )
-    sampler = build_sampler(
-        SamplerConfig(**sampler_kwargs), labels.tolist(), seed=seed, rank=ctx.rank, world_size=ctx.world_size
-    )
+    sampler = BalancedIdentitySampler(
+        labels.tolist(), p=sampler_kwargs["p"], k=sampler_kwargs["k"], seed=seed, rank=ctx.rank,
+        world_size=ctx.world_size,
+    )  # fmt: skip
     step_per_iteration = schedule_kwargs["step_per"] == "iteration"
     scheduler = build_scheduler(
         optimizer,
