@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "spherereid.deploy.commands:search",
         "rank a folder of gallery images for query images (results.json + ranked-list PNG)",
     ),
+    "ablation": (
+        "spherereid.experiments.ablation_cli:main",
+        "the paper's ablation grid (heads x loss x warm-up, + random sampling): train -> evaluate per cell",
+    ),
     "promote": (
         "spherereid.tracking.promote:main",
         "make a registered version the champion by hand (records who, when, why)",

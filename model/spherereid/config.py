@@ -160,15 +160,23 @@ class LossConfig:
         _require(0.0 <= self.margin < 1.0, "loss.margin must be in [0, 1)")
 
 
+SAMPLER_TYPES = ("balanced", "random")
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Balanced P x K sampling."""
+    """Batch sampling: balanced P x K (the paper's) or random batches of batch_size (its ablation)."""
 
     p: int = 16
     k: int = 4
     batch_size: int = 64
+    type: str = "balanced"  # balanced (P identities x K images) | random (uniform, no identity balance)
 
     def __post_init__(self) -> None:
+        _require(
+            self.type in SAMPLER_TYPES,
+            f"sampler.type must be one of {'|'.join(SAMPLER_TYPES)}, got {self.type!r}",
+        )
         _require(self.p >= 1 and self.k >= 1, "sampler.p and sampler.k must be >= 1")
         _require(
             self.p * self.k == self.batch_size,

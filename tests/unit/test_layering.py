@@ -51,7 +51,22 @@ ALLOWED = {
         "param_coercion",
         "entrypoint",
     },  # fmt: skip
+    "experiments": {
+        "stages",
+        "tracking",
+        "reporting",
+        "evaluation",
+        "data",
+        "modeling",
+        "training",
+        "config",
+        "entrypoint",
+        "inference",
+        "device",
+        "progress",
+    },  # fmt: skip
     "cli": {
+        "experiments",
         "entrypoint",
         "inference",
         "device",

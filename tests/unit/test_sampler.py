@@ -1,10 +1,14 @@
-"""Balanced P x K batch sampler: batch structure, replacement, determinism, ranks, length, state."""
+"""Batch samplers: balanced P x K (batch structure, replacement, determinism, ranks, length, state) and
+random batches (a seeded permutation of all images, rank shares, state), and build_sampler."""
 
+import re
 from collections import Counter
 
 import pytest
+import torch
 
-from spherereid.data.sampler import BalancedIdentitySampler
+from spherereid.config import ConfigError, SamplerConfig
+from spherereid.data.sampler import BalancedIdentitySampler, RandomBatchSampler, build_sampler, epoch_seed
 
 
 def _labels():
@@ -123,3 +127,94 @@ def test_state_dict_round_trip():
     assert list(b) == list(a)
     with pytest.raises(ValueError, match="seed"):
         BalancedIdentitySampler(labels, p=3, k=4, seed=1).load_state_dict(state)
+
+
+# ---------------------------------------------------------------- random batches (sampler.type random)
+
+
+def test_random_batches_cover_each_image_at_most_once_per_epoch():
+    labels, _ = _labels()  # 53 images
+    sampler = RandomBatchSampler(labels, batch_size=8, seed=3)
+    assert len(sampler) == 53 // 8 == 6
+    for epoch in range(5):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        flat = [i for b in batches for i in b]
+        assert [len(b) for b in batches] == [8] * 6
+        assert len(set(flat)) == 48 and all(0 <= i < 53 for i in flat), "48 distinct images, 5 left over"
+
+
+def test_random_batches_are_a_seeded_permutation_of_all_images():
+    labels, _ = _labels()
+    sampler = RandomBatchSampler(labels, batch_size=53, seed=7)
+    sampler.set_epoch(2)
+    (batch,) = list(sampler)
+    gen = torch.Generator().manual_seed(epoch_seed(7, 2))
+    assert batch == torch.randperm(53, generator=gen).tolist(), "exactly randperm from (seed, epoch)"
+    assert sorted(batch) == list(range(53))
+
+
+def test_random_batches_ignore_identity_balance():
+    """Over 10 epochs some batch holds 3+ images of one identity: nothing balances identities."""
+    labels, _ = _labels()
+    sampler = RandomBatchSampler(labels, batch_size=12, seed=0)
+    most = 0
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            most = max(most, max(Counter(labels[i] for i in batch).values()))
+    assert most >= 3  # a P x K=2 batch never holds more than 2 images of one identity
+
+
+def test_random_batches_are_deterministic_and_differ_between_epochs():
+    labels, _ = _labels()
+    a, b = RandomBatchSampler(labels, 8, seed=5), RandomBatchSampler(labels, 8, seed=5)
+    a.set_epoch(1), b.set_epoch(1)
+    assert list(a) == list(b)
+    b.set_epoch(2)
+    assert list(a) != list(b)
+    assert list(a) != list(RandomBatchSampler(labels, 8, seed=6))
+
+
+def test_random_ranks_share_each_batch_exactly():
+    labels, _ = _labels()
+    whole = RandomBatchSampler(labels, 8, seed=2)
+    parts = [RandomBatchSampler(labels, 8, seed=2, rank=r, world_size=4) for r in range(4)]
+    for s in (whole, *parts):
+        s.set_epoch(3)
+    shares = [list(p) for p in parts]
+    assert all(len(p) == len(whole) == 6 for p in parts)
+    for b, batch in enumerate(whole):
+        assert [len(s[b]) for s in shares] == [2, 2, 2, 2]
+        assert sum((s[b] for s in shares), []) == batch, "rank r takes the r-th consecutive slice"
+
+
+def test_random_sampler_state_round_trip_and_errors():
+    labels, _ = _labels()
+    s = RandomBatchSampler(labels, 8, seed=4)
+    s.set_epoch(9)
+    t = RandomBatchSampler(labels, 8, seed=4)
+    t.load_state_dict(s.state_dict())
+    assert t.epoch == 9 and list(t) == list(s)
+    with pytest.raises(ValueError, match="seed 4 but this sampler was built with seed 1"):
+        RandomBatchSampler(labels, 8, seed=1).load_state_dict(s.state_dict())
+    with pytest.raises(ValueError, match="cannot be shared by world_size=3"):
+        RandomBatchSampler(labels, 8, world_size=3, rank=0)
+    with pytest.raises(ValueError, match="has 53 images but sampler.batch_size is 64"):
+        RandomBatchSampler(labels, 64)
+
+
+def test_build_sampler_follows_sampler_type():
+    labels, _ = _labels()
+    balanced = build_sampler(SamplerConfig(p=3, k=2, batch_size=6), labels, seed=1, rank=1, world_size=3)
+    assert isinstance(balanced, BalancedIdentitySampler) and (balanced.p, balanced.k, balanced.rank) == (
+        3,
+        2,
+        1,
+    )
+    rand = build_sampler(SamplerConfig(p=3, k=2, batch_size=6, type="random"), labels, seed=1)
+    assert isinstance(rand, RandomBatchSampler) and len(rand) == 53 // 6
+    with pytest.raises(
+        ConfigError, match=re.escape("sampler.type must be one of balanced|random, got 'uniform'")
+    ):
+        SamplerConfig(type="uniform")
