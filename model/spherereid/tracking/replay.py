@@ -57,10 +57,10 @@ def replay_main(argv: Sequence[str], prog: str) -> int:
 def main(argv: Sequence[str] | None = None, prog: str = "spherereid tracking") -> int:
     """`spherereid tracking <subcommand>`; today: replay."""
     parser = argparse.ArgumentParser(prog=prog, description="tracking tools (today: replay a spool)")
-    parser.add_argument("subcommand", choices=["replay"], help="replay DIR: send a spool's remaining records")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    return replay_main(args.rest, prog=f"{prog} {args.subcommand}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="<subcommand>", required=True)
+    sub.add_parser("replay", add_help=False, help="replay DIR: send a spool's remaining records to MLflow")
+    args, rest = parser.parse_known_args(argv)
+    return replay_main(rest, prog=f"{prog} {args.subcommand}")
 
 
 if __name__ == "__main__":
