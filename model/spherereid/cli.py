@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "spherereid.tracking.promote:main",
         "make a registered version the champion by hand (records who, when, why)",
     ),
+    "tracking": (
+        "spherereid.tracking.replay:main",
+        "tracking tools: `tracking replay DIR` sends a training's spooled metrics to MLflow",
+    ),
 }
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixtures.mlflow_server import free_port, stop, wait_http
 
 BIN = Path(sys.executable).parent
 S3_ENV = {
@@ -25,44 +22,6 @@ S3_ENV = {
 }
 TINY = {"backbone": "tiny", "head": "D", "embedding_dim": 16, "last_stride": 1, "dropout": 0.5}
 HEIGHT, WIDTH = 32, 16
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind port 0, read it back, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Poll `url` until it answers 200; fail after `timeout` s or when `proc` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate a server started by a test (its own process group), then kill if needed."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=10)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
-            os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
 
 
 def write_tiny_train_dir(

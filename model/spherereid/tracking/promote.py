@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..entrypoint import run_cli
 from . import runs
+from .alias_lock import alias_lock
 from .registry import CHAMPION, RegistryError, _aliases, _move_champion
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ def promote(
                 f"{name} version {version} failed the quality gate (rank1 {mv.tags.get('rank1', '?')}, mAP "
                 f"{mv.tags.get('mAP', '?')}); pass --force to promote it anyway"
             )
-        previous = _aliases(c, name).get(CHAMPION)
-        _move_champion(c, name, version, previous, by=by, reason=reason)
+        with alias_lock(c, name):  # the read of the champion and its move, one writer at a time
+            previous = _aliases(c, name).get(CHAMPION)
+            _move_champion(c, name, version, previous, by=by, reason=reason)
         return Promotion(name, version, previous, by, reason)
 
     result = runs.with_retries(go, what=f"promote {name} version {version}", uri=uri)

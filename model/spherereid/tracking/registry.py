@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import runs
+from .alias_lock import alias_lock
 
 log = logging.getLogger(__name__)
 
@@ -145,19 +146,21 @@ def register_and_gate(
     uri = tracking_uri or runs.tracking_uri()
 
     def go() -> RegistrationResult:
-        return _register(
-            runs.client(uri),
-            name=name,
-            model_uri=model_uri,
-            run_id=run_id,
-            metrics=metrics,
-            dataset_hash=dataset_hash,
-            passed=passed,
-            gate_text=gate_text,
-            tags=tags,
-            promotion=promotion,
-            describe=describe,
-        )
+        c = runs.client(uri)
+        with alias_lock(c, name):  # find-or-create and the alias moves, one writer at a time
+            return _register(
+                c,
+                name=name,
+                model_uri=model_uri,
+                run_id=run_id,
+                metrics=metrics,
+                dataset_hash=dataset_hash,
+                passed=passed,
+                gate_text=gate_text,
+                tags=tags,
+                promotion=promotion,
+                describe=describe,
+            )
 
     result = runs.with_retries(go, what=f"register {name}", uri=uri)
     log.info("%s version %d: %s", name, result.version, result.reason)

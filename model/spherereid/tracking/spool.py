@@ -1,0 +1,264 @@
+"""Training never waits on tracking: metrics, params and tags go to a local spool (spool_journal.py) and a
+daemon thread drains it to MLflow in order, with `MlflowClient.log_batch`.
+
+- `log_metrics` / `log_params` / `set_tags` append, flush and fsync one batch and return; they never
+  touch the network. Each metric keeps the step and the wall-clock timestamp (ms) of its call.
+- The drain thread retries connection errors (and 429/5xx) with exponential backoff, for ever; any other
+  error (e.g. a changed param value) stops it, with the message kept in `error`.
+- After each batch the drained high-water mark is persisted atomically. The one batch whose fate is
+  unknown (the first one after opening, or one sent while the connection broke) is compared with the
+  run's metric history first, so a replay after a partial flush duplicates nothing. Params are
+  immutable in MLflow, but an identical value may be sent again; tags are simply overwritten.
+- `close(timeout)` waits at most `timeout` s and says whether everything reached the server;
+  `replay(dir)` (the CLI, or a rerun of the train stage) sends what is left.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .connection import client, is_connection_error, non_api_status, with_retries
+from .spool_journal import META_FILE, Record, SpoolError, SpoolJournal
+
+__all__ = ["MetricSpool", "ReplayResult", "SpoolError", "replay"]
+
+log = logging.getLogger(__name__)
+
+# MLflow's log_batch limits: 1000 metrics, 100 params, 100 tags, 1000 entities in all
+LIMITS = {"metric": 1000, "param": 100, "tag": 100}
+MAX_ENTITIES = 1000
+
+
+def batches(records: list[Record]) -> Iterator[list[Record]]:
+    """Consecutive records of one run, cut to log_batch's limits; order is kept."""
+    batch: list[Record] = []
+    counts = dict.fromkeys(LIMITS, 0)
+    for rec in records:
+        full = len(batch) >= MAX_ENTITIES or counts[rec.kind] >= LIMITS[rec.kind]
+        if batch and (full or rec.run != batch[0].run):
+            yield batch
+            batch, counts = [], dict.fromkeys(LIMITS, 0)
+        batch.append(rec)
+        counts[rec.kind] += 1
+    if batch:
+        yield batch
+
+
+def _already_logged(c, batch: list[Record]) -> set[int]:
+    """Sequence numbers of the batch's metrics that the run's history already holds."""
+    run = batch[0].run
+    seen: set[int] = set()
+    for key in {r.key for r in batch if r.kind == "metric"}:
+        have = {(m.step, m.timestamp, repr(float(m.value))) for m in c.get_metric_history(run, key)}
+        seen.update(
+            r.seq
+            for r in batch
+            if r.kind == "metric" and r.key == key and (r.step, r.ts, repr(float(r.value))) in have
+        )
+    return seen
+
+
+def send_batch(c, batch: list[Record], *, dedupe: bool) -> Counts:
+    """log_batch one run's records; with `dedupe`, skip metric values the server already has."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    skip = _already_logged(c, batch) if dedupe else set()
+    todo = [r for r in batch if r.seq not in skip]
+    metrics = [Metric(r.key, float(r.value), r.ts, r.step) for r in todo if r.kind == "metric"]
+    params = [Param(r.key, str(r.value)) for r in todo if r.kind == "param"]
+    tags = [RunTag(r.key, str(r.value)) for r in todo if r.kind == "tag"]
+    if metrics or params or tags:
+        c.log_batch(batch[0].run, metrics=metrics, params=params, tags=tags)
+    return Counts(len(metrics), len(params), len(tags), len(skip))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A connection error, or a 429/5xx answer that is not MLflow's (a restarting server or its proxy)."""
+    status = non_api_status(exc)
+    return is_connection_error(exc) or (status is not None and (status == 429 or status >= 500))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Records sent by kind, and metric values skipped because MLflow already had them."""
+
+    metrics: int = 0
+    params: int = 0
+    tags: int = 0
+    skipped: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(a + b for a, b in zip(self._tuple(), other._tuple(), strict=True)))
+
+    def _tuple(self) -> tuple[int, int, int, int]:
+        return self.metrics, self.params, self.tags, self.skipped
+
+
+class MetricSpool:
+    """A run's metrics, params and tags, spooled in `directory` and drained to `tracking_uri` by a
+    daemon thread (`start=False`: spool only, e.g. to replay later)."""
+
+    def __init__(
+        self, directory: str | Path, run_id: str, tracking_uri: str, *, start: bool = True,
+        base_delay: float = 0.5, max_delay: float = 15.0,
+    ) -> None:  # fmt: skip
+        self.run_id, self.tracking_uri = run_id, tracking_uri
+        self.journal = SpoolJournal(directory, tracking_uri)
+        self.error: str | None = None
+        self.sent_counts = Counts()
+        self._delays = (base_delay, max_delay)
+        self._cond = threading.Condition()
+        self._closing = self._stopped = False
+        self._thread = threading.Thread(target=self._drain, name=f"spool-{run_id[:8]}", daemon=True)
+        if start:
+            self._thread.start()
+
+    # ------------------------------------------------------------ the caller's side (never blocks)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._append("metric", {k: float(v) for k, v in metrics.items()}, step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._append("param", {k: str(v) for k, v in params.items()}, 0)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._append("tag", {k: str(v) for k, v in tags.items()}, 0)
+
+    def _append(self, kind: str, items: Mapping[str, float | str], step: int) -> None:
+        ts = int(time.time() * 1000)
+        with self._cond:
+            if self._closing:
+                raise SpoolError(f"{self.journal.dir}: the spool is closed")
+            seq = self.journal.next_seq
+            recs = [Record(seq + i, self.run_id, kind, str(k), v, int(step), ts) for i, (k, v) in
+                    enumerate(items.items())]  # fmt: skip
+            if recs:
+                self.journal.append(recs)
+                self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        """How many records have not reached MLflow yet."""
+        with self._cond:
+            return len(self.journal.pending())
+
+    @property
+    def draining(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Wait up to `timeout` s for the drain; True when every record reached MLflow. The spool
+        files stay, so `replay` (or the next MetricSpool on this directory) sends the rest."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            while self._thread.is_alive() and self.journal.pending() and self.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+            self._stopped = True
+            self._cond.notify_all()
+            done = not self.journal.pending()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        if not self._thread.is_alive():
+            self.journal.close()
+        if not done:
+            log.warning("%s: %d records not sent to %s (%s); replay with `spherereid tracking replay %s`",
+                        self.journal.dir, self.pending, self.tracking_uri, self.error or "server unreachable",
+                        self.journal.dir)  # fmt: skip
+        return done
+
+    # ------------------------------------------------------------ the drain thread
+
+    def _next_batch(self) -> list[Record] | None:
+        """The next batch to send; None once stopped (or closing with nothing left)."""
+        with self._cond:
+            while not self._stopped:
+                pending = self.journal.pending()
+                if pending:
+                    return next(batches(pending))
+                if self._closing:
+                    return None
+                self._cond.wait()
+            return None
+
+    def _drain(self) -> None:
+        c, uncertain, delay, outage = None, True, self._delays[0], False
+        while (batch := self._next_batch()) is not None:
+            try:
+                c = c or client(self.tracking_uri)
+                counts = send_batch(c, batch, dedupe=uncertain)
+            except Exception as exc:  # noqa: BLE001 - transient errors are retried, others kept
+                if not is_transient(exc):
+                    self._fail(exc)
+                    return
+                if not outage:
+                    log.warning("tracking server %s unreachable; spooling in %s and retrying",
+                                self.tracking_uri, self.journal.dir)  # fmt: skip
+                uncertain, outage = True, True
+                self._sleep(delay)
+                delay = min(2 * delay, self._delays[1])
+                continue
+            self.journal.mark_sent(batch[-1].seq)  # file I/O outside the lock: appends never wait on it
+            with self._cond:
+                self.sent_counts += counts
+                self._cond.notify_all()
+            if outage:
+                log.info("tracking server %s is back; draining %s", self.tracking_uri, self.journal.dir)
+            uncertain, delay, outage = False, self._delays[0], False
+
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            if not self._stopped:
+                self._cond.wait(seconds)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self._cond.notify_all()
+        log.error("%s: draining to %s stopped: %s", self.journal.dir, self.tracking_uri, self.error)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay sent, where to."""
+
+    directory: Path
+    tracking_uri: str
+    sent: Counts
+    runs: tuple[str, ...]
+
+
+def replay(directory: str | Path, *, tracking_uri: str | None = None) -> ReplayResult:
+    """Send a spool's remaining records now, in order, to its recorded server (or `tracking_uri`); each
+    batch is checked against the run's history first, so nothing is sent twice. An unreachable server
+    raises TrackingUnavailableError (after the usual retries); what was sent until then stays sent."""
+    if not (Path(directory) / META_FILE).is_file():
+        raise SpoolError(
+            f"{directory}: no spool here ({META_FILE} missing); the train stage writes one next to its "
+            "checkpoints"
+        )
+    journal = SpoolJournal(directory, tracking_uri, redirect=True)
+    try:
+        uri, total, runs = journal.tracking_uri, Counts(), list[str]()
+        c = client(uri)
+        for batch in batches(journal.pending()):
+            send = functools.partial(send_batch, c, batch, dedupe=True)
+            counts = with_retries(send, what=f"replay spool {journal.dir}", uri=uri)
+            journal.mark_sent(batch[-1].seq)
+            total += counts
+            if batch[0].run not in runs:
+                runs.append(batch[0].run)
+        return ReplayResult(journal.dir, uri, total, tuple(runs))
+    finally:
+        journal.close()

@@ -1,0 +1,158 @@
+"""The on-disk spool of tracking records: an append-only JSON-lines journal plus a drained high-water mark.
+
+    <dir>/spool.jsonl   one record a line: {"seq", "run", "kind", "key", "value", "step", "ts"}
+    <dir>/spool.offset  {"sent": SEQ}: every record up to SEQ reached MLflow (replaced atomically)
+    <dir>/spool.json    {"tracking_uri": URI}: where the records go
+    <dir>/spool.lock    flock'ed by the one process that drains this spool
+
+`kind` is metric, param or tag; `ts` is the wall clock in ms when the record was made, `step` the
+metric's step (0 for params and tags). A torn last line (a crash mid-append) is dropped with a warning
+(its call never returned); any other unreadable line is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+SPOOL_FILE, OFFSET_FILE, META_FILE, LOCK_FILE = "spool.jsonl", "spool.offset", "spool.json", "spool.lock"
+KINDS = ("metric", "param", "tag")
+
+
+class SpoolError(RuntimeError):
+    """The spool cannot be used as asked; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One metric value, param or tag bound for run `run`."""
+
+    seq: int
+    run: str
+    kind: str
+    key: str
+    value: float | str
+    step: int
+    ts: int
+
+
+def _parse(line: str, where: str) -> Record:
+    try:
+        raw = json.loads(line)
+        rec = Record(**raw)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise SpoolError(f"{where}: not a spool record ({exc}); move the file away to start afresh") from None
+    if rec.kind not in KINDS:
+        raise SpoolError(f"{where}: unknown record kind {rec.kind!r} (expected one of {', '.join(KINDS)})")
+    return rec
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class SpoolJournal:
+    """The files of one spool directory, held (flock) by this process until `close()`."""
+
+    def __init__(self, directory: str | Path, tracking_uri: str | None = None, *, redirect: bool = False):
+        """Open (or create) the spool; `tracking_uri` None reads the recorded one. A different URI while
+        records are pending is refused, unless `redirect` (a replay told where to send them)."""
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()
+        self.records = self._load()
+        self.sent = self._load_offset()
+        self.tracking_uri = self._meta_uri(tracking_uri, redirect)
+        self._out: IO[str] = open(self.dir / SPOOL_FILE, "a")  # noqa: SIM115 - closed in close()
+
+    def _take_lock(self) -> IO[str]:
+        lock = open(self.dir / LOCK_FILE, "w")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise SpoolError(
+                f"{self.dir}: the spool is in use by another process (a running training or replay); "
+                "wait for it to finish"
+            ) from None
+        return lock
+
+    def _load(self) -> list[Record]:
+        path = self.dir / SPOOL_FILE
+        if not path.is_file():
+            return []
+        data = path.read_text()
+        lines = data.split("\n")
+        if lines and lines[-1]:  # no newline at the end: a torn append
+            log.warning("%s: dropping a torn last record (%d bytes)", path, len(lines[-1]))
+            with open(path, "r+") as f:
+                f.truncate(len(data) - len(lines[-1]))
+        return [_parse(line, f"{path} line {i}") for i, line in enumerate(lines[:-1], 1) if line]
+
+    def _load_offset(self) -> int:
+        path = self.dir / OFFSET_FILE
+        if not path.is_file():
+            return 0
+        try:
+            return int(json.loads(path.read_text())["sent"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SpoolError(
+                f"{path}: unreadable ({exc}); delete it to resend everything (replay skips what MLflow has)"
+            ) from None
+
+    def _meta_uri(self, uri: str | None, redirect: bool) -> str:
+        path = self.dir / META_FILE
+        recorded = json.loads(path.read_text())["tracking_uri"] if path.is_file() else None
+        if uri is None:
+            if recorded is None:
+                raise SpoolError(f"{path}: not found; {self.dir} holds no spool")
+            return str(recorded)
+        if recorded not in (None, uri) and self.pending() and not redirect:
+            raise SpoolError(
+                f"{self.dir}: {len(self.pending())} records for {recorded} are not sent yet; run "
+                f"`spherereid tracking replay {self.dir}` with that server up, or move the spool away"
+            )
+        if recorded != uri:
+            _write_atomic(path, json.dumps({"tracking_uri": uri}) + "\n")
+        return uri
+
+    @property
+    def next_seq(self) -> int:
+        return (self.records[-1].seq if self.records else 0) + 1
+
+    def pending(self) -> list[Record]:
+        """Records not known to have reached MLflow, in order."""
+        return [r for r in self.records if r.seq > self.sent]
+
+    def append(self, records: list[Record]) -> None:
+        """Append, flush and fsync one batch of records (one write per call)."""
+        self._out.write("".join(json.dumps(asdict(r)) + "\n" for r in records))
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self.records.extend(records)
+
+    def mark_sent(self, seq: int) -> None:
+        """Persist that every record up to `seq` reached MLflow."""
+        _write_atomic(self.dir / OFFSET_FILE, json.dumps({"sent": seq}) + "\n")
+        self.sent = seq
+
+    def close(self) -> None:
+        self._out.close()
+        self._lock.close()
