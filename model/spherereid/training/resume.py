@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..config import LossConfig, ModelConfig, OptimConfig, SamplerConfig, ScheduleConfig
-from ..data.sampler import BalancedIdentitySampler
+from ..data.sampler import BalancedIdentitySampler, RandomBatchSampler
 from ..data.transforms import TrainTransform
 from ..modeling.net import ReIDNet
 from . import checkpoint, distributed
@@ -100,7 +100,7 @@ class TrainingParts:
     criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: BalancedIdentitySampler
+    sampler: BalancedIdentitySampler | RandomBatchSampler
     aug_rng: torch.Generator
     scaler: torch.amp.GradScaler | None
     device: torch.device

@@ -38,7 +38,7 @@ from ..config import (
     TransformConfig,
 )
 from ..data.batches import TrainBatches
-from ..data.sampler import BalancedIdentitySampler
+from ..data.sampler import build_sampler
 from ..data.transforms import TrainTransform, build_transforms
 from ..device import check_device, effective_precision, resolve_device
 from ..modeling import losses
@@ -169,10 +169,7 @@ def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place:
         params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.betas[0], optim.betas[1]),
         device=dev, capturable=place.graphs,
     )  # fmt: skip
-    sampler = BalancedIdentitySampler(
-        labels.tolist(), p=config.sampler.p, k=config.sampler.k, seed=seed, rank=ctx.rank,
-        world_size=ctx.world_size,
-    )  # fmt: skip
+    sampler = build_sampler(config.sampler, labels.tolist(), seed=seed, rank=ctx.rank, world_size=ctx.world_size)
     scheduler = build_scheduler(
         optimizer, base_lr=optim.lr, warmup_start_lr=schedule.warmup_start_lr,
         warmup_epochs=schedule.warmup_epochs, milestones=schedule.milestones, gamma=schedule.gamma,
