@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import plugin
 from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
     ARTIFACTS_DIR,
     ENV_BACKOFF,
@@ -133,7 +134,7 @@ def start_run(
         from mlflow.entities import Param
 
         c = client(uri)
-        exp_id = _get_or_create_experiment(c, experiment, uri)
+        exp_id = plugin.experiment_id(c) or _get_or_create_experiment(c, experiment, uri)
         run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
         flat = flatten_params(params)
         items = [Param(k, v) for k, v in flat.items()]
