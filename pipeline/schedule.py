@@ -67,8 +67,11 @@ def schedule(
                 pipeline_package_path=str(package),
             )
         except OpenApiException as exc:
-            reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+            status, reason = (
+                getattr(exc, "status", ""),
+                getattr(exc, "reason", None) or str(exc).splitlines()[0],
+            )
             raise PipelineError(
-                f"Kubeflow Pipelines at {host} refused the recurring run: {getattr(exc, 'status', '')} {reason}"
+                f"Kubeflow Pipelines at {host} refused the recurring run: {status} {reason}"
             ) from None
     return job.recurring_run_id

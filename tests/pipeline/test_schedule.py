@@ -47,7 +47,8 @@ def test_schedule_creates_one_recurring_run_one_at_a_time_without_catch_up(capsy
 def test_schedule_refuses_a_moving_data_revision_before_connecting(capsys):
     with FakeKfpApi() as api:
         argv = ["schedule", "--cron", "0 2 * * *", "--image", IMAGE, "--host", api.url,
-                "--params", str(ROOT / "params.yaml"), "--data-repo", "https://git.example/data.git"]  # fmt: skip
+                "--params", str(ROOT / "params.yaml"),
+                "--data-repo", "https://git.example/data.git"]  # fmt: skip
         assert main(argv) == 2
     assert api.requests == [] and api.recurring_runs == []
     err = capsys.readouterr().err
