@@ -158,8 +158,10 @@ def start_or_resume_run(
 ) -> RunRef:
     """With `resume` (the trainer continues a checkpoint), reuse the run in `ref_path` when it exists on
     the current tracking URI with the same params; otherwise start a new run: one run is one training
-    from scratch. Writes `ref_path` either way."""
+    from scratch. Writes `ref_path` either way. Under KFP's MLflow plugin a new run is a child of the
+    task's run; the pipeline run id becomes tag kfp_run_id (see plugin.py)."""
     ref_path = Path(ref_path)
+    tags = {**plugin.context_tags(), **tags}
     uri = tracking_uri()
     if resume and ref_path.is_file():
         try:
