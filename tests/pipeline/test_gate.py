@@ -6,37 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from fixtures.tiny_params import tiny_params
 
 from spherereid.config import RegisterConfig
 from spherereid.stages.gate import refusal_markdown, verdict
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "datasets": ["synthetic"],
-    "synthetic": {"train_identities": 8, "test_identities": 6, "cameras": 2, "images_per_camera": 1,
-                  "distractors": 3, "junk": 2, "height": 64, "width": 32},
-    "data": {"stored_height": 36, "stored_width": 18, "workers": 1},
-    "transform": {"resize_height": 36, "resize_width": 18, "crop_height": 32, "crop_width": 16},
-    "model": {"backbone": "tiny", "embedding_dim": 16},
-    "sampler": {"p": 4, "k": 2, "batch_size": 8},
-    "schedule": {"warmup_epochs": 0, "milestones": []},
-    "train": {"epochs": 1},
-    "evaluate": {"max_rank": 10, "batch_size": 16},
-    "register": {"min_rank1": 1.0, "min_map": 1.0},  # a tiny model after one epoch cannot pass
-}  # fmt: skip
-
-
-def tiny_params(tmp_path: Path, **sections: dict) -> Path:
-    """params.yaml with the tiny settings (and `sections` merged over them)."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in {**TINY, **sections}.items():
-        raw[section] = (
-            values if isinstance(values, list) else {**raw[section], **TINY.get(section, {}), **values}
-        )
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def test_verdict_is_the_registry_gate():
