@@ -23,7 +23,7 @@ from ..data.image_chain import ImageChain
 from ..deploy.onnx_registry import export_and_log, usage_markdown
 from ..entrypoint import run_cli
 from ..reporting.model_card import model_card
-from ..tracking import registry, runs
+from ..tracking import logged_model, registry, runs
 from ..tracking.pyfunc_model import log_reid_model
 from .artifacts import CHAIN_FILE, LINEAGE_FILE, METRICS_FILE, MODEL_FILE, REGISTRATION_FILE, RUN_FILE
 
@@ -126,6 +126,10 @@ def run(
     if onnx is not None:
         tags.update(onnx.version_tags())
     dataset_hash = lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    logged_model.log_model_metrics(
+        ref, model_uri, numeric, dataset_name=f"{lineage['dataset']}-evaluation",
+        dataset_source=str(Path(prepared_dir or eval_dir).resolve()), dataset_digest=dataset_hash or "unknown",
+    )  # fmt: skip
     name = f"{register.model_prefix}-{lineage['dataset']}"
     reg = registry.register_and_gate(
         name=name,

@@ -8,6 +8,9 @@ run itself, because the training run outlives the train task (evaluate and regis
 cleanup task may mark it FAILED) and is resumed across retries, while the plugin closes its task run when
 the task ends. Without the plugin nothing here applies: the run goes to experiment spherereid-<dataset>.
 
+MLflow's fluent `end_run` (used inside log_model) clears MLFLOW_RUN_ID in its process; each KFP task is
+its own process and the train stage reads the variable before any fluent call.
+
 The pipeline also exposes the pod's pipeline run id as KFP_RUN_ID; it becomes the run's `kfp_run_id`
 tag, by which the cleanup task finds the runs a failed pipeline run left RUNNING.
 """
