@@ -24,7 +24,8 @@ def _train_and_register(tmp_path: Path, make_train_dir, name: str, m_ap: float, 
     make_train_dir(train_dir, seed=seed)
     ref = tracking.start_or_resume_run(
         train_dir / "mlflow_run.json", experiment="spherereid-toy", run_name=name,
-        params={"model": {"seed": seed}}, tags={"dataset": "toy", "params_hash": f"ph{seed}", "git_commit": "gc"},
+        params={"model": {"seed": seed}},
+        tags={"dataset": "toy", "params_hash": f"ph{seed}", "git_commit": "gc"},
     )  # fmt: skip
     eval_dir.mkdir(parents=True)
     (eval_dir / "metrics.json").write_text(json.dumps({**METRICS, "mAP": m_ap}))

@@ -126,9 +126,10 @@ def run(
     if onnx is not None:
         tags.update(onnx.version_tags())
     dataset_hash = lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    evaluated = str(Path(prepared_dir or eval_dir).resolve())  # the LoggedModel's metrics name this set
     logged_model.log_model_metrics(
-        ref, model_uri, numeric, dataset_name=f"{lineage['dataset']}-evaluation",
-        dataset_source=str(Path(prepared_dir or eval_dir).resolve()), dataset_digest=dataset_hash or "unknown",
+        ref, model_uri, numeric, dataset_name=f"{lineage['dataset']}-evaluation", dataset_source=evaluated,
+        dataset_digest=dataset_hash or "unknown",
     )  # fmt: skip
     name = f"{register.model_prefix}-{lineage['dataset']}"
     reg = registry.register_and_gate(
