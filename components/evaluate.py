@@ -1,4 +1,11 @@
-"""KFP component: trained model + prepared query/gallery -> Metrics, HTML report, evaluation folder."""
+"""KFP component: trained model + prepared query/gallery -> Metrics, HTML report, evaluation folder.
+
+It also returns the quality gate's inputs and verdict as output parameters (rank1, mAP, gate
+"passed"/"failed", gate_reason), decided by spherereid.stages.gate.verdict (registry.gate, the function
+the register stage applies): the pipeline's dsl.If on `gate` runs register only for a passing model.
+"""
+
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
@@ -15,14 +22,16 @@ def evaluate(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[HTML],
-):
-    """Run spherereid.stages.evaluate; log every metric and embed the CMC and ranked-list PNGs."""
+    register: dict,
+) -> NamedTuple("GateOutputs", [("rank1", float), ("mAP", float), ("gate", str), ("gate_reason", str)]):
+    """Run spherereid.stages.evaluate; log every metric, embed the figures; decide the quality gate."""
     import base64
     from pathlib import Path
 
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import evaluate as stage
     from spherereid.stages.artifacts import CMC_PLOT, RANKED_LISTS_PLOT
+    from spherereid.stages.gate import verdict
 
     out = Path(evaluation.path)
     res = stage.run(
@@ -41,3 +50,4 @@ def evaluate(
     ]
     Path(report.path).write_text("<!DOCTYPE html><html><body>" + "".join(figures) + "</body></html>\n")
     evaluation.metadata.update({"dataset": prepared.metadata.get("dataset", "")})
+    return verdict(res.metrics, build_from_struct("register", register))

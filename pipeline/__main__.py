@@ -44,6 +44,31 @@ def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
         "--evaluate-gpus", type=int, help="GPUs for the evaluate task: bf16 extraction (default 0)"
     )
     p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        dest="image_pull_secrets",
+        metavar="NAME",
+        help="Kubernetes Secret to pull the image from a private registry (repeatable)",
+    )
+    p.add_argument(
+        "--train-timeout", type=int, dest="train_timeout_s", help="train pod deadline, s (0 = none)"
+    )
+    p.add_argument(
+        "--task-timeout", type=int, dest="task_timeout_s", help="other pods' deadline, s (0 = none)"
+    )
+    p.add_argument(
+        "--ttl", type=int, dest="ttl_seconds_after_finished", help="delete a run's pods, s after it ends"
+    )
+    p.add_argument(
+        "--deadline", type=int, dest="active_deadline_s", help="stop a run after this many s (0 = none)"
+    )
+    p.add_argument(
+        "--remove-checkpoints-on-failure",
+        action="store_true",
+        help="the cleanup task deletes a failed run's checkpoint folder (default: kept for a retry)",
+    )
+    p.add_argument(
         "--env",
         type=_key_value,
         action="append",
@@ -66,6 +91,12 @@ def _settings(args: argparse.Namespace) -> ClusterSettings:
         parallelism=args.parallelism,
         evaluate_gpus=args.evaluate_gpus,
         env=env,
+        image_pull_secrets=tuple(args.image_pull_secrets) or None,
+        train_timeout_s=args.train_timeout_s,
+        task_timeout_s=args.task_timeout_s,
+        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
+        active_deadline_s=args.active_deadline_s,
+        keep_checkpoints_on_failure=False if args.remove_checkpoints_on_failure else None,
     )
 
 
@@ -84,6 +115,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-rev", default="", help="git revision (tag/commit) of the data repository")
     s.add_argument("--datasets", nargs="+", help="override params.yaml's datasets")
     s.add_argument("--no-cache", action="store_true", help="disable caching for this run")
+    k = sub.add_parser("schedule", help="create a recurring run (e.g. nightly) on a Kubeflow Pipelines API")
+    _add_cluster_flags(k)
+    k.add_argument("--host", default=os.environ.get("KFP_HOST", ""), help="KFP API URL; default $KFP_HOST")
+    k.add_argument("--cron", required=True, help='when, e.g. "0 2 * * *" (02:00 daily; KFP runs it in UTC)')
+    k.add_argument("--experiment", default="spherereid")
+    k.add_argument("--name", default="spherereid-nightly", help="the recurring run's name")
+    k.add_argument("--data-repo", default="", help="git URL of the repository with the DVC-tracked raw data")
+    k.add_argument("--data-rev", default="", help="git revision (tag/commit) of the data repository")
+    k.add_argument("--datasets", nargs="+", help="override params.yaml's datasets")
     r = sub.add_parser("run-local", help="run the pipeline here with kfp.local (no cluster, no Docker)")
     r.add_argument("--params", type=Path, default=Path("params.yaml"))
     r.add_argument("--out", type=Path, default=Path("outputs/kfp-local"), help="output dir (pipeline root)")
@@ -97,6 +137,21 @@ def _parser() -> argparse.ArgumentParser:
         "--gpus", type=int, default=1, help="train processes (torchrun, gloo on the CPU); default 1"
     )
     return parser
+
+
+def _schedule(args: argparse.Namespace) -> None:
+    from .schedule import schedule
+
+    if not args.image:
+        raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
+    overrides = {"data_repo": args.data_repo, "data_rev": args.data_rev}
+    if args.datasets:
+        overrides["datasets"] = args.datasets
+    job_id = schedule(
+        host=args.host, image=args.image, cron=args.cron, params_path=args.params, settings=_settings(args),
+        experiment=args.experiment, name=args.name, overrides=overrides,
+    )  # fmt: skip
+    print(f"recurring run {job_id} ({args.name}, cron '{args.cron}', one at a time) on {args.host}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -128,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
             enable_caching=False if args.no_cache else None,
         )
         print(f"submitted run {run_id} to {args.host}")
+    elif args.command == "schedule":
+        _schedule(args)
     else:
         from .run_local import run_local
 

@@ -20,6 +20,8 @@ _COMPONENT_MODULES = (
     "components.train",
     "components.evaluate",
     "components.register",
+    "components.gate_report",
+    "components.cleanup",
 )
 
 

@@ -11,6 +11,7 @@ from spherereid.config import load_params
 
 CHECKPOINT_MOUNT = "/checkpoints"
 REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # read by spherereid.device.resolve_device
+KFP_RUN_ENV = "KFP_RUN_ID"  # the pod's pipeline run id; read by spherereid.tracking.plugin
 
 
 class PipelineError(ValueError):
@@ -62,6 +63,19 @@ class ClusterSettings:
     # whose driver cannot run the image's CUDA fails at the first step instead of training on the CPU.
     require_cuda: bool = True
     evaluate_gpus: int = 0  # GPUs for the evaluate task (extraction in bf16); 0 = CPU
+    # Cluster basics. Secrets of type kubernetes.io/dockerconfigjson for a private registry, on every pod.
+    image_pull_secrets: tuple[str, ...] = ()
+    # Pod deadlines (activeDeadlineSeconds; 0 = none): a hung task fails instead of holding its node. The
+    # train pod's must outlast a TrainJob it follows (trainjob_timeout_s).
+    train_timeout_s: int = 7 * 24 * 3600 + 3600
+    task_timeout_s: int = 6 * 3600  # preprocess, evaluate, register, the gate report and the cleanup
+    # The whole run (Argo workflow): its pods and resources are deleted this long after it finished, and it
+    # is stopped after active_deadline_s; 0 = unset.
+    ttl_seconds_after_finished: int = 14 * 24 * 3600
+    active_deadline_s: int = 8 * 24 * 3600
+    # After a failed or cancelled chain the cleanup task keeps the checkpoint folder (a retry of the run
+    # resumes from it) unless this is False.
+    keep_checkpoints_on_failure: bool = True
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus_per_node < 0:
@@ -73,6 +87,9 @@ class ClusterSettings:
                 "--nodes > 1 runs a Kubeflow Trainer TrainJob: it needs --gpus >= 1 and --checkpoint-pvc "
                 "(a ReadWriteMany volume the job's pods share)"
             )
+        for name in ("train_timeout_s", "task_timeout_s", "ttl_seconds_after_finished", "active_deadline_s"):
+            if int(getattr(self, name)) < 0:
+                raise PipelineError(f"{name} must be >= 0 seconds (0 = unset), got {getattr(self, name)}")
 
     def scale_out(self, image: str) -> dict[str, Any]:
         """The train component's scale-out plan (spherereid.launch.scaleout.ScaleOut as a plain dict)."""

@@ -1,5 +1,13 @@
 """The @dsl.pipeline: for each dataset (ParallelFor) preprocess -> train (GPU) -> evaluate -> register.
 
+The quality gate is in the graph: evaluate returns rank1, mAP, gate ("passed"/"failed") and gate_reason;
+a dsl.If runs register only when the gate passed, the dsl.Else branch writes a Markdown artifact saying
+why nothing was registered (and closes the training run). An ExitHandler around the whole loop (KFP
+allows it only at the outermost scope) runs the cleanup task at the end: after a failure or cancellation
+it marks the MLflow runs left RUNNING FAILED, deletes TrainJobs and, unless keep_checkpoints_on_failure,
+the run's checkpoint folder. Every task has a display name, the image pull secrets and a pod deadline;
+the run has a TTL and an active deadline (ClusterSettings).
+
 Hyper-parameters are dict parameters, one per params.yaml section, with no defaults here: compile,
 submit and run-local fill them from params.yaml. Cluster settings (GPU, secrets, retries) are
 ClusterSettings, fixed at compile time. kfp.local ignores resources and kubernetes settings with a
@@ -18,17 +26,47 @@ from the run id) on the torch-distributed runtime and follows it; the job's pods
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from kfp import dsl, kubernetes
 
+from components.cleanup import cleanup as cleanup_component
 from components.evaluate import evaluate as evaluate_component
+from components.gate_report import gate_report as gate_report_component
 from components.preprocess import preprocess as preprocess_component
 from components.register import register as register_component
 from components.train import train as train_component
 
-from .settings import CHECKPOINT_MOUNT, REQUIRE_CUDA_ENV, ClusterSettings
+from .settings import CHECKPOINT_MOUNT, KFP_RUN_ENV, REQUIRE_CUDA_ENV, ClusterSettings
 
 PIPELINE_NAME = "spherereid"
+
+
+# What the KFP UI shows for each task (the graph's node labels).
+DISPLAY_NAMES = {
+    "preprocess": "Preprocess dataset",
+    "train": "Train model",
+    "evaluate": "Evaluate (rank-1, mAP, quality gate)",
+    "register": "Register model version",
+    "gate_report": "Quality gate refused: report",
+    "cleanup": "Clean up after failure",
+}
+# The pod's pipeline run id (a label KFP puts on every task pod) as KFP_RUN_ID: the training run's
+# kfp_run_id tag, by which the cleanup task finds it.
+RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
+
+
+def _cluster_basics(
+    task: dsl.PipelineTask, settings: ClusterSettings, role: str, timeout_s: int
+) -> dsl.PipelineTask:
+    """Display name, image pull secrets, the pod deadline and KFP_RUN_ID for every task."""
+    task.set_display_name(DISPLAY_NAMES[role])
+    if settings.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, list(settings.image_pull_secrets))
+    if timeout_s > 0:
+        kubernetes.set_timeout(task, timeout_s)
+    kubernetes.use_field_path_as_env(task, env_name=KFP_RUN_ENV, field_path=RUN_ID_FIELD)
+    return task
 
 
 def _with_env(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.PipelineTask:
@@ -44,7 +82,8 @@ def _with_env(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipeline
     return task
 
 
-def _small(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.PipelineTask:
+def _small(task: dsl.PipelineTask, settings: ClusterSettings, role: str) -> dsl.PipelineTask:
+    _cluster_basics(task, settings, role, settings.task_timeout_s)
     return (
         _with_env(task, settings)
         .set_cpu_request(settings.task_cpu_request)
@@ -73,6 +112,7 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
 
     With several nodes the task only submits and follows a TrainJob (which asks for the GPUs): it stays a
     small CPU task. With several GPUs in one pod, NCCL gets a memory-backed /dev/shm."""
+    _cluster_basics(task, settings, "train", settings.train_timeout_s)
     _with_env(task, settings)
     if settings.nodes > 1:
         task.set_cpu_request(settings.task_cpu_request).set_memory_request(settings.task_memory_request)
@@ -96,57 +136,85 @@ def _gpu_train(task: dsl.PipelineTask, settings: ClusterSettings) -> dsl.Pipelin
     return task
 
 
-def _train(prep: dsl.PipelineTask, dataset, sections: dict, settings: ClusterSettings) -> dsl.PipelineTask:
-    """The train task on preprocess's output: GPUs, retries, the checkpoint dir (PVC) and scale-out."""
+def _pipeline_config(settings: ClusterSettings) -> dsl.PipelineConfig:
+    """The run's TTL and deadline (0 = unset)."""
+    return dsl.PipelineConfig(
+        ttl_seconds_after_finished=settings.ttl_seconds_after_finished or None,
+        active_deadline_seconds=settings.active_deadline_s or None,
+    )
+
+
+def _cleanup_task(settings: ClusterSettings, datasets: Any) -> dsl.PipelineTask:
+    """The ExitHandler's final task (mounts the checkpoint PVC when there is one)."""
+    task = cleanup_component(
+        datasets=datasets,
+        kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        checkpoint_root=CHECKPOINT_MOUNT if settings.checkpoint_pvc else "",
+        keep_checkpoints=settings.keep_checkpoints_on_failure,
+        multi_node=settings.nodes > 1,
+        trainjob_namespace=settings.trainjob_namespace,
+    )
+    _small(task, settings, "cleanup").set_caching_options(False)
+    if settings.checkpoint_pvc:
+        kubernetes.mount_pvc(task, pvc_name=settings.checkpoint_pvc, mount_path=CHECKPOINT_MOUNT)
+    return task
+
+
+def _chain(settings: ClusterSettings, dataset: Any, a: dict[str, Any]) -> None:
+    """preprocess -> train -> evaluate -> (gate passed) register | (failed) gate report, for one dataset."""
+    sources = {k: a[k] for k in ("raw_root", "data_repo", "data_rev", "data_path")}
+    prep = preprocess_component(dataset=dataset, data=a["data"], synthetic=a["synthetic"], **sources)
+    _small(prep, settings, "preprocess").set_caching_options(True)
     ckpt = (
         f"{CHECKPOINT_MOUNT}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dataset}" if settings.checkpoint_pvc else ""
     )
+    sections = {k: a[k] for k in ("model", "loss", "sampler", "optim", "schedule", "train", "transform")}
     fit = train_component(
         prepared=prep.outputs["prepared"],
-        model=sections["model"],
-        loss=sections["loss"],
-        sampler=sections["sampler"],
-        optim=sections["optim"],
-        schedule=sections["schedule"],
-        train=sections["train"],
-        transform=sections["transform"],
         checkpoint_dir=ckpt,
         scale=json.dumps(settings.scale_out(_train_image())),
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER if settings.nodes > 1 else "",
+        **sections,
     )
-    return _gpu_train(fit, settings)
-
-
-def _stages_for(dataset, settings: ClusterSettings, *, sections: dict, sources: dict) -> None:
-    """preprocess -> train -> evaluate -> register for one dataset, each with its cluster settings."""
-    prep = preprocess_component(
-        dataset=dataset, data=sections["data"], synthetic=sections["synthetic"], **sources
-    )
-    _small(prep, settings).set_caching_options(True)
-    fit = _train(prep, dataset, sections, settings)
+    _gpu_train(fit, settings)
     ev = evaluate_component(
         prepared=prep.outputs["prepared"],
         trained=fit.outputs["trained"],
-        evaluate=sections["evaluate"],
-        transform=sections["transform"],
+        evaluate=a["evaluate"],
+        transform=a["transform"],
+        register=a["register"],
     )
-    _small(ev, settings)
+    _small(ev, settings, "evaluate")
     if settings.evaluate_gpus > 0:
         _on_gpus(ev, settings, settings.evaluate_gpus)
-    reg = register_component(
-        trained=fit.outputs["trained"],
-        evaluation=ev.outputs["evaluation"],
-        prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
-        register=sections["register"],
-    )
-    _small(reg, settings).set_caching_options(False)
+    with dsl.If(ev.outputs["gate"] == "passed", name="quality-gate-passed"):
+        reg = register_component(
+            trained=fit.outputs["trained"],
+            evaluation=ev.outputs["evaluation"],
+            prepared=prep.outputs["prepared"],  # ONNX parity (register.export_onnx) is shown on it
+            register=a["register"],
+        )
+        _small(reg, settings, "register").set_caching_options(False)
+    with dsl.Else(name="quality-gate-failed"):
+        refused = gate_report_component(
+            trained=fit.outputs["trained"],
+            rank1=ev.outputs["rank1"],
+            mAP=ev.outputs["mAP"],
+            reason=ev.outputs["gate_reason"],
+            register=a["register"],
+        )
+        _small(refused, settings, "gate_report").set_caching_options(False)
 
 
 def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
     """The pipeline function for these cluster settings (the same function compiles and runs locally)."""
     settings = settings or ClusterSettings()
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="SphereReID: preprocess, train, evaluate, register")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="SphereReID: preprocess, train, evaluate, register",
+        pipeline_config=_pipeline_config(settings),
+    )
     def spherereid_pipeline(
         datasets: list,
         data: dict,
@@ -165,13 +233,11 @@ def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
         data_path: str = "data/raw/{dataset}",
         raw_root: str = "",
     ):
-        sections = dict(
-            data=data, synthetic=synthetic, transform=transform, model=model, loss=loss, sampler=sampler,
-            optim=optim, schedule=schedule, train=train, evaluate=evaluate, register=register,
-        )  # fmt: skip
-        sources = dict(raw_root=raw_root, data_repo=data_repo, data_rev=data_rev, data_path=data_path)
-        with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
-            _stages_for(dataset, settings, sections=sections, sources=sources)
+        args = dict(locals())
+        # KFP allows an ExitHandler only at the outermost scope: one cleanup task covers every dataset
+        with dsl.ExitHandler(_cleanup_task(settings, datasets), name="cleanup-on-failure"):
+            with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
+                _chain(settings, dataset, args)
 
     return spherereid_pipeline
 

@@ -19,6 +19,7 @@ FAKE_SECRETS = {
     "MLFLOW_TRACKING_PASSWORD": "fake-mlflow-password-77",
 }
 STAGES = ("preprocess", "train", "evaluate", "register")
+TASKS = (*STAGES, "gate-report", "cleanup")  # the gate's refusal branch and the exit handler's task
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,26 @@ def compiled(tmp_path_factory):
 
 
 def _loop(spec):
-    return spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    """The tasks of the per-dataset loop body, those inside its dsl.If/Else branches included."""
+    return flat_tasks(spec, "comp-for-loop-2")
+
+
+def flat_tasks(spec, component):
+    """name -> task spec of every task in `component`'s DAG and in the sub-DAGs it holds (not themselves)."""
+    out = {}
+    for name, task in spec["components"][component]["dag"]["tasks"].items():
+        inner = task["componentRef"]["name"]
+        if "dag" in spec["components"][inner]:
+            out.update(flat_tasks(spec, inner))
+        else:
+            out[name] = task
+    return out
 
 
 def test_every_stage_runs_on_the_given_image(compiled):
     _, spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
-    assert sorted(executors) == sorted(f"exec-{s}" for s in STAGES)
+    assert sorted(executors) == sorted(f"exec-{s}" for s in TASKS)
     assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
 
 
@@ -116,16 +130,17 @@ def test_caching_on_for_preprocess_off_for_register(compiled):
 
 def test_fan_out_over_datasets_and_stage_order(compiled):
     _, spec, _ = compiled
-    loop_task = spec["root"]["dag"]["tasks"]["for-loop-1"]
+    loop_task = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["for-loop-2"]
     assert loop_task["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--datasets"
     tasks = _loop(spec)
-    assert sorted(tasks) == sorted(STAGES)
+    assert sorted(tasks) == sorted(["preprocess", "train", "evaluate", "register", "gate-report"])
     assert tasks["preprocess"]["inputs"]["parameters"]["dataset"] == {
         "componentInputParameter": "pipelinechannel--datasets-loop-item"
     }
     assert tasks["train"]["dependentTasks"] == ["preprocess"]
     assert sorted(tasks["evaluate"]["dependentTasks"]) == ["preprocess", "train"]
-    assert sorted(tasks["register"]["dependentTasks"]) == ["evaluate", "preprocess", "train"]
+    branches = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["condition-branches-3"]
+    assert sorted(branches["dependentTasks"]) == ["evaluate", "preprocess", "train"]  # register, refusal
 
 
 def test_parameter_defaults_are_params_yaml(compiled):

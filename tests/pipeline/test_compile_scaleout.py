@@ -20,7 +20,7 @@ def _compile(tmp_path: Path, settings: ClusterSettings):
         image=IMAGE, out=tmp_path / "p.yaml", params_path=ROOT / "params.yaml", settings=settings
     )
     spec, platform = list(yaml.safe_load_all(out.read_text()))
-    train_task = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    train_task = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
     resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
     scale = json.loads(train_task["scale"]["runtimeValue"]["constant"])
@@ -104,6 +104,6 @@ def test_cli_flags_reach_the_compiled_plan(tmp_path):
             "--trainjob-runtime", "torch-custom"]  # fmt: skip
     assert main(argv) == 0
     spec = next(yaml.safe_load_all(out.read_text()))
-    params = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    params = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
     plan = json.loads(params["scale"]["runtimeValue"]["constant"])
     assert (plan["nodes"], plan["gpus_per_node"], plan["runtime"]) == (3, 2, "torch-custom")

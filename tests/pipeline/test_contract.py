@@ -53,6 +53,10 @@ def _as_struct(value):
     return {k: _as_struct(v) for k, v in value.items()}
 
 
+# evaluate also decides the quality gate (its output parameters), with register's thresholds
+GATE_INPUTS = {"evaluate": {"register"}}
+
+
 @pytest.mark.parametrize("component", sorted(CALLS))
 def test_component_inputs_match_the_stage_signatures(component):
     runs = [_stage(s).run for s in CALLS[component]]
@@ -70,7 +74,7 @@ def test_component_inputs_match_the_stage_signatures(component):
             plain = name not in kwargs and not name.endswith("_dir") and p.default is inspect.Parameter.empty
             if plain and run.__module__.endswith(component):  # e.g. preprocess's `dataset`
                 assert name in spec.inputs, f"component {component} lacks input {name}"
-    assert dict_inputs == wanted
+    assert dict_inputs == wanted | GATE_INPUTS.get(component, set())
 
 
 def test_dvc_yaml_params_match_the_stage_signatures():
@@ -225,11 +229,15 @@ def test_evaluate_component_logs_every_metric_and_embeds_the_figures(tmp_path, m
     monkeypatch.setattr(stage, "run", rec)
     metrics = _artifact(dsl.Metrics, tmp_path / "metrics")
     report = _artifact(dsl.HTML, tmp_path / "report.html")
-    _component("evaluate").python_func(
+    rank1, m_ap, gate, reason = _component("evaluate").python_func(
         prepared=_artifact(dsl.Dataset, tmp_path / "p", {"dataset": "synthetic"}),
         trained=_artifact(dsl.Model, tmp_path / "t"), evaluate=raw["evaluate"], transform=raw["transform"],
         evaluation=_artifact(dsl.Artifact, tmp_path / "evaluation"), metrics=metrics, report=report,
+        register={**raw["register"], "min_rank1": 0.8, "min_map": 0.3},
     )  # fmt: skip
+    # the gate's verdict as output parameters: rank1 0.75 < 0.8 fails, mAP 0.5 >= 0.3 passes
+    assert (rank1, m_ap, gate) == (0.75, 0.5, "failed")
+    assert reason == "quality gate failed: rank1 0.7500 < min_rank1 0.8000"
     (call,) = rec.calls
     assert call["evaluate"] == params.evaluate and call["transform"] == params.transform
     assert metrics.metadata == {"rank1": 0.75, "mAP": 0.5, "num_queries": 12.0}

@@ -50,6 +50,7 @@ ALLOWED = {
         "config",
         "param_coercion",
         "entrypoint",
+        "launch",  # stages.cleanup deletes a failed run's TrainJob
     },  # fmt: skip
     "experiments": {
         "stages",

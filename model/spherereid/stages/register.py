@@ -24,7 +24,7 @@ from ..deploy.onnx_flavor import OnnxExport, export_and_log, usage_markdown
 from ..deploy.pyfunc_flavor import log_reid_model
 from ..entrypoint import run_cli
 from ..reporting.model_card import model_card
-from ..tracking import registry, runs, versions
+from ..tracking import logged_model, registry, runs, versions
 from ..tracking.registry import RegistrationResult
 from ..tracking.runs import RunRef
 from .artifacts import CHAIN_FILE, LINEAGE_FILE, METRICS_FILE, MODEL_FILE, REGISTRATION_FILE, RUN_FILE
@@ -172,6 +172,14 @@ def _write_record(
     return path
 
 
+def _log_model_metrics(given: Any, model_uri: str, evaluated: Path, dataset_hash: str | None) -> None:
+    """The evaluation metrics on the LoggedModel, with the evaluated set as its dataset (ranks versions)."""
+    logged_model.log_model_metrics(
+        given.ref, model_uri, given.metrics, dataset_name=f"{given.dataset}-evaluation",
+        dataset_source=str(Path(evaluated).resolve()), dataset_digest=dataset_hash or "unknown",
+    )  # fmt: skip
+
+
 def run(
     *,
     train_dir: Path,
@@ -193,6 +201,7 @@ def run(
     ref, model_uri = given.ref, log_reid_model(given.ref, given.model_pt, chain=chain)
     run_tags = runs.get_run_tags(ref)
     dataset_hash = given.lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    _log_model_metrics(given, model_uri, prepared_dir or eval_dir, dataset_hash)
     name = f"{register.model_prefix}-{given.dataset}"
     reg = registry.register_and_gate(
         name=name, model_uri=model_uri, run_id=ref.run_id, metrics=given.metrics, dataset_hash=dataset_hash,

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import plugin
 from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
     ARTIFACTS_DIR,
     ENV_BACKOFF,
@@ -136,7 +137,7 @@ def start_run(
         from mlflow.entities import Param
 
         c = client(uri)
-        exp_id = _get_or_create_experiment(c, experiment, uri)
+        exp_id = plugin.experiment_id(c) or _get_or_create_experiment(c, experiment, uri)
         run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
         flat = flatten_params(params)
         items = [Param(k, v) for k, v in flat.items()]
@@ -160,8 +161,10 @@ def start_or_resume_run(
 ) -> RunRef:
     """With `resume` (the trainer continues a checkpoint), reuse the run in `ref_path` when it exists on
     the current tracking URI with the same params; otherwise start a new run: one run is one training
-    from scratch. Writes `ref_path` either way."""
+    from scratch. Writes `ref_path` either way. Under KFP's MLflow plugin a new run is a child of the
+    task's run; the pipeline run id becomes tag kfp_run_id (see plugin.py)."""
     ref_path = Path(ref_path)
+    tags = {**plugin.context_tags(), **tags}
     uri = tracking_uri()
     if resume and ref_path.is_file():
         try:
