@@ -84,11 +84,17 @@ fi
 base=${SPHEREREID_BASE_IMAGE:-python:3.11.7-slim-bookworm}
 start=$SECONDS
 base=$(resolve_base)
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)
+source_url=$(git remote get-url origin 2>/dev/null || echo unknown)
 args=(build -t "$tag" -f Dockerfile
-  --build-arg "BASE_IMAGE=$base"
-  --build-arg "GIT_COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  --build-arg "VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)"
-  --build-arg "SOURCE_URL=$(git remote get-url origin 2>/dev/null || echo unknown)")
+  --build-arg "BASE_IMAGE=$base" --build-arg "GIT_COMMIT=$commit"
+  --build-arg "VERSION=$version" --build-arg "SOURCE_URL=$source_url"
+  --label "org.opencontainers.image.revision=$commit" --label "org.opencontainers.image.version=$version"
+  --label "org.opencontainers.image.source=$source_url")
+# podman 4.3 (buildah 1.28) reuses cached ARG/ENV/LABEL layers whatever the --build-arg values, so a new
+# commit would keep the old commit's label and SPHEREREID_GIT_COMMIT: set both on the final image as well.
+[ "$engine" = podman ] && args+=(--env "SPHEREREID_GIT_COMMIT=$commit")
 ca=$(pip_ca)
 if [ -n "$ca" ]; then args+=(--secret "id=pip_ca,src=$ca"); say "pip CA bundle: $ca (build secret pip_ca)"; fi
 [ "$engine" = podman ] && args+=(--pull=never)
