@@ -74,7 +74,12 @@ def test_synthesize_preprocess_and_train_run_inside_the_image(engine, image, tmp
     work = tmp_path / "work"
     work.mkdir()
     work.chmod(0o777)  # the image's user writes here
-    params = RUN_LOCAL._params(tmp_path)
+    cfg = (
+        tmp_path / "cfg"
+    )  # pytest's tmp_path is 0700: the image's user could not read a file mounted from it
+    cfg.mkdir(mode=0o755)
+    cfg.chmod(0o755)
+    params = RUN_LOCAL._params(cfg)
     script = (
         "set -e; p=/cfg/params.yaml; "
         "python -m spherereid.stages.synthesize --params $p --out /work/raw; "
