@@ -25,10 +25,10 @@ def evaluate(
     register: dict,
 ) -> NamedTuple("GateOutputs", [("rank1", float), ("mAP", float), ("gate", str), ("gate_reason", str)]):
     """Run spherereid.stages.evaluate; log every metric, embed the figures; decide the quality gate."""
-    import base64
     from pathlib import Path
 
     from spherereid.param_coercion import build_from_struct
+    from spherereid.reporting.plots import figures_html
     from spherereid.stages import evaluate as stage
     from spherereid.stages.artifacts import CMC_PLOT, RANKED_LISTS_PLOT
     from spherereid.stages.gate import verdict
@@ -43,11 +43,6 @@ def evaluate(
     )
     for key, value in res.metrics.items():
         metrics.log_metric(key, float(value))
-    figures = [
-        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode((out / name).read_bytes()).decode()}">'
-        for name in (CMC_PLOT, RANKED_LISTS_PLOT)
-    ]
-    Path(report.path).write_text("<!DOCTYPE html><html><body>" + "".join(figures) + "</body></html>\n")
+    Path(report.path).write_text(figures_html(out, (CMC_PLOT, RANKED_LISTS_PLOT)))
     evaluation.metadata.update({"dataset": prepared.metadata.get("dataset", "")})
     return verdict(res.metrics, build_from_struct("register", register))

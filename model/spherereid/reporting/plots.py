@@ -95,3 +95,15 @@ def plot_ranked_lists(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def figures_html(folder: Path, names: Sequence[str]) -> str:
+    """A self-contained HTML page with the PNGs `names` in `folder` embedded (base64), each under a heading."""
+    import base64
+
+    figures = [
+        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,'
+        f'{base64.b64encode((Path(folder) / name).read_bytes()).decode()}">'
+        for name in names
+    ]
+    return "<!DOCTYPE html><html><body>" + "".join(figures) + "</body></html>\n"

@@ -169,7 +169,9 @@ def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place:
         params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.betas[0], optim.betas[1]),
         device=dev, capturable=place.graphs,
     )  # fmt: skip
-    sampler = build_sampler(config.sampler, labels.tolist(), seed=seed, rank=ctx.rank, world_size=ctx.world_size)
+    sampler = build_sampler(
+        config.sampler, labels.tolist(), seed=seed, rank=ctx.rank, world_size=ctx.world_size
+    )
     scheduler = build_scheduler(
         optimizer, base_lr=optim.lr, warmup_start_lr=schedule.warmup_start_lr,
         warmup_epochs=schedule.warmup_epochs, milestones=schedule.milestones, gamma=schedule.gamma,
