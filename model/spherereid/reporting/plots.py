@@ -98,7 +98,7 @@ def plot_ranked_lists(
 
 
 def figures_html(folder: Path, names: Sequence[str]) -> str:
-    """A self-contained HTML page with the PNGs `names` in `folder` embedded (base64), each under a heading."""
+    """A self-contained HTML page with the PNGs `names` in `folder` embedded (base64), each headed."""
     import base64
 
     figures = [
