@@ -15,3 +15,12 @@ RUFF = Path(sys.executable).parent / "ruff"
 def test_ruff(args):
     proc = subprocess.run([str(RUFF), *args], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_passes_on_the_checked_packages():
+    """mypy (pinned in requirements-dev.txt) on the packages [tool.mypy] names: training, evaluation, data."""
+    mypy = Path(sys.executable).parent / "mypy"
+    assert mypy.exists(), "mypy is not installed: install requirements-dev.txt (scripts/venv.sh does)"
+    proc = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success" in proc.stdout

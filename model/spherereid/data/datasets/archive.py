@@ -142,10 +142,10 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                 with open(src, "rb") as fh:
                     _write_file(fh, out, m.name, budget, dest)
             elif m.isfile():
-                fh = tf.extractfile(m)
-                assert fh is not None
-                with fh:
-                    _write_file(fh, out, m.name, budget, dest)
+                member = tf.extractfile(m)
+                assert member is not None
+                with member:
+                    _write_file(member, out, m.name, budget, dest)
             else:
                 raise ArchiveError(f"{archive}: member '{m.name}' is a device or FIFO; refusing to extract")
 

@@ -73,7 +73,7 @@ def extract_images(mat: Path, kind: str, out_dir: Path) -> list[tuple[str, str]]
     stamp = f"{mat.name} {st.st_size} {int(st.st_mtime)}"
     done = out_dir / _DONE
     if done.is_file() and done.read_text() == stamp and (out_dir / _SKIPPED).is_file():
-        return [tuple(s) for s in json.loads((out_dir / _SKIPPED).read_text())]  # type: ignore[misc]
+        return [tuple(s) for s in json.loads((out_dir / _SKIPPED).read_text())]
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

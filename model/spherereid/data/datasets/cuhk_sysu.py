@@ -135,6 +135,14 @@ def _train(b: _Builder, path: Path) -> list[Item]:
     return items
 
 
+def _best_label(todo: list, box: tuple[int, int, int, int] | None) -> Any:
+    """The unmatched (box, pid) label overlapping `box` most, if it is the same box or IoU >= 0.5."""
+    if box is None:
+        return None
+    best = max(todo, key=lambda lab: _iou(lab[0], box), default=None)
+    return best if best is not None and (best[0] == box or _iou(best[0], box) >= 0.5) else None
+
+
 def _test(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[Item], list[list[int]]]:
     path = base / "annotation" / "test" / "train_test" / f"TestG{gallery_size}.mat"
     queries: list[Item] = []
@@ -172,8 +180,8 @@ def _test(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[
         idx = scene_items.setdefault(imname, [])
         todo = list(labels.get(imname, []))
         for box in boxes.get(imname, []):
-            best = max(todo, key=lambda lab: _iou(lab[0], box), default=None) if box else None
-            if best is not None and (best[0] == box or _iou(best[0], box) >= 0.5):
+            best = _best_label(todo, box)
+            if best is not None:
                 todo.remove(best)
                 pid = best[1]
             else:
