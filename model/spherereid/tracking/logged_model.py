@@ -39,10 +39,12 @@ def log_model_metrics(
     from mlflow.data.sources import LocalArtifactDatasetSource
     from mlflow.entities import DatasetInput, InputTag, Metric
 
+    from .mlflow_compat import dataset_entity
+
     model_id = model_id_of(model_uri)
     digest = dataset_digest[:36]
     dataset = MetaDataset(LocalArtifactDatasetSource(dataset_source), name=dataset_name, digest=digest)
-    item = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", EVAL_CONTEXT)])
+    item = DatasetInput(dataset_entity(dataset), tags=[InputTag("mlflow.data.context", EVAL_CONTEXT)])
     now = int(time.time() * 1000)
     values = [
         Metric(k, float(v), now, 0, model_id=model_id, dataset_name=dataset_name, dataset_digest=digest,
