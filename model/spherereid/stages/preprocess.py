@@ -32,6 +32,7 @@ from ..data.manifest import (
     Entry,
     PreparedSet,
     create_image_array,
+    describe_sources,
     image_array_path,
     write_manifest,
 )
@@ -240,6 +241,8 @@ def _summarise(
         for n, (it, digest, _) in enumerate(kept[s])
     ]
     protocol = _remap_protocol(splits.protocol, splits, kept)
+    if "sources" in protocol:  # combined set: each source's rows and version
+        protocol["sources"] = describe_sources(entries, protocol["sources"])
     num_images = {s: len(items[s]) for s in SPLITS}
     info = {
         "dataset": dataset, "height": data.stored_height, "width": data.stored_width,
