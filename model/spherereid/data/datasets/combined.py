@@ -108,7 +108,5 @@ def combine(parts: Sequence[tuple[str, Splits]]) -> Splits:
 
 def parse(name: str, raw_dir: Path, work_dir: Path, parse_one: Callable[[str, Path, Path], Splits]) -> Splits:
     """Parse every source of `name` with parse_one(source, root, work_dir/source) and combine them."""
-    parts = []
-    for source in source_names(name):
-        parts.append((source, parse_one(source, source_root(raw_dir, source), Path(work_dir) / source)))
-    return combine(parts)
+    roots = [(source, source_root(raw_dir, source)) for source in source_names(name)]  # all found first
+    return combine([(source, parse_one(source, root, Path(work_dir) / source)) for source, root in roots])
