@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,9 @@ def _item(pid: int, cam: int, name: str) -> Item:
 
 
 def test_pids_and_cameras_are_offset_per_source_and_junk_stays():
-    a = Splits([_item(1, 0, "a1"), _item(3, 5, "a2")], [_item(7, 1, "aq")], [_item(-1, 2, "aj"), _item(0, 3, "ad")],
-               [Skipped("bad.jpg", "unreadable")], {"name": "market", "junk_dropped": 2})  # fmt: skip
+    a = Splits([_item(1, 0, "a1"), _item(3, 5, "a2")], [_item(7, 1, "aq")],
+               [_item(-1, 2, "aj"), _item(0, 3, "ad")], [Skipped("bad.jpg", "unreadable")],
+               {"name": "market", "junk_dropped": 2})  # fmt: skip
     b = Splits([_item(0, 0, "b1")], [_item(4, 14, "bq")], [_item(4, 2, "bg")], [], {"name": "market"})
     s = combined.combine([("a", a), ("b", b)])
     # a: pid span 8 (max pid 7), camid span 6 (max camid 5); b is offset by those
@@ -138,6 +140,36 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
     assert metrics["market1501"]["num_queries"] == market["query"]
     assert metrics["msmt17"]["num_queries"] == msmt["query"]
     assert {k: metrics[k] for k in res.metrics} == {k: metrics["market1501"][k] for k in res.metrics}
+    versions = {s["name"]: s["fingerprint"] for s in PreparedSet(tmp_path / "prepared").sources()}
+    assert {n: metrics[n]["version"] for n in versions} == versions
     assert (tmp_path / "eval" / "cmc_market1501.csv").is_file() and (
         tmp_path / "eval" / "cmc_msmt17.csv"
     ).is_file()
+
+
+def test_the_model_card_lists_every_source_with_its_version():
+    from spherereid.reporting.model_card import model_card
+
+    card = model_card(
+        name="spherereid-market1501+msmt17", version=1, dataset="market1501+msmt17", dataset_hash="abcd",
+        params={}, metrics={}, passed_gate=True, gate_text="quality gate passed", lineage={},
+        chain={"stored_size": [36, 18], "input_size": [32, 16], "mean": [0.5] * 3, "std": [0.25] * 3},
+        sources=[("market1501", "1111"), ("msmt17", "2222")],
+    )  # fmt: skip
+    assert "| market1501+msmt17 | `abcd` | `unknown` |" in card
+    assert "| - source market1501 | `1111` | (part of the above) |" in card
+    assert "| - source msmt17 | `2222` | (part of the above) |" in card
+
+
+@pytest.mark.parametrize("entry", ["market1501+", "market1501+market1501", "market1501+ msmt17"])
+def test_params_refuse_a_malformed_combined_entry(entry):
+    import yaml
+
+    from spherereid.config import ConfigError, params_from_dict
+
+    raw = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    assert params_from_dict({**raw, "datasets": ["market1501+msmt17"]}).datasets == ("market1501+msmt17",)
+    with pytest.raises(
+        ConfigError, match=f"datasets entry '{re.escape(entry)}': join distinct dataset names"
+    ):
+        params_from_dict({**raw, "datasets": [entry]}, "params.yaml")

@@ -4,7 +4,8 @@
         --train outputs/synthetic/train --out outputs/synthetic/eval
 
 A combined set (`market1501+msmt17`) is scored on each source's own query/gallery: metrics.json holds
-one section per source ({"market1501": {...}, "msmt17": {...}}) and, at the top level, the headline
+one section per source ({"market1501": {...}, "msmt17": {...}}, each with the source's "version", its
+manifest fingerprint, which the model card lists) and, at the top level, the headline
 metrics, which are the FIRST listed source's (named by "headline_source"), so that the gate and the
 registry compare like with like. cmc_<source>.csv per source; a single dataset's files are unchanged.
 """
@@ -118,7 +119,8 @@ def _run_combined(
         _write_cmc(m.plain["cmc"], out_dir / f"cmc_{src['name']}.csv")
     first = next(iter(per_source))
     measured, reported = per_source[first]
-    sections = {n: {**r, "protocol": m.protocol} for n, (m, r) in per_source.items()}
+    versions = {src["name"]: src["fingerprint"] for src in prepared.sources()}
+    sections = {n: {**r, "protocol": m.protocol, "version": versions[n]} for n, (m, r) in per_source.items()}
     _write_metrics(out_dir, measured, reported, {"headline_source": first, **sections})
     others = {n: m.plain["cmc"] for n, (m, _) in per_source.items() if n != first}
     plot_cmc(measured.plain["cmc"], out_dir / "cmc.png", title=f"CMC: {first} (headline)", others=others)
