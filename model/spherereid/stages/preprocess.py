@@ -301,7 +301,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     """
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'data' is used)")
-    ap.add_argument("--dataset", required=True, help=f"one of {', '.join(datasets.DATASETS)}")
+    ap.add_argument(
+        "--dataset", required=True, help=f"one of {', '.join(datasets.DATASETS)}, or several joined by '+'"
+    )
     ap.add_argument("--raw", required=True, type=Path, help="raw dataset folder (or archive)")
     ap.add_argument("--out", required=True, type=Path, help="prepared output folder")
     args = ap.parse_args(argv)

@@ -6,6 +6,14 @@ The joined protocol is {"name": <the sources' common protocol>, "sources": [per-
 entry holds the source's name, pid/camid offsets and its own protocol, so that evaluate can score each
 source on its own query/gallery. Sources whose protocol has per-query galleries (CUHK-SYSU) or differs
 in name cannot be combined.
+
+Where the sources are read from (`source_root`): `<raw>/<source>` first, so the one layout that works
+everywhere is a folder `data/raw/market1501+msmt17/` holding `market1501/` and `msmt17/`: dvc.yaml's
+preprocess dep `data/raw/${item}` then versions both (`dvc add data/raw/market1501+msmt17`), and
+run-local's `--raw-root` and the data_repo fetch find it under the entry's name. Failing that, the
+siblings `data/raw/market1501` and `data/raw/msmt17` are read (handy with the CLI); DVC does not see
+those as deps of the entry (nor does it follow symlinked folders), so for a DVC run either use the
+folder above or add `data/raw/<source>` for each source to the preprocess stage's deps.
 """
 
 from __future__ import annotations
