@@ -173,3 +173,12 @@ def test_params_refuse_a_malformed_combined_entry(entry):
         ConfigError, match=f"datasets entry '{re.escape(entry)}': join distinct dataset names"
     ):
         params_from_dict({**raw, "datasets": [entry]}, "params.yaml")
+
+
+def test_sources_are_read_from_the_entry_folder_first_then_its_siblings(tmp_path):
+    entry = tmp_path / "raw" / "market1501+msmt17"
+    (entry / "market1501").mkdir(parents=True)
+    (tmp_path / "raw" / "market1501").mkdir()
+    (tmp_path / "raw" / "msmt17").mkdir()
+    assert combined.source_root(entry, "market1501") == entry / "market1501"  # the DVC-tracked layout
+    assert combined.source_root(entry, "msmt17") == tmp_path / "raw" / "msmt17"
