@@ -77,10 +77,9 @@ def test_a_missing_source_folder_is_named(tmp_path):
 
 def _raw(tmp_path: Path, *, train_identities: int = 6) -> Path:
     """raw/market1501 (Market layout) and raw/msmt17 (MSMT17 layout), synthetic."""
-    for layout, cams in (("market1501", 6), ("msmt17", 15)):
-        cfg = SyntheticConfig(
-            **{**SMALL, "cameras": cams, "train_identities": train_identities}, layout=layout
-        )
+    for layout, cams, seed in (("market1501", 6, 3), ("msmt17", 15, 4)):  # other seeds: other pixels
+        over = {"cameras": cams, "train_identities": train_identities, "seed": seed}
+        cfg = SyntheticConfig(**{**SMALL, **over}, layout=layout)
         synthesize.run(synthetic=cfg, out_dir=tmp_path / "raw" / layout, workers=1)
     return tmp_path / "raw" / "market1501+msmt17"  # does not exist: the sources are its siblings
 
