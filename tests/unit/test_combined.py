@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spherereid.config import (
@@ -26,6 +27,7 @@ from spherereid.data import datasets
 from spherereid.data.datasets import combined
 from spherereid.data.datasets.base import DatasetError, Item, Skipped, Splits
 from spherereid.data.manifest import PreparedSet
+from spherereid.evaluation.metrics import evaluate_features
 from spherereid.stages import evaluate, preprocess, synthesize, train
 
 SMALL = dict(seed=3, train_identities=6, test_identities=5, cameras=6, images_per_camera=1,
@@ -139,6 +141,15 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
     assert metrics["market1501"]["num_queries"] == market["query"]
     assert metrics["msmt17"]["num_queries"] == msmt["query"]
     assert {k: metrics[k] for k in res.metrics} == {k: metrics["market1501"][k] for k in res.metrics}
+    # independently: the msmt17 rows of features.npz ranked alone give the msmt17 section
+    feats, src = np.load(tmp_path / "eval" / "features.npz"), PreparedSet(tmp_path / "prepared").sources()[1]
+    (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
+    alone = evaluate_features(feats["qf"][qa:qb], feats["gf"][ga:gb], feats["q_pids"][qa:qb],
+                              feats["g_pids"][ga:gb], feats["q_camids"][qa:qb], feats["g_camids"][ga:gb],
+                              max_rank=5).to_dict()  # fmt: skip
+    assert metrics["msmt17"]["mAP"] == pytest.approx(alone["mAP"]) and metrics["msmt17"][
+        "rank1"
+    ] == pytest.approx(alone["rank1"])
     versions = {s["name"]: s["fingerprint"] for s in PreparedSet(tmp_path / "prepared").sources()}
     assert {n: metrics[n]["version"] for n in versions} == versions
     assert (tmp_path / "eval" / "cmc_market1501.csv").is_file() and (
