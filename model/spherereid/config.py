@@ -388,8 +388,23 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
     datasets = raw["datasets"]
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
         raise ConfigError(f"{source}: 'datasets' must be a non-empty list of dataset names")
+    for entry in datasets:
+        _check_combined_entry(entry, source)
     sections = {name: build_section(name, raw[name], source) for name in SECTIONS}
     return Params(datasets=tuple(datasets), source=source, **sections)
+
+
+def _check_combined_entry(entry: str, source: str) -> None:
+    """An entry joining datasets with '+' ('market1501+msmt17': one model on their union) names each
+    source once, without blanks; ConfigError otherwise. Single names are checked by preprocess."""
+    if "+" not in entry:
+        return
+    parts = entry.split("+")
+    if any(not p or p != p.strip() for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"{source}: datasets entry '{entry}': join distinct dataset names with '+' and no spaces, "
+            "e.g. 'market1501+msmt17'"
+        )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

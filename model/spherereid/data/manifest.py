@@ -5,7 +5,9 @@ A prepared directory holds:
   label (0..C-1 for train, -1 otherwise), source (original file) and sha256 (of the source bytes).
 - `images_<split>.npy`: uint8 array (N, H, W, 3), resized once; read with mmap so training never
   re-decodes JPEGs.
-- `dataset.json`: {"dataset", "height", "width", "num_classes", "protocol": {...}}.
+- `dataset.json`: {"dataset", "height", "width", "num_classes", "protocol": {...}}. A combined set
+  ('market1501+msmt17') has protocol["sources"]: per source its name, pid/camid offsets, own protocol,
+  row ranges per split (`ranges`: {split: [start, stop]}) and `fingerprint` (its version).
 After preprocess nothing downstream knows dataset names or file formats.
 """
 
@@ -107,6 +109,34 @@ def read_entries(root: Path) -> list[Entry]:
             raise ManifestError(f"{path}: malformed row: {exc}") from None
 
 
+def source_fingerprint(entries: list[Entry]) -> str:
+    """sha256 (first 16 hex) of one source's manifest rows (split, pid, camid, source, sha256): the
+    version of that source inside a combined prepared set."""
+    digest = hashlib.sha256()
+    for e in entries:
+        digest.update(
+            f"{e.split},{e.pid},{e.camid},{e.source},{e.sha256}\n".encode("utf-8", "backslashreplace")
+        )
+    return digest.hexdigest()[:16]
+
+
+def describe_sources(entries: list[Entry], sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Combined-set source entries with `ranges` (rows per split, [start, stop]), `num_images` and
+    `fingerprint` added; a source's rows are those whose manifest source starts with '<name>/'."""
+    described = []
+    for src in sources:
+        own = [e for e in entries if e.source.startswith(f"{src['name']}/")]
+        ranges = {}
+        for split in SPLITS:
+            rows = [e.index for e in own if e.split == split]
+            ranges[split] = [min(rows), max(rows) + 1] if rows else [0, 0]
+        counts = {split: sum(1 for e in own if e.split == split) for split in SPLITS}
+        described.append(
+            {**src, "ranges": ranges, "num_images": counts, "fingerprint": source_fingerprint(own)}
+        )
+    return described
+
+
 class PreparedSet:
     """Read access to a prepared directory."""
 
@@ -124,6 +154,10 @@ class PreparedSet:
         for name in (MANIFEST, INFO):
             digest.update((self.root / name).read_bytes())
         return digest.hexdigest()[:16]
+
+    def sources(self) -> list[dict[str, Any]]:
+        """The sources of a combined set (see describe_sources); [] for a single dataset."""
+        return [dict(s) for s in self.protocol.get("sources", [])]
 
     @property
     def num_classes(self) -> int:

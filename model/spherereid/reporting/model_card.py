@@ -7,7 +7,7 @@ to serve and call the model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 METRIC_COLUMNS = (
@@ -58,16 +58,16 @@ def _intro(name: str, version: int, dataset: str, params: Mapping[str, str]) -> 
     ]
 
 
-def _data(dataset: str, dataset_hash: str | None, lineage: Mapping[str, str | None]) -> list[str]:
-    return [
-        "## Data",
-        "",
-        *_table(
-            ("dataset", "version (manifest fingerprint)", "DVC data hash"),
-            [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.get('dvc_data_hash') or 'unknown'}`")],
-        ),
-        "",
-    ]
+def _data(
+    dataset: str,
+    dataset_hash: str | None,
+    lineage: Mapping[str, str | None],
+    sources: Sequence[tuple[str, str]],
+) -> list[str]:
+    """The data table; a combined set adds one row per source with that source's own version."""
+    rows = [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.get('dvc_data_hash') or 'unknown'}`")]
+    rows += [(f"- source {name}", f"`{version}`", "(part of the above)") for name, version in sources]
+    return ["## Data", "", *_table(("dataset", "version (manifest fingerprint)", "DVC data hash"), rows), ""]
 
 
 def _training(params: Mapping[str, str]) -> list[str]:
@@ -161,12 +161,14 @@ def model_card(
     gate_text: str,
     lineage: Mapping[str, str | None],
     chain: Mapping[str, Any],
+    sources: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Markdown for version `version` of `name`. `params` are the run's flattened params, `lineage` has
-    git_commit, dvc_data_hash, image and run_id, `chain` is the served ImageChain as a dict."""
+    git_commit, dvc_data_hash, image and run_id, `chain` is the served ImageChain as a dict, `sources` the
+    (name, version) of each source of a combined set (evaluate's metrics.json sections)."""
     lines = [
         *_intro(name, version, dataset, params),
-        *_data(dataset, dataset_hash, lineage),
+        *_data(dataset, dataset_hash, lineage, sources),
         *_training(params),
         *_evaluation(metrics, passed_gate, gate_text),
         *_lineage(dataset_hash, lineage),

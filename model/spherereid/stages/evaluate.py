@@ -2,6 +2,12 @@
 
     python -m spherereid.stages.evaluate --params params.yaml --prepared data/prepared/synthetic \
         --train outputs/synthetic/train --out outputs/synthetic/eval
+
+A combined set (`market1501+msmt17`) is scored on each source's own query/gallery: metrics.json holds
+one section per source ({"market1501": {...}, "msmt17": {...}}, each with the source's "version", its
+manifest fingerprint, which the model card lists) and, at the top level, the headline
+metrics, which are the FIRST listed source's (named by "headline_source"), so that the gate and the
+registry compare like with like. cmc_<source>.csv per source; a single dataset's files are unchanged.
 """
 
 from __future__ import annotations
@@ -77,12 +83,54 @@ def run(
     (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
     query, gallery = prepared.split("query"), prepared.split("gallery")
     qf, gf = _extract(train_dir / MODEL_FILE, chain, query, gallery, evaluate)
+    _write_features(out_dir / "features.npz", qf, gf, query, gallery)
+    if prepared.sources():
+        return _run_combined(prepared, ref, out_dir, qf, gf, query, gallery, evaluate)
     measured = measure(prepared.protocol, qf, gf, query, gallery, evaluate)
     reported = measured.reported()
     _write_metrics(out_dir, measured, reported)
-    _write_features(out_dir / "features.npz", qf, gf, query, gallery)
     _plot(out_dir, measured, qf, gf, query, gallery, evaluate.metric, str(prepared.info.get("dataset", "")))
     _log_to_run(ref, out_dir, reported, measured.reranked is not None, prepared)
+    return EvaluateResult(metrics=reported, metrics_path=out_dir / METRICS_FILE)
+
+
+def _rows(split: SplitData, start: int, stop: int) -> SplitData:
+    """Rows [start, stop) of a split (one source of a combined set)."""
+    return SplitData(
+        split.images[start:stop], split.pids[start:stop], split.camids[start:stop],
+        split.labels[start:stop], split.sources[start:stop],
+    )  # fmt: skip
+
+
+def _run_combined(
+    prepared: PreparedSet, ref: runs.RunRef, out_dir: Path, qf: np.ndarray, gf: np.ndarray,
+    query: SplitData, gallery: SplitData, evaluate: EvaluateConfig,
+) -> EvaluateResult:  # fmt: skip
+    """Score each source on its own rows; the first source's metrics are the headline."""
+    per_source: dict[str, tuple[ProtocolMetrics, dict[str, float]]] = {}
+    for src in prepared.sources():
+        (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
+        if qb <= qa or gb <= ga:
+            raise EvaluationError(f"{prepared.root}: source '{src['name']}' has no query or gallery images")
+        m = measure(
+            src["protocol"], qf[qa:qb], gf[ga:gb], _rows(query, qa, qb), _rows(gallery, ga, gb), evaluate
+        )
+        per_source[src["name"]] = (m, m.reported())
+        _write_cmc(m.plain["cmc"], out_dir / f"cmc_{src['name']}.csv")
+    first = next(iter(per_source))
+    measured, reported = per_source[first]
+    versions = {src["name"]: src["fingerprint"] for src in prepared.sources()}
+    sections = {n: {**r, "protocol": m.protocol, "version": versions[n]} for n, (m, r) in per_source.items()}
+    _write_metrics(out_dir, measured, reported, {"headline_source": first, **sections})
+    others = {n: m.plain["cmc"] for n, (m, _) in per_source.items() if n != first}
+    plot_cmc(measured.plain["cmc"], out_dir / "cmc.png", title=f"CMC: {first} (headline)", others=others)
+    (qa, qb), (ga, gb) = prepared.sources()[0]["ranges"]["query"], prepared.sources()[0]["ranges"]["gallery"]
+    _ranked_lists(qf[qa:qb], gf[ga:gb], _rows(query, qa, qb), _rows(gallery, ga, gb), evaluate.metric,
+                  out_dir / "ranked_lists.png")  # fmt: skip
+    logged = {**reported, **{f"{n}_{k}": v for n, (_, r) in per_source.items() for k, v in r.items()}}
+    _log_to_run(ref, out_dir, logged, measured.reranked is not None, prepared)
+    for name in per_source:
+        runs.log_artifact(ref, out_dir / f"cmc_{name}.csv", artifact_path="evaluation")
     return EvaluateResult(metrics=reported, metrics_path=out_dir / METRICS_FILE)
 
 
@@ -114,12 +162,15 @@ def _extract(
     return qf, gf
 
 
-def _write_metrics(out_dir: Path, measured: ProtocolMetrics, reported: dict[str, float]) -> None:
-    """metrics.json (the reported metrics and the protocol), cmc.csv and, when re-ranked, cmc_rerank.csv."""
+def _write_metrics(
+    out_dir: Path, measured: ProtocolMetrics, reported: dict[str, float], extra: dict | None = None
+) -> None:
+    """metrics.json (the reported metrics, the protocol and, for a combined set, `extra`: the per-source
+    sections), cmc.csv and, when re-ranked, cmc_rerank.csv."""
     if measured.reranked is not None:
         _write_cmc(measured.reranked["cmc"], out_dir / "cmc_rerank.csv")
     (out_dir / METRICS_FILE).write_text(
-        json.dumps({**reported, "protocol": measured.protocol}, indent=2) + "\n"
+        json.dumps({**reported, "protocol": measured.protocol, **(extra or {})}, indent=2) + "\n"
     )
     _write_cmc(measured.plain["cmc"], out_dir / "cmc.csv")
 

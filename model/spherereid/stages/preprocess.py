@@ -32,6 +32,7 @@ from ..data.manifest import (
     Entry,
     PreparedSet,
     create_image_array,
+    describe_sources,
     image_array_path,
     write_manifest,
 )
@@ -240,6 +241,8 @@ def _summarise(
         for n, (it, digest, _) in enumerate(kept[s])
     ]
     protocol = _remap_protocol(splits.protocol, splits, kept)
+    if "sources" in protocol:  # combined set: each source's rows and version
+        protocol["sources"] = describe_sources(entries, protocol["sources"])
     num_images = {s: len(items[s]) for s in SPLITS}
     info = {
         "dataset": dataset, "height": data.stored_height, "width": data.stored_width,
@@ -298,7 +301,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     """
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'data' is used)")
-    ap.add_argument("--dataset", required=True, help=f"one of {', '.join(datasets.DATASETS)}")
+    ap.add_argument(
+        "--dataset", required=True, help=f"one of {', '.join(datasets.DATASETS)}, or several joined by '+'"
+    )
     ap.add_argument("--raw", required=True, type=Path, help="raw dataset folder (or archive)")
     ap.add_argument("--out", required=True, type=Path, help="prepared output folder")
     args = ap.parse_args(argv)

@@ -93,6 +93,7 @@ class _Inputs:
     ref: RunRef
     metrics: dict[str, float]  # the numeric entries of metrics.json
     model_pt: Path
+    sources: tuple[tuple[str, str], ...] = ()  # (name, version) per source of a combined set
 
     @property
     def dataset(self) -> str:
@@ -110,7 +111,10 @@ def _inputs(train_dir: Path, eval_dir: Path) -> _Inputs:
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
     }
-    return _Inputs(lineage, ref, numeric, model_pt)
+    sources = tuple(
+        (k, str(v["version"])) for k, v in metrics.items() if isinstance(v, dict) and "version" in v
+    )
+    return _Inputs(lineage, ref, numeric, model_pt, sources)
 
 
 def _export_onnx(
@@ -141,7 +145,7 @@ def _describe(
         text = model_card(
             name=name, version=version, dataset=given.dataset, dataset_hash=dataset_hash,
             params=runs.get_run_params(ref), metrics=given.metrics, passed_gate=gate[0], gate_text=gate[1],
-            lineage=lineage, chain=chain.to_dict(),
+            lineage=lineage, chain=chain.to_dict(), sources=given.sources,
         )  # fmt: skip
         return text + ("" if onnx is None else "\n" + usage_markdown(onnx))
 

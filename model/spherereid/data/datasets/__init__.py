@@ -1,6 +1,7 @@
 """Dataset parsers: one module per on-disk format, all returning `Splits` with raw pids.
 
-`parse(name, root, work_dir, ...)` dispatches on `DATASETS`; `relabel(pids)` maps the train pids to
+`parse(name, root, work_dir, ...)` dispatches on `DATASETS` (a name joining several with '+' is parsed
+source by source and combined: see combined.py); `relabel(pids)` maps the train pids to
 0..C-1 in sorted order (never set order, which differs between processes).
 """
 
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from . import cuhk03, cuhk_sysu, custom, custom_folders, dukemtmc, market1501, msmt17, veri776
+from . import combined, cuhk03, cuhk_sysu, custom, custom_folders, dukemtmc, market1501, msmt17, veri776
 from .archive import ArchiveError, safe_extract
 from .base import DatasetError, Item, Skipped, Splits
 
@@ -58,10 +60,34 @@ def parse(
     msmt17_train_with_val: bool = True,
     camera_pattern: str = "",
 ) -> Splits:
-    """Parse dataset `name` found at `root`; scratch files (extracted archives/images) go to `work_dir`."""
+    """Parse dataset `name` found at `root`; scratch files (extracted archives/images) go to `work_dir`.
+
+    A combined name 'a+b' reads each source from `root/<source>` (or `root/../<source>`)."""
+    options: dict[str, Any] = {
+        "cuhk03_labels": cuhk03_labels, "cuhk03_protocol": cuhk03_protocol, "cuhk03_split": cuhk03_split,
+        "cuhksysu_gallery_size": cuhksysu_gallery_size, "msmt17_train_with_val": msmt17_train_with_val,
+        "camera_pattern": camera_pattern,
+    }  # fmt: skip
+    if combined.is_combined(name):
+        return combined.parse(name, Path(root), Path(work_dir), lambda n, r, w: parse(n, r, w, **options))
+    return _parse_one(name, Path(root), Path(work_dir), **options)
+
+
+def _parse_one(
+    name: str,
+    root: Path,
+    work_dir: Path,
+    *,
+    cuhk03_labels: str,
+    cuhk03_protocol: str,
+    cuhk03_split: int,
+    cuhksysu_gallery_size: int,
+    msmt17_train_with_val: bool,
+    camera_pattern: str,
+) -> Splits:
+    """One (not combined) dataset."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
-    root, work_dir = Path(root), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     if name == "cuhk03":
         return cuhk03.parse(
