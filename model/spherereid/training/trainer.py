@@ -119,7 +119,9 @@ def fit(
         precision=place.precision, data_fingerprint=data_fingerprint,
     )  # fmt: skip
     parts = _build_parts(labels, num_classes, config, place)
-    history, start_epoch = resume.resume_or_retire(checkpoint_path, key, train.epochs, parts, place.ctx)
+    history, start_epoch = resume.resume_or_retire(
+        checkpoint_path, key, train.epochs, parts, place.ctx, train.on_corrupt_checkpoint
+    )
     if on_start is not None and place.ctx.is_main:
         on_start(list(history))
     _log_start(place, start_epoch, train)
