@@ -8,46 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from fixtures.tiny_training import fit_tiny as _fit
 
-from spherereid.config import (
-    ConfigError,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    TransformConfig,
-)
+from spherereid.config import ConfigError, TrainConfig
 from spherereid.training import checkpoint
-from spherereid.training.trainer import FitConfig, fit
-
-IDS, PER_ID, H, W = 4, 6, 16, 8
-
-
-def _fit(ckpt, epochs: int, on_corrupt: str = "fail"):
-    """A tiny CPU training (4 identities, 24 images of 16x8) writing its checkpoint to `ckpt`."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(IDS), PER_ID)
-    images = rng.integers(0, 256, size=(IDS * PER_ID, H, W, 3), dtype=np.uint8)
-    config = FitConfig(
-        model=ModelConfig(
-            backbone="tiny", head="D", embedding_dim=8, last_stride=1, dropout=0.5, pretrained="none"
-        ),
-        loss=LossConfig(type="sphere", scale=14.0, margin=0.0),
-        sampler=SamplerConfig(p=2, k=3, batch_size=6),
-        optim=OptimConfig(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999)),
-        schedule=ScheduleConfig(
-            warmup_start_lr=5e-5, warmup_epochs=1, milestones=(2,), gamma=0.1, step_per="epoch"
-        ),
-        train=TrainConfig(epochs=epochs, device="cpu", on_corrupt_checkpoint=on_corrupt),
-        transform=TransformConfig(
-            resize_height=H, resize_width=W, crop_height=12, crop_width=6, flip_prob=0.5, random_erasing=0.5
-        ),
-    )
-    return fit(
-        images=images, labels=labels, num_classes=IDS, checkpoint_path=ckpt, config=config, progress=False
-    )
 
 
 def test_snapshot_keeps_the_strides_of_a_channels_last_tensor():

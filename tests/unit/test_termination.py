@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_checkpoint_faults import _fit
+from fixtures.tiny_training import fit_tiny as _fit
 
 from spherereid.training import checkpoint, termination
 
-TESTS = str(Path(__file__).resolve().parent)
+TESTS = str(Path(__file__).resolve().parents[1])  # for fixtures.tiny_training in the child
 # A real training run whose batch iterator announces "mid" at epoch index 2, batch 1, then pauses (a slow
 # step), so the parent's SIGTERM lands in the middle of an epoch; with HANG the step never ends.
 CHILD = textwrap.dedent(
@@ -23,7 +23,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from spherereid.data import batches
-    from test_checkpoint_faults import _fit
+    from fixtures.tiny_training import fit_tiny as _fit
 
     original = batches.EpochBatches.__iter__
 
