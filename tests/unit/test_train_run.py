@@ -58,8 +58,8 @@ def test_run_params_name_every_field_of_every_section_and_the_dataset():
     flat = run_params(CONFIG, "toy", "fp-1")
     assert flat["model.backbone"] == "tiny" and flat["train.seed"] == 3 and flat["optim.lr"] == 1e-3
     assert flat["dataset.name"] == "toy" and flat["dataset.fingerprint"] == "fp-1"
-    # 6 model + 3 loss + 3 sampler + 3 optim + 5 schedule + 7 train + 8 transform fields, + 2 dataset keys
-    assert len(flat) == 6 + 3 + 3 + 3 + 5 + 7 + 8 + 2
+    # 6 model + 3 loss + 4 sampler + 3 optim + 5 schedule + 8 train + 8 transform fields, + 2 dataset keys
+    assert len(flat) == 6 + 3 + 4 + 3 + 5 + 8 + 8 + 2
 
 
 def test_a_training_logs_params_tags_dataset_and_epochs_and_leaves_the_run_open(store):

@@ -81,6 +81,7 @@ class TrainRunLogger:
             self.tags["dvc_data_hash"] = dvc_hash
         self.ref: runs.RunRef | None = None
         self.spool: MetricSpool | None = None
+        self.drained = False  # set when the block ends: did every spooled record reach MLflow?
         self._monitor = ExitStack()
 
     def __enter__(self) -> TrainRunLogger:
@@ -93,9 +94,9 @@ class TrainRunLogger:
         tb: TracebackType | None,
     ) -> None:
         self._monitor.close()
+        if self.spool is not None:  # wait for the backlog (briefly after an error); the rest stays spooled
+            self.drained = self.spool.close(timeout=5.0 if exc is not None else _close_timeout())
         if exc is not None:
-            if self.spool is not None:
-                self.spool.close(timeout=5.0)  # what is not sent stays in the spool for a rerun
             self.fail()
 
     def start(self, resumed: list[EpochStats]) -> None:
@@ -148,10 +149,10 @@ class TrainRunLogger:
 
     def finish(self, artifacts: list[Path]) -> str:
         """Log the trained model's `artifacts` (e.g. the history plot) and return the run id. The run stays
-        open: evaluate logs into it and register ends it. Raises `TrackingBacklog` when the spool cannot
-        be drained within `SPHEREREID_SPOOL_CLOSE_S` (default 30 s)."""
+        open: evaluate logs into it and register ends it. Raises `TrackingBacklog` when the spool was not
+        drained by the end of the `with` block (it waits `SPHEREREID_SPOOL_CLOSE_S`, default 30 s)."""
         ref = self._started()
-        if self.spool is not None and not self.spool.close(timeout=_close_timeout()):
+        if self.spool is not None and not self.drained:
             spool = self.spool.journal.dir
             raise TrackingBacklog(
                 f"{spool}: {self.spool.pending} tracking records not sent to {ref.tracking_uri} "
