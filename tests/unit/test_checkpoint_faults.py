@@ -22,6 +22,14 @@ def test_snapshot_keeps_the_strides_of_a_channels_last_tensor():
     assert torch.equal(snap, live) and snap.data_ptr() != live.data_ptr()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_device_snapshot_is_pinned_and_keeps_channels_last_strides():
+    live = torch.randn(2, 3, 4, 5, device="cuda").to(memory_format=torch.channels_last)
+    snap = checkpoint.snapshot({"w": live})["w"]
+    assert snap.device.type == "cpu" and snap.is_pinned() and snap.stride() == live.stride()
+    assert torch.equal(snap, live.cpu())
+
+
 def test_a_checkpoint_has_a_sha256_sidecar_of_its_bytes(tmp_path):
     path = tmp_path / "last.pt"
     writer = checkpoint.CheckpointWriter()
