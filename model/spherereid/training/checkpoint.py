@@ -4,7 +4,7 @@ Training does not wait for the disk: `snapshot` copies the state to host memory 
 `CheckpointWriter` writes it in a background thread with `save_atomic`, so a kill during the write leaves
 the previous complete file in place. Cadence: the trainer submits one after every `train.checkpoint_every`
 epochs and after the last one; each write is `torch.save` to a temporary path, fsync, rename, then (for
-checkpoints) the sha256 sidecar `<name>.sha256`, itself written atomically after the file. `load` checks
+checkpoints) the sha256 sidecar `<name>.sha256`, written in full first and renamed right after. `load` checks
 the sidecar when present, so a truncated or overwritten file is `CheckpointCorrupt`, never a silent resume.
 A full disk (ENOSPC / EFBIG / EDQUOT) is `CheckpointDiskFull`: one line with the path and the free space,
 the temporary file removed and the previous file intact.
@@ -46,30 +46,36 @@ SIDECAR_SUFFIX = ".sha256"
 
 def save_atomic(obj: dict[str, Any], path: str | Path, checksum: bool = False) -> None:
     """torch.save to a temporary path beside `path`, fsync, then rename: a kill never leaves half a file.
-    With `checksum`, then write `<path>.sha256` (hex digest of the file) the same way. A full disk raises
+    With `checksum`, `<path>.sha256` (hex digest of the file) too, renamed right after the file (a kill
+    between the two renames, microseconds apart, reads as a corrupt checkpoint). A full disk raises
     `CheckpointDiskFull` naming `path` and the free space, after removing the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    side_tmp = sidecar(tmp)
     try:
         torch.save(obj, tmp)
         digest = _fsync_and_hash(tmp)
+        if checksum:  # written in full before either rename: a full disk can only hit before them
+            _write_text_synced(side_tmp, f"{digest}  {path.name}\n")
         os.replace(tmp, path)
         if checksum:
-            _write_text_atomic(sidecar(path), f"{digest}  {path.name}\n")
+            os.replace(side_tmp, sidecar(path))
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
         if exc.errno in DISK_FULL:
             raise _disk_full(path) from None
         raise
     except RuntimeError:  # torch.save's writer reports a failed write as an opaque RuntimeError
         full = _write_fails_for_space(tmp)
         tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
         if full:
             raise _disk_full(path) from None
         raise
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed while writing
-        if stale != tmp and not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+        if stale != tmp and stale != side_tmp and not _pid_alive(stale.name.rsplit("-", 1)[-1].split(".")[0]):
             stale.unlink(missing_ok=True)
 
 
@@ -97,16 +103,11 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_text_synced(path: Path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _write_fails_for_space(tmp: Path) -> bool:
