@@ -238,9 +238,14 @@ class TrainConfig:
     cuda_graphs: bool = False  # capture the whole training step in a CUDA graph (CUDA only)
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over the global batch (CUDA only)
+    on_corrupt_checkpoint: str = "fail"  # fail | restart (move a damaged last.pt aside, train fresh)
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs must be >= 1")
+        _require(
+            self.on_corrupt_checkpoint in ("fail", "restart"),
+            "train.on_corrupt_checkpoint must be fail|restart",
+        )
         _require(self.precision in PRECISIONS, "train.precision must be fp32|bf16|fp16")
         _require(
             not (self.cuda_graphs and self.precision == "fp16"),

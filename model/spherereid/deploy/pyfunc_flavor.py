@@ -100,13 +100,28 @@ class ReIDEmbeddingModel(_Base):
 
 
 def _bad_request(message: str) -> Exception:
-    """An MlflowException the scoring server answers with HTTP 400 (any other error is a 500)."""
+    """An MlflowException the scoring server answers with HTTP 400 whose body is `message` alone.
+
+    MLflow's scoring server (pyfunc/scoring_server `invocations`, 3.x) rewrites every MlflowException from
+    predict as `e.message = f"Failed to predict data '{data}'..."`, which puts the request (image bytes)
+    into the response; any other exception becomes a generic 400 with a traceback. So the message of this
+    one ignores that assignment: the client reads the row and the reason, and no payload is echoed."""
     try:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
     except ImportError:  # pragma: no cover
         return ValueError(message)
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+    class BadRowError(MlflowException):
+        @property
+        def message(self) -> str:
+            return message
+
+        @message.setter
+        def message(self, _value: str) -> None:  # the server's rewrite (and the base __init__) are ignored
+            pass
+
+    return BadRowError(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def image_rows(model_input: Any) -> list[bytes | np.ndarray]:

@@ -5,7 +5,11 @@ The run's lifecycle across the stages (one MLflow run is one training from scrat
   continues the run recorded beside it (same params), training from scratch (no checkpoint, changed code
   or data, fewer epochs) starts a new one. It logs params, lineage tags, the datasets panel, system metrics
   and per-epoch metrics, marks the run FAILED when training raises, and leaves it RUNNING on success;
-  `<train_dir>/mlflow_run.json` carries it on;
+  `<train_dir>/mlflow_run.json` carries it on. Per-epoch metrics and the resume tags go through a
+  `MetricSpool` in `<train_dir>/checkpoints/spool/` (beside the checkpoint, kept by DVC's persist), so a
+  tracking outage never blocks training; if the server is still down at the end, `finish` raises
+  `TrackingBacklog` (one line naming the spool and the replay command) after model.pt is written, and a
+  rerun of the stage resumes the finished checkpoint (no training) and drains the spool;
 - evaluate reopens it by id and logs the metrics and plots into it;
 - register logs the model into it (a model version) and ends it.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -22,8 +27,15 @@ from typing import Any
 from ..training.step import EpochStats
 from ..training.trainer import FitConfig
 from . import runs
+from .spool import MetricSpool
 
 log = logging.getLogger(__name__)
+SPOOL_DIR = "spool"
+CLOSE_ENV = "SPHEREREID_SPOOL_CLOSE_S"  # how long the end of training waits for the spool (default 30 s)
+
+
+class TrackingBacklog(RuntimeError):
+    """Training finished but the tracking server is still down: the spool keeps the unsent records."""
 
 
 def run_params(config: FitConfig, dataset: str, fingerprint: str) -> dict[str, Any]:
@@ -68,6 +80,8 @@ class TrainRunLogger:
         if dvc_hash:
             self.tags["dvc_data_hash"] = dvc_hash
         self.ref: runs.RunRef | None = None
+        self.spool: MetricSpool | None = None
+        self.drained = False  # set when the block ends: did every spooled record reach MLflow?
         self._monitor = ExitStack()
 
     def __enter__(self) -> TrainRunLogger:
@@ -80,6 +94,8 @@ class TrainRunLogger:
         tb: TracebackType | None,
     ) -> None:
         self._monitor.close()
+        if self.spool is not None:  # wait for the backlog (briefly after an error); the rest stays spooled
+            self.drained = self.spool.close(timeout=5.0 if exc is not None else _close_timeout())
         if exc is not None:
             self.fail()
 
@@ -96,10 +112,10 @@ class TrainRunLogger:
             resume=bool(resumed),
         )
         runs.write_run_ref(self.run_file, self.ref)
+        spool = self.checkpoint_run_file.parent / SPOOL_DIR
+        self.spool = MetricSpool(spool, self.ref.run_id, self.ref.tracking_uri)  # sends a left-over backlog
         if resumed and self.ref.run_id != before:  # a continued checkpoint under new params: whole curves
-            runs.set_tags(
-                self.ref, {"resumed_from_epoch": len(resumed), "resumed_from_run": before or "unknown"}
-            )
+            self.spool.set_tags({"resumed_from_epoch": len(resumed), "resumed_from_run": before or "unknown"})
             for stats in resumed:
                 self.epoch(stats)
         runs.log_dataset(
@@ -112,9 +128,11 @@ class TrainRunLogger:
         self._monitor.enter_context(runs.system_metrics(self.ref))
 
     def epoch(self, stats: EpochStats) -> None:
-        """One epoch's loss, accuracy, learning rate and throughput, at step `stats.epoch`."""
-        runs.log_metrics(
-            self._started(),
+        """One epoch's loss, accuracy, learning rate and throughput, at step `stats.epoch` (spooled: returns
+        without waiting for the server)."""
+        self._started()
+        assert self.spool is not None
+        self.spool.log_metrics(
             {
                 "loss": stats.loss,
                 "accuracy": stats.accuracy,
@@ -131,8 +149,16 @@ class TrainRunLogger:
 
     def finish(self, artifacts: list[Path]) -> str:
         """Log the trained model's `artifacts` (e.g. the history plot) and return the run id. The run stays
-        open: evaluate logs into it and register ends it."""
+        open: evaluate logs into it and register ends it. Raises `TrackingBacklog` when the spool was not
+        drained by the end of the `with` block (it waits `SPHEREREID_SPOOL_CLOSE_S`, default 30 s)."""
         ref = self._started()
+        if self.spool is not None and not self.drained:
+            spool = self.spool.journal.dir
+            raise TrackingBacklog(
+                f"{spool}: {self.spool.pending} tracking records not sent to {ref.tracking_uri} "
+                f"({self.spool.error or 'server unreachable'}); the model is saved - replay with "
+                f"`spherereid tracking replay {spool}` or rerun the stage (it does not retrain)"
+            )
         for path in artifacts:
             runs.log_artifact(ref, path)
         return ref.run_id
@@ -148,3 +174,11 @@ def _recorded_run_id(path: Path) -> str | None:
         return runs.read_run_ref(path).run_id
     except runs.RunRefError:
         return None
+
+
+def _close_timeout() -> float:
+    raw = os.environ.get(CLOSE_ENV, "30")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise TrackingBacklog(f"{CLOSE_ENV}={raw!r}: expected seconds (default 30)") from None

@@ -2,13 +2,21 @@
 
 Training does not wait for the disk: `snapshot` copies the state to host memory (one device sync), and a
 `CheckpointWriter` writes it in a background thread with `save_atomic`, so a kill during the write leaves
-the previous complete file in place.
+the previous complete file in place. Cadence: the trainer submits one after every `train.checkpoint_every`
+epochs and after the last one; each write is `torch.save` to a temporary path, fsync, rename, then (for
+checkpoints) the sha256 sidecar `<name>.sha256`, written in full first and renamed right after. `load` checks
+the sidecar when present, so a truncated or overwritten file is `CheckpointCorrupt`, never a silent resume.
+A full disk (ENOSPC / EFBIG / EDQUOT) is `CheckpointDiskFull`: one line with the path and the free space,
+the temporary file removed and the previous file intact.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import os
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,19 +32,112 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read: the message names the file and the fix."""
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename: a kill never leaves half a file."""
+class CheckpointCorrupt(CheckpointError):
+    """A checkpoint's bytes are damaged: truncated, garbage, or not matching its sha256 sidecar."""
+
+
+class CheckpointDiskFull(OSError):
+    """The disk filled during a checkpoint write; the previous file is intact."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+SIDECAR_SUFFIX = ".sha256"
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path, checksum: bool = False) -> None:
+    """torch.save to a temporary path beside `path`, fsync, then rename: a kill never leaves half a file.
+    With `checksum`, `<path>.sha256` (hex digest of the file) too, renamed right after the file (a kill
+    between the two renames, microseconds apart, reads as a corrupt checkpoint). A full disk raises
+    `CheckpointDiskFull` naming `path` and the free space, after removing the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+    side_tmp = sidecar(tmp)
+    try:
+        torch.save(obj, tmp)
+        digest = _fsync_and_hash(tmp)
+        if checksum:  # written in full before either rename: a full disk can only hit before them
+            _write_text_synced(side_tmp, f"{digest}  {path.name}\n")
+        os.replace(tmp, path)
+        if checksum:
+            os.replace(side_tmp, sidecar(path))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
+        if exc.errno in DISK_FULL:
+            raise _disk_full(path) from None
+        raise
+    except RuntimeError:  # torch.save's writer reports a failed write as an opaque RuntimeError
+        full = _write_fails_for_space(tmp)
+        tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
+        if full:
+            raise _disk_full(path) from None
+        raise
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed while writing
+        if stale != tmp and stale != side_tmp and not _pid_alive(stale.name.rsplit("-", 1)[-1].split(".")[0]):
+            stale.unlink(missing_ok=True)
+
+
+def sidecar(path: str | Path) -> Path:
+    """`last.pt` -> `last.pt.sha256`."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _fsync_and_hash(path: Path) -> str:
+    """fsync `path` and return its sha256 hex digest (read back once, in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb+") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+        os.fsync(fh.fileno())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_text_synced(path: Path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed while writing
-        if stale != tmp and not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-            stale.unlink(missing_ok=True)
+
+
+def _write_fails_for_space(tmp: Path) -> bool:
+    """After torch.save failed on `tmp`: does appending 64 KiB to it fail with ENOSPC / EFBIG / EDQUOT?"""
+    try:
+        with open(tmp, "ab") as fh:
+            fh.write(bytes(1 << 16))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        return exc.errno in DISK_FULL
+    return False
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
+
+
+def _disk_full(path: Path) -> CheckpointDiskFull:
+    free = _free_bytes(path.parent)
+    shown = f"{free / 2**20:.1f} MiB free" if free >= 0 else "free space unknown"
+    err = CheckpointDiskFull(
+        f"{path}: no space to write the checkpoint (disk full or file-size limit; {shown} on "
+        f"{path.parent}); the previous file is intact - free space and rerun"
+    )
+    err.errno = errno.ENOSPC
+    return err
 
 
 def _pid_alive(pid: str) -> bool:
@@ -51,16 +152,17 @@ def _pid_alive(pid: str) -> bool:
 
 def snapshot(obj: Any) -> Any:
     """A copy of `obj` (nested dicts / lists / tuples of tensors and plain values) whose tensors live in
-    host memory and no longer alias the training state. Device tensors are copied into pinned memory
-    with non-blocking copies and one synchronisation at the end."""
+    host memory and no longer alias the training state, with each tensor's layout (strides, e.g.
+    channels_last) kept. Device tensors are copied into pinned memory with non-blocking copies and one
+    synchronisation at the end."""
     synced: list[torch.device] = []
 
     def copy(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             value = value.detach()
             if value.device.type == "cpu":
-                return value.clone()
-            out = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+                return value.clone(memory_format=torch.preserve_format)
+            out = torch.empty_like(value, device="cpu", pin_memory=True)  # same strides (channels_last)
             out.copy_(value, non_blocking=True)
             if value.device not in synced:
                 synced.append(value.device)
@@ -85,8 +187,8 @@ class CheckpointWriter:
     failing run still leaves its last good checkpoint complete.
     """
 
-    def __init__(self, background: bool = True):
-        self.background = background
+    def __init__(self, background: bool = True, checksum: bool = True):
+        self.background, self.checksum = background, checksum
         self._pool = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") if background else None
         )
@@ -96,9 +198,9 @@ class CheckpointWriter:
         """Write `state` (already a `snapshot`: it must not change while written) to `path`."""
         self.wait()
         if self._pool is None:
-            save_atomic(state, path)
+            save_atomic(state, path, self.checksum)
         else:
-            self._pending = self._pool.submit(save_atomic, state, path)
+            self._pending = self._pool.submit(save_atomic, state, path, self.checksum)
 
     def wait(self) -> None:
         """Block until the pending write is on disk; raise its error, if any."""
@@ -125,16 +227,33 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ReIDNet:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint or model file saved by this package (tensors and plain Python types only)."""
+    """Load a checkpoint or model file saved by this package (tensors and plain Python types only).
+    Raises `CheckpointCorrupt` when the file does not match its `.sha256` sidecar or cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    _verify_checksum(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise CheckpointError(
-            f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc}); delete it to start over"
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointCorrupt(
+            f"{path}: cannot be loaded safely ({type(exc).__name__}: {reason}); delete it to start over"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict, found {type(obj).__name__}")
     return obj
+
+
+def _verify_checksum(path: Path) -> None:
+    """Compare `path` with its `.sha256` sidecar, when there is one (files written without one pass)."""
+    side = sidecar(path)
+    if not side.is_file():
+        return
+    expected = side.read_text().split()[:1]
+    actual = _file_sha256(path)
+    if expected != [actual]:
+        raise CheckpointCorrupt(
+            f"{path}: sha256 {actual[:12]}... does not match {side.name} "
+            f"({expected[0][:12] if expected else 'empty'}...): truncated or overwritten"
+        )

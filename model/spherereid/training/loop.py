@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import torch
 
 from ..progress import tqdm
+from . import termination
 from .optim import current_lr
 from .step import EpochStats, TrainStep
 
@@ -45,6 +46,7 @@ def train_one_epoch(
             scheduler.step()
         seen += labels.shape[0]
         steps += 1
+        termination.stop_here(f"epoch {epoch + 1}, step {steps} (the epoch is discarded)")
     if seen == 0:
         raise ValueError("the epoch had no batches: too few identities for sampler.p")
     loss_sum, correct, first_bad = step.stats.read()

@@ -132,14 +132,23 @@ def training_state(
 
 
 def resume_or_retire(
-    path: Path, config: dict[str, Any], epochs: int, parts: TrainingParts, ctx: distributed.DistContext
+    path: Path,
+    config: dict[str, Any],
+    epochs: int,
+    parts: TrainingParts,
+    ctx: distributed.DistContext,
+    on_corrupt: str = "fail",
 ) -> tuple[list[EpochStats], int]:
     """(history, epochs done): restore `parts` from the checkpoint at `path` when its key is `config` and it
     holds at most `epochs` epochs; otherwise move it to `<name>.stale` (after every rank has read it) and
-    return ([], 0), as with no checkpoint at all."""
+    return ([], 0), as with no checkpoint at all. A corrupt checkpoint (sha256 mismatch, truncated,
+    garbage) raises `CheckpointCorrupt` offering the fix, or with `on_corrupt="restart"` is moved to
+    `<name>.corrupt` and training starts fresh."""
     if not path.is_file():
         return [], 0
-    state = checkpoint.load(path, map_location=parts.device)
+    state = load_or_set_aside(path, parts.device, on_corrupt, ctx)
+    if state is None:
+        return [], 0
     same_config = state.get("format") == CHECKPOINT_FORMAT and state.get("config") == config
     stale = path.with_name(path.name + ".stale")
     if same_config and int(state["epoch"]) > epochs:  # never return a longer-trained model
@@ -159,6 +168,28 @@ def resume_or_retire(
     restore(parts, state, ctx)
     log.info("resuming from %s after epoch %d", path, int(state["epoch"]))
     return [EpochStats(**h) for h in state["history"]], int(state["epoch"])
+
+
+def load_or_set_aside(
+    path: Path, device: torch.device, on_corrupt: str, ctx: distributed.DistContext
+) -> dict[str, Any] | None:
+    """The checkpoint at `path`, or None after moving a corrupt one (and its sidecar) to `.corrupt` when
+    `on_corrupt` is "restart"; with "fail" a corrupt one raises a one-line `CheckpointCorrupt`."""
+    try:
+        return checkpoint.load(path, map_location=device)
+    except checkpoint.CheckpointCorrupt as exc:
+        if on_corrupt != "restart":
+            raise checkpoint.CheckpointCorrupt(
+                f"{exc}; set train.on_corrupt_checkpoint: restart in params.yaml to move it aside and "
+                "train from scratch"
+            ) from None
+    aside = path.with_name(path.name + ".corrupt")
+    distributed.retire(path, aside, ctx)
+    side = checkpoint.sidecar(path)
+    if ctx.is_main and side.is_file():
+        side.replace(aside.with_name(aside.name + checkpoint.SIDECAR_SUFFIX))
+    log.warning("%s is corrupt; moved to %s, training from scratch", path, aside)
+    return None
 
 
 def restore(parts: TrainingParts, state: dict[str, Any], ctx: distributed.DistContext) -> None:

@@ -43,7 +43,7 @@ from ..data.transforms import TrainTransform, build_transforms
 from ..device import check_device, effective_precision, resolve_device
 from ..modeling import losses
 from ..modeling.net import ReIDNet
-from . import checkpoint, distributed, resume
+from . import checkpoint, distributed, resume, termination
 from .loop import train_one_epoch
 from .optim import build_optimizer
 from .resume import TrainingParts
@@ -119,18 +119,22 @@ def fit(
         precision=place.precision, data_fingerprint=data_fingerprint,
     )  # fmt: skip
     parts = _build_parts(labels, num_classes, config, place)
-    history, start_epoch = resume.resume_or_retire(checkpoint_path, key, train.epochs, parts, place.ctx)
+    history, start_epoch = resume.resume_or_retire(
+        checkpoint_path, key, train.epochs, parts, place.ctx, train.on_corrupt_checkpoint
+    )
     if on_start is not None and place.ctx.is_main:
         on_start(list(history))
     _log_start(place, start_epoch, train)
     loop = EpochLoop(images, labels, train_tf, parts, place, config, key, checkpoint_path, progress)
-    try:
-        for epoch in range(start_epoch, train.epochs):
-            stats = loop.run(epoch, history)
-            if on_epoch is not None and place.ctx.is_main:
-                on_epoch(stats)
-    finally:
-        loop.close()  # the last submitted checkpoint is complete on disk, even when training failed
+    with termination.handling():  # SIGTERM: stop after the step, keep a complete checkpoint, exit 143
+        try:
+            for epoch in range(start_epoch, train.epochs):
+                stats = loop.run(epoch, history)
+                if on_epoch is not None and place.ctx.is_main:
+                    on_epoch(stats)
+                termination.stop_here(f"epoch {epoch + 1}")
+        finally:
+            loop.close()  # the last submitted checkpoint is complete on disk, even when training failed
     return FitResult(parts.model, parts.criterion, history=history, resumed_from_epoch=start_epoch)
 
 
@@ -256,7 +260,7 @@ class EpochLoop:
             parts.scheduler.step()
         history.append(stats)
         epochs = self.train.epochs
-        if (epoch + 1) % self.train.checkpoint_every == 0 or epoch + 1 == epochs:
+        if (epoch + 1) % self.train.checkpoint_every == 0 or epoch + 1 == epochs or termination.should_stop():
             state = resume.training_state(epoch + 1, parts, history, self.key)
             distributed.add_rank_rng(state, parts.aug_rng, ctx)  # collective: every rank's stream
             if ctx.is_main:
