@@ -101,7 +101,8 @@ def test_multi_node_train_shares_the_prepared_set_and_submits_the_stage_command(
     assert command[command.index("--out") + 1] == str(out)
     assert (shared / "train_images.npy").is_file(), "the pods read the prepared set from the shared volume"
     params = yaml.safe_load((out / PARAMS_FILE).read_text())
-    assert params["sampler"] == {"p": 8, "k": 4, "batch_size": 32, "type": "balanced"} and params["train"]["epochs"] == 2
+    assert params["sampler"] == {"p": 8, "k": 4, "batch_size": 32, "type": "balanced"}
+    assert params["train"]["epochs"] == 2
     with pytest.raises(LaunchError, match="not on the shared volume"):
         train_scaled(scale, prepared_dir=prepared, out_dir=tmp_path / "elsewhere", sections=sections,
                      dataset="market1501", run_id=RUN_ID, launcher=launcher)  # fmt: skip
