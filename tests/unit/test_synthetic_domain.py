@@ -30,8 +30,8 @@ def _hashes(root: Path) -> dict[str, str]:
 
 def _mean_rgb(root: Path) -> np.ndarray:
     """(3,) mean pixel over every image of the dataset."""
-    return np.mean([np.asarray(Image.open(p), dtype=np.float64).mean(axis=(0, 1)) for p in root.rglob("*.jpg")],
-                   axis=0)  # fmt: skip
+    means = [np.asarray(Image.open(p), dtype=np.float64).mean(axis=(0, 1)) for p in root.rglob("*.jpg")]
+    return np.mean(means, axis=0)
 
 
 def test_domain_b_is_deterministic_and_independent_of_workers(tmp_path):
