@@ -7,7 +7,8 @@
 The test images go through the model's own evaluated chain (`<eval>/chain.json`), under each test
 set's protocol. The model's own set is not evaluated again: its row is the evaluate stage's
 metrics.json. Test sets without a query/gallery (train-only) are skipped with a log line and left out.
-Nothing is logged to MLflow here (the matrix stage tags the model versions).
+With `--registration <register>/registration.json` the registered model version gets the results as
+`xeval.<test>.<metric>` tags (tracking.xeval); nothing else is logged to MLflow here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
 from ..entrypoint import run_cli
 from ..evaluation.protocol_metrics import measure
+from ..tracking import xeval
 from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE
 from .evaluate import _extract
 
@@ -91,6 +93,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     ap.add_argument("--eval", type=Path, required=True, help="its evaluate stage folder")
     ap.add_argument("--prepared-root", type=Path, default=Path("data/prepared"))
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--registration", type=Path, default=None,
+        help="the register stage's registration.json: tag its version xeval.<test>.<metric>",
+    )  # fmt: skip
     args = ap.parse_args(argv)
 
     def body() -> int:
@@ -99,6 +105,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
                   prepared_root=args.prepared_root, tests=params.datasets, out_dir=args.out,
                   evaluate=params.evaluate)  # fmt: skip
         print(f"cross-evaluated {args.model} on {', '.join(res)} -> {args.out}")
+        if args.registration is not None:
+            reg = _read_json(args.registration)
+            tags = xeval.tag_version(
+                reg["name"], int(reg["version"]), {t: r["metrics"] for t, r in res.items()}
+            )
+            print(f"tagged {reg['name']} version {reg['version']}: {', '.join(tags)}")
         return 0
 
     return run_cli(body)
