@@ -63,3 +63,18 @@ def test_repro_writes_a_2x2_matrix_whose_diagonal_is_the_evaluate_stage(repo):
         "up to date" in _run(["dvc", "status"], dest, env).stdout.lower()
         or "matrix" not in _run(["dvc", "status"], dest, env).stdout
     )
+
+
+@pytest.mark.slow
+def test_each_registered_version_carries_its_xeval_tags(repo):
+    from mlflow import MlflowClient
+
+    dest, env = repo
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    matrix = json.loads((dest / "outputs/cross/matrix.json").read_text())
+    for train in matrix:
+        reg = json.loads((dest / f"outputs/{train}/register/registration.json").read_text())
+        tags = c.get_model_version(reg["name"], str(reg["version"])).tags
+        for test, cell in matrix[train].items():
+            assert float(tags[f"xeval.{test}.rank1"]) == pytest.approx(cell["rank1"], abs=1e-4)
+            assert float(tags[f"xeval.{test}.mAP"]) == pytest.approx(cell["mAP"], abs=1e-4)
