@@ -85,12 +85,14 @@ class SyntheticConfig:
     height: int = 128
     width: int = 64
     layout: str = "market1501"  # market1501 | msmt17 (MSMT17_V1 folders and lists; no distractors/junk)
+    domain: str = "a"  # a | b: camera network (b: shifted looks, own identities; dataset synthetic_b)
 
     def __post_init__(self) -> None:
         _require(
             self.train_identities >= 1 and self.test_identities >= 1, "synthetic identities must be >= 1"
         )
         _require(self.layout in ("market1501", "msmt17"), "synthetic.layout must be market1501|msmt17")
+        _require(self.domain in ("a", "b"), "synthetic.domain must be a|b")
         max_cam = 6 if self.layout == "market1501" else 15
         _require(
             1 <= self.cameras <= max_cam, f"synthetic.cameras must be in 1..{max_cam} ({self.layout} naming)"

@@ -196,7 +196,7 @@ def test_custom_up_to_99_cameras(tmp_path):
 
 def test_registry_and_dispatch(tmp_path):
     assert set(DATASETS) == {"market1501", "dukemtmc", "cuhk03", "cuhk_sysu", "custom", "synthetic",
-                             "msmt17", "veri776", "custom_folders"}  # fmt: skip
+                             "synthetic_b", "msmt17", "veri776", "custom_folders"}  # fmt: skip
     assert DATASETS["market1501"] is market1501.parse  # synthetic: Market layout unless it holds MSMT17 lists
     _market(tmp_path / "syn")
     _check_market(parse("synthetic", tmp_path / "syn", tmp_path / "work"), prefix="")

@@ -141,8 +141,10 @@ def test_synthesize_stage_writes_atomically_and_reuses(tmp_path, monkeypatch):
     res = synthesize.run(synthetic=cfg, out_dir=out, workers=1)
     assert not res.reused and res.images["query"] == len(list((out / "query").iterdir()))
     record = json.loads((out / "synthetic.json").read_text())
-    # the default layout is not recorded, so the Market set's synthetic.json (and DVC md5) is as before
-    assert record["config"] == {k: v for k, v in dataclasses.asdict(cfg).items() if k != "layout"}
+    # the default layout and domain are not recorded: the synthetic.json (and DVC md5) is as before
+    assert record["config"] == {
+        k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("layout", "domain")
+    }
     assert synthesize.run(synthetic=cfg, out_dir=out, workers=1).reused
 
     def boom(*args, **kwargs):

@@ -59,6 +59,8 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
     config = dataclasses.asdict(synthetic)
     if config["layout"] == "market1501":  # recorded as before the option existed (same synthetic.json)
         del config["layout"]
+    if config["domain"] == "a":
+        del config["domain"]
     old = _record(out_dir)
     if old is not None and old.get("config") == config:
         log.info("%s already holds the synthetic dataset for this configuration; reusing it", out_dir)
@@ -94,13 +96,20 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     ap.add_argument("--params", default="params.yaml", help="params file (section 'synthetic' is used)")
     ap.add_argument("--out", type=Path, default=Path("data/raw/synthetic"), help="output folder")
     ap.add_argument(
+        "--domain", choices=("a", "b"), default=None,
+        help="camera network, overriding synthetic.domain (b: the synthetic_b dataset)",
+    )  # fmt: skip
+    ap.add_argument(
         "--workers", type=int, default=2, help="drawing processes (the bytes do not depend on it)"
     )
     args = ap.parse_args(argv)
 
     def body() -> int:
         params = load_params(args.params)
-        res = run(synthetic=params.synthetic, out_dir=args.out, workers=max(1, args.workers))
+        synthetic = params.synthetic
+        if args.domain is not None:
+            synthetic = dataclasses.replace(synthetic, domain=args.domain)
+        res = run(synthetic=synthetic, out_dir=args.out, workers=max(1, args.workers))
         print(f"synthetic dataset in {res.out_dir}: {res.images}" + (" (reused)" if res.reused else ""))
         return 0
 

@@ -45,6 +45,7 @@ DATASETS: dict[str, Callable[..., Splits]] = {
     "msmt17": msmt17.parse,
     "veri776": veri776.parse,
     "synthetic": _synthetic,
+    "synthetic_b": _synthetic,  # the synthesize stage with --domain b (another camera network)
 }
 
 
@@ -95,7 +96,7 @@ def _parse_one(
         )
     if name == "cuhk_sysu":
         return cuhk_sysu.parse(root, work_dir, gallery_size=cuhksysu_gallery_size)
-    if name in ("msmt17", "synthetic"):
+    if name in ("msmt17", "synthetic", "synthetic_b"):
         return DATASETS[name](root, work_dir, train_with_val=msmt17_train_with_val)
     if name == "custom_folders":
         return custom_folders.parse(root, work_dir, camera_pattern=camera_pattern)

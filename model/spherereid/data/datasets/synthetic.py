@@ -12,6 +12,10 @@ cast, background, scale, blur and noise; images vary in view, pose, crop, occlus
 Determinism: the plan (which identity in which camera, file names, attributes) comes from one RNG
 seeded with `seed`; each image's pixels come from an RNG seeded with (seed, kind, pid, cam, k), so
 the bytes do not depend on the number of worker processes. JPEGs use quality 90 and no metadata.
+
+Domains: `domain="b"` (the `synthetic_b` dataset) is a second camera network with its own identities
+(other RNG streams for the same seed) and shifted looks (`synthetic_draw.DOMAINS`: tinted casts, dark
+scenes, blur, noise, crop jitter), for cross-dataset tests; domain "a" is the original, byte for byte.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from ..imageio import pool_context
-from .synthetic_draw import Camera, Person, person_key, random_camera, random_person, render
+from .synthetic_draw import DOMAINS, Camera, Person, person_key, random_camera, random_person, render
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +52,28 @@ class Shot:
     person: Person | None
 
 
-def _seq(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *keys])
+_DOMAIN_KEY = {"a": (), "b": (101,)}  # domain "a" keeps the original streams; others get their own
 
 
-def _persons(seed: int, count: int) -> list[Person]:
+def _root(seed: int, domain: str) -> tuple[int, ...]:
+    """The RNG key prefix of a domain: its own identities, cameras and pixels for the same seed."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain={domain!r} must be one of {', '.join(DOMAINS)} (synthetic.domain)")
+    return (seed, *_DOMAIN_KEY[domain])
+
+
+def _seq(root: int | tuple[int, ...], *keys: int) -> np.random.Generator:
+    """The RNG of `keys` under `root` (a seed, or a domain's `_root`)."""
+    return np.random.default_rng([*((root,) if isinstance(root, int) else root), *keys])
+
+
+def _persons(root: int | tuple[int, ...], count: int) -> list[Person]:
     """`count` identities whose coarse attribute combinations are pairwise distinct."""
     out: list[Person] = []
     seen: set[tuple] = set()
     for i in range(count):
         for attempt in range(1000):
-            p = random_person(_seq(seed, _ATTR, i, attempt))
+            p = random_person(_seq(root, _ATTR, i, attempt))
             if person_key(p) not in seen:
                 break
         seen.add(person_key(p))
@@ -77,17 +92,19 @@ def plan(
     distractors: int,
     junk: int,
     layout: str = "market1501",
+    domain: str = "a",
 ) -> list[Shot]:
     """Every image of the dataset, in a fixed order (depends only on the arguments).
 
     With layout "msmt17" the distractors and junk are left out and the shots are renamed into
     MSMT17's layout (`msmt17_shots`); identities, cameras and pixels stay those of the Market plan.
     """
-    rng = _seq(seed)
+    root = _root(seed, domain)
+    rng = _seq(root)
     n = train_identities + test_identities
     pids = rng.permutation(np.arange(1, n + 1))
     train = set(int(p) for p in pids[:train_identities])
-    persons = _persons(seed, n)
+    persons = _persons(root, n)
     shots: list[Shot] = []
     frame = 0
 
@@ -112,7 +129,7 @@ def plan(
     for kind, pid, count in ((_DISTRACTOR, 0, distractors), (_JUNK, -1, junk)):
         for k in range(count):
             cam = int(rng.integers(1, cameras + 1))
-            person = random_person(_seq(seed, kind, k)) if rng.random() < 0.7 else None
+            person = random_person(_seq(root, kind, k)) if rng.random() < 0.7 else None
             shots.append(Shot("bounding_box_test", name(pid, cam, k), pid, cam, k, person))
     if layout == "msmt17":
         return msmt17_shots([s for s in shots if s.pid > 0])
@@ -161,35 +178,36 @@ def _msmt17_lists(out_dir: Path, shots: list[Shot]) -> dict[str, int]:
     return {split: len(v) for split, v in lines.items()}
 
 
-_CAMERAS: dict[tuple[int, int, int, int], Camera] = {}
+_CAMERAS: dict[tuple[int, str, int, int, int], Camera] = {}
 
 
-def _camera(seed: int, cam: int, height: int, width: int) -> Camera:
-    key = (seed, cam, height, width)
+def _camera(seed: int, domain: str, cam: int, height: int, width: int) -> Camera:
+    key = (seed, domain, cam, height, width)
     if key not in _CAMERAS:
-        _CAMERAS[key] = random_camera(_seq(seed, _CAM, cam), height, width)
+        _CAMERAS[key] = random_camera(_seq(_root(seed, domain), _CAM, cam), height, width, DOMAINS[domain])
     return _CAMERAS[key]
 
 
-def draw_shot(shot: Shot, seed: int, height: int, width: int) -> bytes:
-    """The JPEG bytes of one planned image."""
+def draw_shot(shot: Shot, seed: int, height: int, width: int, domain: str = "a") -> bytes:
+    """The JPEG bytes of one planned image (of the camera network `domain`)."""
     kind = _IDENTITY if shot.pid > 0 else (_DISTRACTOR if shot.pid == 0 else _JUNK)
-    rng = _seq(seed, kind, max(shot.pid, 0), shot.cam, shot.k)
+    root = _root(seed, domain)
+    rng = _seq(root, kind, max(shot.pid, 0), shot.cam, shot.k)
     occluder = (
-        random_person(_seq(seed, _OCCLUDER, max(shot.pid, 0), shot.cam, shot.k))
+        random_person(_seq(root, _OCCLUDER, max(shot.pid, 0), shot.cam, shot.k))
         if rng.random() < 0.1
         else None
     )
-    arr = render(shot.person, _camera(seed, shot.cam, height, width), rng, height, width,
+    arr = render(shot.person, _camera(seed, domain, shot.cam, height, width), rng, height, width,
                  partial=shot.pid <= 0, occluder=occluder)  # fmt: skip
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False)
     return buf.getvalue()
 
 
-def _draw_task(args: tuple[list[Shot], int, int, int]) -> list[bytes]:
-    shots, seed, height, width = args
-    return [draw_shot(s, seed, height, width) for s in shots]
+def _draw_task(args: tuple[list[Shot], int, int, int, str]) -> list[bytes]:
+    shots, seed, height, width, domain = args
+    return [draw_shot(s, seed, height, width, domain) for s in shots]
 
 
 def generate(
@@ -206,6 +224,7 @@ def generate(
     height: int = 128,
     width: int = 64,
     layout: str = "market1501",
+    domain: str = "a",
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
@@ -224,12 +243,12 @@ def generate(
     shots = plan(
         seed=seed, train_identities=train_identities, test_identities=test_identities, cameras=cameras,
         images_per_camera=images_per_camera, min_cameras=min_cameras, distractors=distractors, junk=junk,
-        layout=layout,
+        layout=layout, domain=domain,
     )  # fmt: skip
     _make_folders(out_dir, shots, layout)
     batch = max(1, images_per_camera * (cameras + min_cameras) // 2)  # about one identity per task
     batches = [shots[i : i + batch] for i in range(0, len(shots), batch)]
-    tasks = ((b, seed, height, width) for b in batches)
+    tasks = ((b, seed, height, width, domain) for b in batches)
     if workers > 1:
         with pool_context().Pool(workers) as pool:
             _write_all(out_dir, batches, pool.imap(_draw_task, tasks, chunksize=4), progress)
@@ -253,6 +272,8 @@ def generate(
     }
     if layout != "market1501":  # the Market record stays as it was (same synthetic.json bytes)
         summary["layout"] = layout
+    if domain != "a":
+        summary["domain"] = domain
     return summary
 
 

@@ -59,6 +59,37 @@ class Camera:
     blur: float
     noise: float
     back_view: float  # probability of a back view
+    crop: float = 0.06  # largest crop margin per side, as a fraction of the image (crop jitter)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A camera network's look: the ranges `random_camera` draws from (colour cast, light, crop jitter).
+
+    Domain "a" is the original generator; "b" shifts it: strong tinted casts, darker and bluer
+    scenes, more contrast, blurrier and noisier cameras, looser crops. Changing only ranges keeps the
+    number of random draws, so domain "a" images stay byte-identical.
+    """
+
+    gain: float = 0.25  # per-channel gain in 1 +- gain
+    tint: tuple[float, float, float] = (0.0, 0.0, 0.0)  # added to the gains (a shared colour cast)
+    desat: float = 0.3
+    light: tuple[float, float] = (0.8, 1.1)  # overall brightness factor
+    offset: float = 12.0
+    top: tuple[int, int] = (90, 180)  # background brightness, top and bottom of the gradient
+    bottom: tuple[int, int] = (70, 170)
+    scale: tuple[float, float] = (0.78, 0.94)
+    blur: tuple[float, float] = (0.0, 1.0)
+    noise: tuple[float, float] = (2.0, 7.0)
+    crop: float = 0.06
+
+
+DOMAINS: dict[str, Domain] = {
+    "a": Domain(),
+    "b": Domain(gain=0.35, tint=(-0.15, 0.05, 0.3), desat=0.6, light=(0.6, 0.85), offset=25.0,
+                top=(30, 90), bottom=(150, 230), scale=(0.6, 0.8), blur=(0.8, 1.6), noise=(6.0, 12.0),
+                crop=0.14),
+}  # fmt: skip
 
 
 def _jitter(rng: np.random.Generator, colour: RGB, amount: int = 14) -> RGB:
@@ -98,16 +129,16 @@ def _muted(rng: np.random.Generator, base: np.ndarray) -> RGB:
     return (int(c[0]), int(c[1]), int(c[2]))
 
 
-def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
-    """Draw one camera: colour cast, desaturation, brightness, a background texture, scale and blur."""
-    gains = 1.0 + rng.uniform(-0.25, 0.25, 3)
-    desat = rng.uniform(0.0, 0.3)
+def random_camera(rng: np.random.Generator, height: int, width: int, domain: Domain = DOMAINS["a"]) -> Camera:
+    """Draw one camera of `domain`: colour cast, desaturation, brightness, background, scale, blur."""
+    gains = 1.0 + np.array(domain.tint) + rng.uniform(-domain.gain, domain.gain, 3)
+    desat = rng.uniform(0.0, domain.desat)
     grey = np.full((3, 3), 1.0 / 3.0)
-    matrix = rng.uniform(0.8, 1.1) * ((1 - desat) * np.diag(gains) + desat * grey)
-    offset = rng.uniform(-12, 12, 3)
+    matrix = rng.uniform(*domain.light) * ((1 - desat) * np.diag(gains) + desat * grey)
+    offset = rng.uniform(-domain.offset, domain.offset, 3)
     bh, bw = 2 * height + 64, 4 * width
-    top = rng.integers(90, 180) + rng.integers(-25, 26, 3)
-    bottom = rng.integers(70, 170) + rng.integers(-25, 26, 3)
+    top = rng.integers(*domain.top) + rng.integers(-25, 26, 3)
+    bottom = rng.integers(*domain.bottom) + rng.integers(-25, 26, 3)
     t = np.linspace(0.0, 1.0, bh)[:, None, None]
     bg = (1 - t) * top + t * bottom + np.zeros((1, bw, 1))
     img = Image.fromarray(bg.astype(np.uint8))
@@ -125,10 +156,11 @@ def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
         matrix=matrix,
         offset=offset,
         background=np.asarray(img),
-        scale=float(rng.uniform(0.78, 0.94)),
-        blur=float(rng.uniform(0.0, 1.0)),
-        noise=float(rng.uniform(2.0, 7.0)),
+        scale=float(rng.uniform(*domain.scale)),
+        blur=float(rng.uniform(*domain.blur)),
+        noise=float(rng.uniform(*domain.noise)),
         back_view=float(rng.uniform(0.2, 0.8)),
+        crop=domain.crop,
     )
 
 
@@ -318,7 +350,7 @@ def render(
             d.rectangle((0, ch * rng.uniform(0.0, 0.5), x + cw * 0.12, ch), fill=f)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    m = rng.uniform(0.0, 0.06, 4) * (cw, ch, cw, ch)
+    m = rng.uniform(0.0, camera.crop, 4) * (cw, ch, cw, ch)
     box = (m[0], m[1], cw - m[2], ch - m[3])
     if partial:  # keep only an upper or lower part
         cut = rng.uniform(0.35, 0.6) * ch

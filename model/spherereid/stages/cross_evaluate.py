@@ -1,0 +1,122 @@
+"""Cross-evaluate stage: one trained model on every dataset's query/gallery -> <out>/<test>.json.
+
+    python -m spherereid.stages.cross_evaluate --params params.yaml --model synthetic \
+        --train outputs/synthetic/train --eval outputs/synthetic/eval --prepared-root data/prepared \
+        --out outputs/cross/runs/synthetic
+
+The test images go through the model's own evaluated chain (`<eval>/chain.json`), under each test
+set's protocol. The model's own set is not evaluated again: its row is the evaluate stage's
+metrics.json. Test sets without a query/gallery (train-only) are skipped with a log line and left out.
+With `--registration <register>/registration.json` the registered model version gets the results as
+`xeval.<test>.<metric>` tags (tracking.xeval); nothing else is logged to MLflow here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import EvaluateConfig, load_params
+from ..data.image_chain import ImageChain
+from ..data.manifest import PreparedSet
+from ..entrypoint import run_cli
+from ..evaluation.protocol_metrics import measure
+from ..tracking import xeval
+from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE
+from .evaluate import _extract
+
+log = logging.getLogger(__name__)
+
+
+class CrossEvaluateError(ValueError):
+    """A cross-evaluation input is missing or unreadable: the message names the file."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CrossEvaluateError(f"{path}: cannot read it ({e}); run the evaluate stage first") from None
+
+
+def evaluate_on(train_dir: Path, chain: ImageChain, prepared_dir: Path, evaluate: EvaluateConfig) -> dict:
+    """The reported metrics of the model in `train_dir` on `prepared_dir`'s query (Q) / gallery (G)."""
+    prepared = PreparedSet(prepared_dir)
+    query, gallery = prepared.split("query"), prepared.split("gallery")
+    qf, gf = _extract(train_dir / MODEL_FILE, chain, query, gallery, evaluate)
+    return measure(prepared.protocol, qf, gf, query, gallery, evaluate).reported()
+
+
+def run(
+    *,
+    model: str,
+    train_dir: Path,
+    eval_dir: Path,
+    prepared_root: Path,
+    tests: Sequence[str],
+    out_dir: Path,
+    evaluate: EvaluateConfig,
+) -> dict[str, dict]:
+    """Evaluate dataset `model`'s trained model on each of `tests`; write <out_dir>/<test>.json."""
+    train_dir, eval_dir, out_dir = Path(train_dir), Path(eval_dir), Path(out_dir)
+    chain = ImageChain.from_dict(_read_json(eval_dir / CHAIN_FILE))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.json"):  # a dataset dropped from the list leaves no old result
+        stale.unlink()
+    results: dict[str, dict] = {}
+    for test in tests:
+        if test == model:
+            found = _read_json(eval_dir / METRICS_FILE)
+            found.pop("protocol", None)
+        else:
+            prepared = PreparedSet(Path(prepared_root) / test)
+            if prepared.protocol.get("name") == "train-only":
+                log.warning("cross-evaluation %s -> %s skipped: %s has no query/gallery", model, test, test)
+                continue
+            found = evaluate_on(train_dir, chain, Path(prepared_root) / test, evaluate)
+        results[test] = {"train": model, "test": test, "metrics": found}
+        (out_dir / f"{test}.json").write_text(json.dumps(results[test], indent=2) + "\n")
+        log.info("cross-evaluation %s -> %s: rank1 %.4f mAP %.4f", model, test, found["rank1"], found["mAP"])
+    return results
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.cross_evaluate") -> int:
+    """CLI: one model against every dataset of the params file's `datasets` list."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model", required=True, help="the dataset the model was trained on")
+    ap.add_argument("--train", type=Path, required=True, help="its train stage folder")
+    ap.add_argument("--eval", type=Path, required=True, help="its evaluate stage folder")
+    ap.add_argument("--prepared-root", type=Path, default=Path("data/prepared"))
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--registration", type=Path, default=None,
+        help="the register stage's registration.json: tag its version xeval.<test>.<metric>",
+    )  # fmt: skip
+    args = ap.parse_args(argv)
+
+    def body() -> int:
+        params = load_params(args.params)
+        res = run(model=args.model, train_dir=args.train, eval_dir=args.eval,
+                  prepared_root=args.prepared_root, tests=params.datasets, out_dir=args.out,
+                  evaluate=params.evaluate)  # fmt: skip
+        print(f"cross-evaluated {args.model} on {', '.join(res)} -> {args.out}")
+        if args.registration is not None:
+            reg = _read_json(args.registration)
+            tags = xeval.tag_version(
+                reg["name"], int(reg["version"]), {t: r["metrics"] for t, r in res.items()}
+            )
+            print(f"tagged {reg['name']} version {reg['version']}: {', '.join(tags)}")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    from spherereid.stages import cross_evaluate as stage
+
+    sys.exit(stage.main())

@@ -1,0 +1,38 @@
+"""Cross-dataset results on the model registry: `xeval.<test>.<metric>` tags on a model version.
+
+`xeval_tags({"synthetic_b": {"rank1": 0.41, "mAP": 0.2}})` ->
+`{"xeval.synthetic_b.rank1": "0.4100", "xeval.synthetic_b.mAP": "0.2000"}`; `tag_version` writes them
+to the registered version (with retries; mlflow is imported lazily by `connection.client`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .connection import client, tracking_uri, with_retries
+
+PREFIX = "xeval"
+TAGGED_METRICS = ("rank1", "mAP")
+
+
+def xeval_tags(
+    results: Mapping[str, Mapping[str, float]], metrics: Sequence[str] = TAGGED_METRICS
+) -> dict[str, str]:
+    """`{test: {metric: value}}` -> `{"xeval.<test>.<metric>": "<value, 4 decimals>"}` for `metrics`."""
+    return {
+        f"{PREFIX}.{test}.{metric}": f"{float(values[metric]):.4f}"
+        for test, values in sorted(results.items())
+        for metric in metrics
+        if metric in values
+    }
+
+
+def tag_version(name: str, version: int, results: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+    """Set the xeval tags of `results` on registered model `name` version `version`; return them."""
+    tags = xeval_tags(results)
+    uri = tracking_uri()
+    c = client(uri)
+    for key, value in tags.items():
+        with_retries(lambda k=key, v=value: c.set_model_version_tag(name, str(version), k, v),
+                     what=f"tagging {name} version {version}", uri=uri)  # fmt: skip
+    return tags

@@ -1,0 +1,80 @@
+"""The cross-dataset matrix through `dvc repro`: two tiny synthetic domains -> a 2x2 matrix tracked by DVC."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from test_dvc_pipeline import BIN, ROOT, _run, _tiny_params
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """This repository's tracked files in a fresh git repo; tiny params, datasets [synthetic, synthetic_b]."""
+    dest = tmp_path_factory.mktemp("cross")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for rel in files:
+        if not rel.startswith(("data/", "outputs/")) and rel != "dvc.lock" and (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    params = _tiny_params(ROOT / "params.yaml")
+    params["datasets"] = ["synthetic", "synthetic_b"]
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_LOG_LEVEL": "WARNING", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+    }  # fmt: skip
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+        ["dvc", "repro"],
+    ):
+        _run(cmd, dest, env)
+    return dest, env
+
+
+@pytest.mark.slow
+def test_repro_writes_a_2x2_matrix_whose_diagonal_is_the_evaluate_stage(repo):
+    dest, env = repo
+    matrix = json.loads((dest / "outputs/cross/matrix.json").read_text())
+    assert sorted(matrix) == ["synthetic", "synthetic_b"]
+    for train in matrix:
+        assert sorted(matrix[train]) == ["synthetic", "synthetic_b"]
+        own = json.loads((dest / f"outputs/{train}/eval/metrics.json").read_text())
+        assert matrix[train][train]["rank1"] == pytest.approx(own["rank1"])
+        assert matrix[train][train]["mAP"] == pytest.approx(own["mAP"])
+        for cell in matrix[train].values():
+            assert 0.0 <= cell["mAP"] <= 1.0 and 0.0 <= cell["rank1"] <= 1.0
+    md = (dest / "outputs/cross/matrix.md").read_text()
+    assert "synthetic_b" in md and "missing" not in md
+    assert (dest / "outputs/cross/matrix.png").stat().st_size > 1000
+    shown = _run(["dvc", "metrics", "show", "--json"], dest, env).stdout
+    assert "outputs/cross/matrix.json" in shown
+    assert (
+        "up to date" in _run(["dvc", "status"], dest, env).stdout.lower()
+        or "matrix" not in _run(["dvc", "status"], dest, env).stdout
+    )
+
+
+@pytest.mark.slow
+def test_each_registered_version_carries_its_xeval_tags(repo):
+    from mlflow import MlflowClient
+
+    dest, env = repo
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    matrix = json.loads((dest / "outputs/cross/matrix.json").read_text())
+    for train in matrix:
+        reg = json.loads((dest / f"outputs/{train}/register/registration.json").read_text())
+        tags = c.get_model_version(reg["name"], str(reg["version"])).tags
+        for test, cell in matrix[train].items():
+            assert float(tags[f"xeval.{test}.rank1"]) == pytest.approx(cell["rank1"], abs=1e-4)
+            assert float(tags[f"xeval.{test}.mAP"]) == pytest.approx(cell["mAP"], abs=1e-4)

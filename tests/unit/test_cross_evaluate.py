@@ -1,0 +1,63 @@
+"""The cross-evaluate stage's inputs and the matrix stage's collection of its results (no training)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spherereid.config import EvaluateConfig
+from spherereid.experiments.matrix import MatrixError
+from spherereid.experiments.matrix_cli import collect, main
+from spherereid.stages import cross_evaluate
+
+
+def _result(runs, train, test, rank1, mAP):  # noqa: N803
+    (runs / train).mkdir(parents=True, exist_ok=True)
+    body = {
+        "train": train,
+        "test": test,
+        "metrics": {"rank1": rank1, "mAP": mAP, "mAP_official": mAP, "mINP": 0.1},
+    }
+    (runs / train / f"{test}.json").write_text(json.dumps(body))
+
+
+def test_collect_and_write_a_2x2_matrix(tmp_path):
+    runs = tmp_path / "runs"
+    for train, test, r1 in (("a", "a", 0.9), ("a", "b", 0.2), ("b", "a", 0.3), ("b", "b", 0.8)):
+        _result(runs, train, test, r1, r1 / 2)
+    assert collect(runs)[("a", "b")]["rank1"] == 0.2
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "cross")]) == 0
+    matrix = json.loads((tmp_path / "cross" / "matrix.json").read_text())
+    assert matrix["b"]["a"]["mAP"] == pytest.approx(0.15) and matrix["a"]["a"]["rank1"] == 0.9
+    assert "| a | **90.00%** | 20.00% |" in (tmp_path / "cross" / "matrix.md").read_text()
+
+
+def test_collect_names_a_bad_result_file(tmp_path):
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "b.json").write_text("{}")
+    with pytest.raises(MatrixError, match="b.json: not a cross-evaluation result"):
+        collect(tmp_path / "runs")
+    with pytest.raises(MatrixError, match="no cross-evaluation results"):
+        collect(tmp_path / "empty")
+
+
+def test_self_pair_reuses_the_evaluate_stage_metrics_and_missing_chain_is_named(tmp_path):
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    with pytest.raises(cross_evaluate.CrossEvaluateError, match="chain.json: cannot read it"):
+        cross_evaluate.run(model="a", train_dir=tmp_path, eval_dir=ev, prepared_root=tmp_path, tests=["a"],
+                           out_dir=tmp_path / "out", evaluate=EvaluateConfig())  # fmt: skip
+    chain = {
+        "stored_size": [36, 18],
+        "input_size": [32, 16],
+        "mean": [0.5] * 3,
+        "std": [0.2] * 3,
+        "flip": True,
+    }
+    (ev / "chain.json").write_text(json.dumps(chain))
+    (ev / "metrics.json").write_text(json.dumps({"rank1": 0.7, "mAP": 0.5, "protocol": {"name": "market"}}))
+    res = cross_evaluate.run(model="a", train_dir=tmp_path, eval_dir=ev, prepared_root=tmp_path, tests=["a"],
+                             out_dir=tmp_path / "out", evaluate=EvaluateConfig())  # fmt: skip
+    assert res["a"]["metrics"] == {"rank1": 0.7, "mAP": 0.5}
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["test"] == "a"
