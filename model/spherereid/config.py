@@ -224,7 +224,7 @@ class ScheduleConfig:
         _require(self.step_per in ("epoch", "iteration"), "schedule.step_per must be epoch|iteration")
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -234,14 +234,14 @@ class TrainConfig:
     epochs: int = 140
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (cuda without a usable GPU is an error)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; applies on CUDA only, CPU trains in fp32)
+    precision: str = "auto"  # auto (bf16 on CUDA / native-bf16 CPUs, else fp32) | fp32 | bf16 | fp16 (CUDA)
     cuda_graphs: bool = False  # capture the whole training step in a CUDA graph (CUDA only)
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over the global batch (CUDA only)
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs must be >= 1")
-        _require(self.precision in PRECISIONS, "train.precision must be fp32|bf16|fp16")
+        _require(self.precision in PRECISIONS, "train.precision must be auto|fp32|bf16|fp16")
         _require(
             not (self.cuda_graphs and self.precision == "fp16"),
             "train.cuda_graphs needs precision fp32 or bf16 (fp16's GradScaler syncs every step)",

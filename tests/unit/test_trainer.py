@@ -83,6 +83,31 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert lrs[0] == pytest.approx(5e-5) and lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(1e-4)
 
 
+def test_after_a_resume_every_optimizer_state_has_its_parameters_strides(tmp_path, monkeypatch):
+    # channels_last conv weights: fused Adam on the CPU silently mixes elements when layouts differ
+    _fit(tmp_path / "last.pt", epochs=1)
+    restored = []
+    real_restore = resume.restore
+
+    def spy(parts, state, ctx):  # the real restore, then keep its parts to inspect
+        real_restore(parts, state, ctx)
+        restored.append(parts)
+
+    monkeypatch.setattr(resume, "restore", spy)
+    res = _fit(tmp_path / "last.pt", epochs=2)
+    assert res.resumed_from_epoch == 1 and len(restored) == 1
+    optimizer = restored[0].optimizer
+    weights = restored[0].model.parameters()
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in weights)  # channels_last conv weights
+    checked = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name in ("exp_avg", "exp_avg_sq"):
+                assert optimizer.state[param][name].stride() == param.stride(), name
+                checked += 1
+    assert checked == 2 * sum(len(g["params"]) for g in optimizer.param_groups)
+
+
 def test_checkpoint_loads_with_weights_only_and_holds_the_state(tmp_path):
     _fit(tmp_path / "last.pt", epochs=1)
     state = torch.load(tmp_path / "last.pt", weights_only=True)

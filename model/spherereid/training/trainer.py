@@ -5,8 +5,9 @@ A checkpoint holds model, classifier (loss), optimizer, scheduler, sampler and R
 the history and the resume key (see `resume`). Resuming from it continues the same random streams, so
 an interrupted run ends with the same weights as an uninterrupted one.
 
-On CUDA: autocast in `train.precision` (bf16 | fp16 with a GradScaler; fp32 elsewhere), channels_last,
-fused Adam, cudnn.benchmark and, with `train.cuda_graphs`, the whole step replayed from a CUDA graph.
+One fast path on every device: autocast in `train.precision` (auto: bf16 on CUDA and on native-bf16 CPUs,
+else fp32; fp16 with a GradScaler on CUDA only), channels_last and fused Adam, the same TrainStep code on
+the CPU and CUDA. CUDA-only: cudnn.benchmark and, with `train.cuda_graphs`, the step replayed from a graph.
 Every `train.checkpoint_every` epochs (and after the last) the state is snapshotted to host memory and
 written in the background. Labels are checked once, loss and accuracy are read once per epoch.
 
@@ -40,7 +41,7 @@ from ..config import (
 from ..data.batches import TrainBatches
 from ..data.sampler import build_sampler
 from ..data.transforms import TrainTransform, build_transforms
-from ..device import check_device, effective_precision, resolve_device
+from ..device import check_device, effective_precision, memory_format, resolve_device
 from ..modeling import losses
 from ..modeling.net import ReIDNet
 from . import checkpoint, distributed, resume
@@ -82,7 +83,7 @@ class Placement:
 
     ctx: distributed.DistContext
     info: str  # the device checked, in words
-    precision: str  # the precision used (fp32 off CUDA)
+    precision: str  # the precision used (train.precision resolved on this device: never 'auto')
     graphs: bool  # CUDA graphs: CUDA, asked for, and a single process (DDP's all-reduce runs eagerly)
     memory_format: torch.memory_format
 
@@ -143,8 +144,8 @@ def _placement(train: TrainConfig, dist: distributed.DistContext | None) -> Plac
     graphs = bool(train.cuda_graphs) and dev.type == "cuda" and not ctx.distributed  # DDP's all-reduce: eager
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static P x K shapes: pick the fastest kernels once
-    memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
-    return Placement(ctx=ctx, info=info, precision=precision, graphs=graphs, memory_format=memory_format)
+    layout = memory_format(dev)
+    return Placement(ctx=ctx, info=info, precision=precision, graphs=graphs, memory_format=layout)
 
 
 def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place: Placement) -> TrainingParts:
