@@ -58,8 +58,18 @@ def test_run_params_name_every_field_of_every_section_and_the_dataset():
     flat = run_params(CONFIG, "toy", "fp-1")
     assert flat["model.backbone"] == "tiny" and flat["train.seed"] == 3 and flat["optim.lr"] == 1e-3
     assert flat["dataset.name"] == "toy" and flat["dataset.fingerprint"] == "fp-1"
-    # 6 model + 3 loss + 3 sampler + 3 optim + 5 schedule + 7 train + 8 transform fields, + 2 dataset keys
-    assert len(flat) == 6 + 3 + 3 + 3 + 5 + 7 + 8 + 2
+    # 6 model + 3 loss + 4 sampler + 3 optim + 5 schedule + 7 train + 8 transform fields, + 2 dataset keys,
+    # + the precision actually used
+    assert len(flat) == 6 + 3 + 4 + 3 + 5 + 7 + 8 + 2 + 1
+    assert flat["train.precision"] == "auto" and flat["train.precision_used"] in ("bf16", "fp32")
+
+
+def test_the_used_precision_is_the_asked_one_resolved_on_the_device():
+    import dataclasses
+
+    for asked in ("fp32", "bf16"):
+        config = dataclasses.replace(CONFIG, train=TrainConfig(seed=3, device="cpu", precision=asked))
+        assert run_params(config, "toy", "fp-1")["train.precision_used"] == asked
 
 
 def test_a_training_logs_params_tags_dataset_and_epochs_and_leaves_the_run_open(store):
