@@ -255,6 +255,7 @@ class EvaluateConfig:
 
     metric: str = "cosine"  # cosine | euclidean
     flip: bool = True  # average features of the image and its mirror
+    precision: str = "auto"  # extraction: auto (bf16 on CUDA / native-bf16 CPUs, else fp32) | fp32 | bf16
     max_rank: int = 50
     batch_size: int = 128
     query_chunk: int = 1024  # queries per chunk of the distance matrix
@@ -265,6 +266,7 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         _require(self.metric in ("cosine", "euclidean"), "evaluate.metric must be cosine|euclidean")
+        _require(self.precision in ("auto", "fp32", "bf16"), "evaluate.precision must be auto|fp32|bf16")
         _require(self.max_rank >= 1, "evaluate.max_rank must be >= 1")
         _require(self.batch_size >= 1 and self.query_chunk >= 1, "evaluate sizes must be >= 1")
         keys = ("evaluate.rerank_k1", "evaluate.rerank_k2", "evaluate.rerank_lambda")
