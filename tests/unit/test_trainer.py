@@ -170,3 +170,17 @@ def test_changed_training_code_or_data_does_not_resume_a_finished_checkpoint(tmp
     monkeypatch.setattr(resume, "code_fingerprint", lambda: "another-version")
     assert _fit(ckpt, epochs=1).resumed_from_epoch == 0
     assert _fit(ckpt, epochs=1, data_fingerprint="other-data").resumed_from_epoch == 0
+
+
+def test_cuda_graphs_with_several_processes_is_refused_with_how_to_choose(tmp_path):
+    from spherereid.training import distributed
+
+    ctx = distributed.DistContext(rank=0, world_size=2, device=torch.device("cuda", 0), backend="nccl")
+    config = _config(1)
+    config = FitConfig(**{**config.__dict__, "train": TrainConfig(epochs=1, device="cuda", cuda_graphs=True)})
+    images, labels = _data()
+    expected = r"train.cuda_graphs is true but training runs in 2 processes.*Choose"
+    with pytest.raises(ValueError, match=expected):
+        fit(images=images, labels=labels, num_classes=IDS, checkpoint_path=tmp_path / "last.pt",
+            config=config, progress=False, dist=ctx)  # fmt: skip
+    assert not (tmp_path / "last.pt").exists()

@@ -135,13 +135,24 @@ def fit(
     return FitResult(parts.model, parts.criterion, history=history, resumed_from_epoch=start_epoch)
 
 
+# Not captured under DDP, by choice: a graph of DDP's bucketed all-reduce needs static_graph DDP and
+# capture-safe NCCL, a path nobody can test without several GPUs; a clear choice beats an untested one.
+DDP_GRAPHS_MESSAGE = (
+    "train.cuda_graphs is true but training runs in {world} processes: the step is not captured under "
+    "DistributedDataParallel. Choose: set train.cuda_graphs false for this multi-GPU run (eager DDP), or "
+    "train in one process (one GPU) to keep the graph"
+)
+
+
 def _placement(train: TrainConfig, dist: distributed.DistContext | None) -> Placement:
     """The process context (a single process without `dist`), its checked device and the precision there."""
     ctx = dist if dist is not None else distributed.DistContext(device=resolve_device(train.device))
     dev = ctx.device
+    if train.cuda_graphs and ctx.distributed and dev.type == "cuda":
+        raise ValueError(DDP_GRAPHS_MESSAGE.format(world=ctx.world_size))
     info = check_device(dev)  # a GPU this build cannot drive fails here, not hours later
     precision = effective_precision(train.precision, dev)
-    graphs = bool(train.cuda_graphs) and dev.type == "cuda" and not ctx.distributed  # DDP's all-reduce: eager
+    graphs = bool(train.cuda_graphs) and dev.type == "cuda"  # CUDA only; never with several processes
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static P x K shapes: pick the fastest kernels once
     layout = memory_format(dev)
@@ -194,10 +205,14 @@ def _log_start(place: Placement, start_epoch: int, train: TrainConfig) -> None:
     )  # fmt: skip
 
 
-def _train_step(parts: TrainingParts, place: Placement, sync_batchnorm: bool) -> TrainStep:
-    """The step over the (DDP-wrapped, with several processes) model and classifier."""
+def _train_step(parts: TrainingParts, place: Placement, sync_batchnorm: bool, batch: int) -> TrainStep:
+    """The step over the (DDP-wrapped, with several processes) model and classifier; `batch` is the
+    global P x K batch."""
+    per_rank = batch // max(place.ctx.world_size, 1)
     return TrainStep(
-        model=distributed.wrap(parts.model, place.ctx, sync_batchnorm=sync_batchnorm),
+        model=distributed.wrap(
+            parts.model, place.ctx, sync_batchnorm=sync_batchnorm, per_rank_batch=per_rank
+        ),
         criterion=distributed.wrap(parts.criterion, place.ctx),
         optimizer=parts.optimizer,
         stats=distributed.RankAccumulator(place.device, place.ctx),
@@ -226,7 +241,7 @@ class EpochLoop:
         progress: bool,
     ):
         self.parts, self.place = parts, place
-        self.step = _train_step(parts, place, config.train.sync_batchnorm)
+        self.step = _train_step(parts, place, config.train.sync_batchnorm, config.sampler.batch_size)
         self.batches = TrainBatches(
             images,
             labels,
