@@ -2,8 +2,10 @@
 and exact resume.
 
 A checkpoint holds model, classifier (loss), optimizer, scheduler, sampler and RNG state, the epoch,
-the history and the resume key (see `resume`). Resuming from it continues the same random streams, so
-an interrupted run ends with the same weights as an uninterrupted one.
+the history and the resume key (see `resume`). Resuming from it continues the same random streams: on
+the CPU an interrupted run ends with the same weights as an uninterrupted one; on CUDA with the same up to
+the run-to-run noise of non-deterministic kernels (cuDNN autotuning, atomics), as two uninterrupted CUDA
+runs differ, unless torch.use_deterministic_algorithms(True) is set by the caller.
 
 One fast path on every device: autocast in `train.precision` (auto: bf16 on CUDA and on native-bf16 CPUs,
 else fp32; fp16 with a GradScaler on CUDA only), channels_last and fused Adam, the same TrainStep code on
