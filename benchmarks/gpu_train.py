@@ -1,22 +1,25 @@
 """Training speed on one device: fit() against the bare step, and the projected paper schedule.
 
-    python benchmarks/gpu_train.py [--epochs 6] [--steps 40] [--precision bf16] [--quick]
+    python benchmarks/gpu_train.py [--epochs 6] [--steps 40] [--precision bf16] [--quick] [--json PATH]
 
-Prints images/s of
-  (a) the bare step: the same model, Sphere Softmax loss, Adam and P x K batch on a resident tensor,
-      eager in fp32, eager in `--precision` with channels_last, and (CUDA) replayed from a CUDA graph;
+Prints (and with --json writes) images/s of
+  (a) the bare step: the same model, Sphere Softmax loss, fused Adam and P x K batch on a resident tensor,
+      eager in plain fp32, eager in `--precision` with channels_last (CPU too), and (CUDA) replayed from a
+      CUDA graph; cudnn.benchmark is set before every leg;
   (b) the project's fit(): the real data path (memmap on disk, P x K sampler, pinned gather, crop/flip on
       the device) with a checkpoint written every epoch, per steady epoch (first epoch excluded: it
       captures the graph and tunes cuDNN), wall clock between epochs (checkpoint included);
 then the ratio fit / bare graph step (goal >= 0.90) and the projected wall time of the paper schedule
 (140 epochs at Market-1501 size, goal <= 2 minutes on an H100/H200).
 On CUDA the default case is the paper recipe at Market size; on the CPU (or with --quick) a small
-ResNet-18 case, eager only.
+ResNet-18 case, eager only. --precision auto resolves as train.precision does (bf16 on CUDA and on CPUs
+with native bf16).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ from spherereid.config import (  # noqa: E402
     TrainConfig,
     TransformConfig,
 )
+from spherereid.device import effective_precision  # noqa: E402
 from spherereid.modeling.losses import build_loss  # noqa: E402
 from spherereid.modeling.net import ReIDNet  # noqa: E402
 from spherereid.training.optim import build_optimizer  # noqa: E402
@@ -48,13 +52,11 @@ OPTIM = dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999))
 
 
 def bare_step(recipe, device, precision: str, graphs: bool, steps: int, warmup: int = 5) -> float:
-    """images/s of TrainStep on one resident batch (no data path, no checkpoints)."""
+    """images/s of TrainStep on one resident batch (no data path, no checkpoints). 'fp32-plain': fp32 in
+    the contiguous layout; any other precision runs in channels_last."""
     torch.manual_seed(0)
-    fmt = (
-        torch.channels_last
-        if device.type == "cuda" and precision != "fp32-plain"
-        else torch.contiguous_format
-    )
+    set_benchmark(device)
+    fmt = torch.contiguous_format if precision == "fp32-plain" else torch.channels_last
     prec = "fp32" if precision == "fp32-plain" else precision
     model = ReIDNet(**recipe.model).to(device, memory_format=fmt)
     crit = build_loss(embedding_dim=model.embedding_dim, num_classes=recipe.ids, **LOSS).to(device)
@@ -80,6 +82,7 @@ def bare_step(recipe, device, precision: str, graphs: bool, steps: int, warmup: 
 
 def fit_speed(recipe, device, precision: str, graphs: bool, epochs: int) -> dict:
     """fit() on a random memmap with a checkpoint every epoch: per-epoch figures."""
+    set_benchmark(device)
     labels = np.arange(recipe.images) % recipe.ids
     stamps: list[float] = []
     with temp_dir() as tmp:
@@ -126,30 +129,46 @@ def fit_speed(recipe, device, precision: str, graphs: bool, epochs: int) -> dict
     }
 
 
+def set_benchmark(device: torch.device) -> None:
+    """cudnn.benchmark before every leg (static shapes: the fastest kernels), whatever a leg before did."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="fit() epochs (default 6 on CUDA, 2 on CPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed bare steps (default 60 CUDA, 4 CPU)")
-    parser.add_argument("--precision", default="bf16", help="fp32 | bf16 | fp16 (CUDA; the CPU runs fp32)")
+    parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16 (fp16: CUDA only)")
     parser.add_argument("--quick", action="store_true", help="the small ResNet-18 case even on CUDA")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     recipe = QUICK if args.quick else default_recipe(device)
     epochs = args.epochs or (6 if cuda else 2)
     steps = args.steps or (60 if cuda else 4)
-    precision = args.precision if cuda else "fp32"
+    precision = effective_precision(args.precision, device)
     graphs = cuda and precision != "fp16"
     print(f"device: {describe(device)}")
     print(f"case  : {recipe.name}: batch {recipe.p}x{recipe.k}, stored {recipe.stored}, input {recipe.crop}, "
           f"{recipe.images} images of {recipe.ids} ids")  # fmt: skip
+    figures = run_legs(recipe, device, precision, graphs, steps, epochs)
+    figures.update(device=describe(device), case=recipe.name, precision=precision, graphs=graphs)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+
+
+def run_legs(recipe, device, precision: str, graphs: bool, steps: int, epochs: int) -> dict:
+    """Every leg, printed as it finishes; returns the figures (images/s, ratios, seconds)."""
     fp32 = bare_step(recipe, device, "fp32-plain", False, steps)
     print(f"bare step, fp32 eager                    : {fp32:9.1f} images/s")
-    eager = bare_step(recipe, device, precision, False, steps) if cuda else fp32
-    if cuda:
-        print(f"bare step, {precision} eager + channels_last   : {eager:9.1f} images/s")
-    graph = bare_step(recipe, device, precision, True, steps) if graphs else float("nan")
-    if graphs:
+    fast = bare_step(recipe, device, precision, False, steps)
+    print(f"bare step, {precision} eager + channels_last   : {fast:9.1f} images/s")
+    graph = bare_step(recipe, device, precision, True, steps) if graphs else None
+    if graph is not None:
         print(f"bare step, {precision} + channels_last, CUDA graph: {graph:9.1f} images/s")
     f = fit_speed(recipe, device, precision, graphs, epochs)
     mode = f"{precision}{', graphs' if graphs else ''}"
@@ -157,14 +176,23 @@ def main() -> None:
     print(f"  in-epoch        : {f['in_epoch']:9.1f} images/s")
     print(f"  wall per epoch  : {f['wall']:9.1f} images/s ({f['steady_epoch_s']:.3f} s per steady epoch, "
           f"first epoch {f['first_epoch_s']:.2f} s)")  # fmt: skip
-    best_bare = graph if graphs else eager
-    kind = "graph" if graphs else "eager"
-    print(f"ratio fit wall / bare {kind} step: {f['wall'] / best_bare:6.3f}  (goal >= 0.90)")
+    best_bare, kind = (graph, "graph") if graph is not None else (fast, "eager")
+    ratio = f["wall"] / best_bare
+    print(f"ratio fit wall / bare {kind} step: {ratio:6.3f}  (goal >= 0.90)")
     market_steps = (751 // 16) * 64 / (recipe.p * recipe.k)  # Market-1501 epoch, in this case's steps
     per_step = f["steady_epoch_s"] / (f["images_per_epoch"] / (recipe.p * recipe.k))
     projected = f["first_epoch_s"] + (PAPER_EPOCHS - 1) * market_steps * per_step
+    cuda = device.type == "cuda"
     print(f"projected paper schedule ({PAPER_EPOCHS} epochs, Market-sized, checkpoints): {projected:7.1f} s "
           f"= {projected / 60:.2f} min{'  (goal <= 2 min on an H100/H200)' if cuda else ''}")  # fmt: skip
+    return {
+        "bare_fp32_images_per_s": fp32,
+        "bare_fast_eager_images_per_s": fast,
+        "bare_graph_images_per_s": graph,
+        "fit": f,
+        "ratio_fit_to_best_bare": ratio,
+        "projected_paper_schedule_s": projected,
+    }
 
 
 if __name__ == "__main__":

@@ -226,7 +226,7 @@ class ScheduleConfig:
         _require(self.step_per in ("epoch", "iteration"), "schedule.step_per must be epoch|iteration")
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class TrainConfig:
     epochs: int = 140
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (cuda without a usable GPU is an error)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; applies on CUDA only, CPU trains in fp32)
+    precision: str = "auto"  # auto (bf16 on CUDA / native-bf16 CPUs, else fp32) | fp32 | bf16 | fp16 (CUDA)
     cuda_graphs: bool = False  # capture the whole training step in a CUDA graph (CUDA only)
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over the global batch (CUDA only)
@@ -248,7 +248,7 @@ class TrainConfig:
             self.on_corrupt_checkpoint in ("fail", "restart"),
             "train.on_corrupt_checkpoint must be fail|restart",
         )
-        _require(self.precision in PRECISIONS, "train.precision must be fp32|bf16|fp16")
+        _require(self.precision in PRECISIONS, "train.precision must be auto|fp32|bf16|fp16")
         _require(
             not (self.cuda_graphs and self.precision == "fp16"),
             "train.cuda_graphs needs precision fp32 or bf16 (fp16's GradScaler syncs every step)",
@@ -262,6 +262,7 @@ class EvaluateConfig:
 
     metric: str = "cosine"  # cosine | euclidean
     flip: bool = True  # average features of the image and its mirror
+    precision: str = "auto"  # extraction: auto (bf16 on CUDA / native-bf16 CPUs, else fp32) | fp32 | bf16
     max_rank: int = 50
     batch_size: int = 128
     query_chunk: int = 1024  # queries per chunk of the distance matrix
@@ -272,6 +273,7 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         _require(self.metric in ("cosine", "euclidean"), "evaluate.metric must be cosine|euclidean")
+        _require(self.precision in ("auto", "fp32", "bf16"), "evaluate.precision must be auto|fp32|bf16")
         _require(self.max_rank >= 1, "evaluate.max_rank must be >= 1")
         _require(self.batch_size >= 1 and self.query_chunk >= 1, "evaluate sizes must be >= 1")
         keys = ("evaluate.rerank_k1", "evaluate.rerank_k2", "evaluate.rerank_lambda")

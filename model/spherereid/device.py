@@ -3,9 +3,14 @@ which autocast dtype a precision name means there."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # "1": 'auto' means cuda (the pipeline sets it on GPU tasks)
 
@@ -62,10 +67,46 @@ def check_device(device: torch.device) -> str:
 
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_NAMES = ("auto", *AUTOCAST_DTYPES)
+_NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags: bf16 matmuls in hardware
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), detected once and logged:
+    torch's CPU capability when it names AMX, else the /proc/cpuinfo flags."""
+    capability = str(torch.backends.cpu.get_cpu_capability())
+    found = "AMX" in capability.upper()
+    if not found:
+        try:
+            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        flags = set(text.split())
+        found = any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+    log.info("CPU capability %s: native bf16 %s", capability, "yes" if found else "no")
+    return found
 
 
 def effective_precision(precision: str, device: torch.device) -> str:
-    """The precision training uses: `precision` on CUDA, fp32 elsewhere (autocast applies on CUDA only)."""
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"unknown precision '{precision}' (known: fp32, bf16, fp16); check train.precision")
-    return precision if device.type == "cuda" else "fp32"
+    """The precision a run uses on `device`: 'auto' is bf16 on CUDA and on CPUs with native bf16, fp32
+    elsewhere; fp32 and bf16 as asked on any device; fp16 on CUDA only (an error naming train.precision
+    on the CPU, where fp16 autocast is slow and has no GradScaler benefit)."""
+    if precision not in PRECISION_NAMES:
+        raise ValueError(
+            f"unknown precision '{precision}' (known: {', '.join(PRECISION_NAMES)}); check train.precision"
+        )
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"precision fp16 needs CUDA but the device is {device.type}; set train.precision to auto, "
+            "bf16 or fp32"
+        )
+    return precision
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on every device: the fast layout for convolutions under bf16 on CUDA and the CPU."""
+    del device  # one fast path: the same layout everywhere
+    return torch.channels_last

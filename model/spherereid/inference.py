@@ -9,11 +9,10 @@ from torch import nn
 
 from .data.batches import device_slices
 from .data.transforms import EvalTransform
-from .device import AUTOCAST_DTYPES, effective_precision
+from .device import AUTOCAST_DTYPES, effective_precision, memory_format
 from .progress import tqdm
 
 
-@torch.inference_mode()
 def extract_features(
     model: nn.Module,
     images: np.ndarray,
@@ -30,29 +29,46 @@ def extract_features(
 
     With `flip`, the embeddings of each image and its mirror are summed before normalising. The next
     batch is gathered while this one runs and the features stay on the device until the end (no host
-    sync per batch). On CUDA the network runs in channels_last under autocast in `precision` (bf16 for
-    speed); on the CPU in fp32, whatever `precision` says.
+    sync per batch). The network runs in channels_last under autocast in `precision` (resolved as in
+    `device.effective_precision`: 'auto' is bf16 on CUDA and native-bf16 CPUs) on every device. The layout
+    conversion happens outside inference mode, so the parameters stay ordinary tensors (trainable after).
     """
     model.eval()
     device = torch.device(device)
     dtype = AUTOCAST_DTYPES[effective_precision(precision, device)]
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    if device.type == "cuda":
-        model.to(memory_format=memory_format)
+    layout = memory_format(device)
+    model.to(memory_format=layout)  # type: ignore[call-overload]  # outside inference_mode: see above
+    with torch.inference_mode():
+        chunks = _embed_batches(model, images, transform, batch_size, device, flip, dtype, layout,
+                                progress, desc)  # fmt: skip
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(chunks).cpu().numpy().astype(np.float32, copy=False)
+
+
+def _embed_batches(
+    model: nn.Module,
+    images: np.ndarray,
+    transform: EvalTransform,
+    batch_size: int,
+    device: torch.device,
+    flip: bool,
+    dtype: torch.dtype | None,
+    layout: torch.memory_format,
+    progress: bool,
+    desc: str,
+) -> list[torch.Tensor]:
+    """The L2-normalised float32 (b, D) embeddings of each batch, still on `device`."""
     chunks: list[torch.Tensor] = []
     batches = device_slices(images, batch_size, device)
     total = -(-len(images) // batch_size)
     for raw in tqdm(
         batches, total=total, desc=desc, unit="batch", disable=None if progress else True, leave=False
     ):
-        x = transform(raw)
-        if device.type == "cuda":  # on the CPU the layout stays as the transform made it (same numbers)
-            x = x.contiguous(memory_format=memory_format)
+        x = transform(raw).contiguous(memory_format=layout)
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             emb = model(x).float()
             if flip:
                 emb = emb + model(x.flip(-1)).float()
         chunks.append(F.normalize(emb, dim=1))
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(chunks).cpu().numpy().astype(np.float32, copy=False)
+    return chunks

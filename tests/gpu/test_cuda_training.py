@@ -182,22 +182,33 @@ def test_resume_after_a_kill_continues_on_the_gpu(tmp_path):
     assert checkpoint.load(ckpt)["epoch"] == 4
 
 
-def test_bf16_extraction_keeps_the_fp32_map_within_a_tenth_of_a_point(trained, splits):
+def test_bf16_extraction_agrees_with_fp32_feature_by_feature_and_in_the_ranking(trained, splits):
+    """bf16 features against fp32 ones: each row's cosine (bf16 keeps ~3 significant digits, so >= 0.995),
+    the top-5 gallery lists of each query (>= 90% of their entries shared: near-ties may swap), and the
+    mAP (within half a point: on this small synthetic set one query moving one place is ~0.1 point, so
+    a tenth-of-a-point bound measured noise, not bf16)."""
     from spherereid.data.transforms import EvalTransform
     from spherereid.evaluation.metrics import evaluate_features
     from spherereid.inference import extract_features
 
     tf = EvalTransform(size=(128, 64))
-    maps = {}
+    maps, feats = {}, {}
     for precision, batch in (("fp32", 128), ("bf16", 512)):
         q, g = (
             extract_features(trained.model, splits[s].images, tf, batch_size=batch, device="cuda",
                              precision=precision, progress=False)
             for s in ("query", "gallery")
         )  # fmt: skip
+        feats[precision] = (q, g)
         r = evaluate_features(q, g, splits["query"].pids, splits["gallery"].pids, splits["query"].camids,
                               splits["gallery"].camids).to_dict()  # fmt: skip
         maps[precision] = r["mAP"]
     print(f"mAP fp32 {maps['fp32']:.4%} bf16 {maps['bf16']:.4%}")
     assert maps["fp32"] > 0.2  # the model learned something: the comparison means something
-    assert abs(maps["bf16"] - maps["fp32"]) < 0.001
+    (q32, g32), (q16, g16) = feats["fp32"], feats["bf16"]
+    assert min((q32 * q16).sum(1).min(), (g32 * g16).sum(1).min()) >= 0.995  # rows are unit vectors
+    top32 = np.argsort(-(q32 @ g32.T), axis=1)[:, :5]
+    top16 = np.argsort(-(q16 @ g16.T), axis=1)[:, :5]
+    shared = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top32, top16, strict=True)])
+    assert shared >= 0.9
+    assert abs(maps["bf16"] - maps["fp32"]) < 0.005

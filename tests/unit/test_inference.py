@@ -48,17 +48,40 @@ def test_model_is_left_in_eval_mode_and_dropout_does_not_leak():
     assert not net.training
 
 
-def test_extraction_on_the_cpu_ignores_a_bf16_request():
+def _tiny_setup():
     import numpy as np
 
     from spherereid.data.transforms import EvalTransform
-    from spherereid.inference import extract_features
     from spherereid.modeling.net import ReIDNet
 
     torch.manual_seed(0)
     net = ReIDNet(backbone="tiny", head="D", embedding_dim=8, last_stride=1, dropout=0.0, pretrained="none")
     images = np.random.default_rng(0).integers(0, 256, (6, 20, 10, 3), dtype=np.uint8)
-    tf = EvalTransform(size=(16, 8))
+    return net, images, EvalTransform(size=(16, 8))
+
+
+def test_extraction_on_the_cpu_honours_a_bf16_request():
+    import numpy as np
+
+    from spherereid.inference import extract_features
+
+    net, images, tf = _tiny_setup()
     fp32 = extract_features(net, images, tf, batch_size=4, progress=False)
     bf16 = extract_features(net, images, tf, batch_size=4, precision="bf16", progress=False)
-    assert fp32.dtype == np.float32 and np.array_equal(fp32, bf16)
+    assert fp32.dtype == bf16.dtype == np.float32
+    assert not np.array_equal(fp32, bf16)  # bf16 autocast ran: rounding differs from fp32
+    cosine = (fp32 * bf16).sum(axis=1)  # both L2-normalised
+    assert cosine.min() > 0.99
+
+
+def test_extraction_leaves_ordinary_trainable_parameters():
+    from spherereid.inference import extract_features
+
+    net, images, tf = _tiny_setup()
+    extract_features(net, images, tf, batch_size=4, progress=False)
+    assert not any(p.is_inference() for p in net.parameters())
+    assert not any(b.is_inference() for b in net.buffers())
+    net.train()
+    x = torch.randn(4, 3, 16, 8)
+    net(x).sum().backward()  # fails on inference tensors ("Inference tensors cannot be saved for backward")
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)

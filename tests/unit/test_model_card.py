@@ -49,6 +49,11 @@ def test_card_holds_data_params_metrics_gate_lineage_chain_use_and_serving():
     assert '\\"columns\\": [\\"image\\"]' in card
 
 
+def test_the_training_precision_used_is_in_the_params_table():
+    params = {"model.backbone": "resnet50", "train.precision": "auto", "train.precision_used": "bf16"}
+    assert "| training precision (used) | bf16 |" in _card(params=params)
+
+
 def test_a_failed_gate_and_a_chain_without_flip_are_stated():
     card = _card(
         passed_gate=False,

@@ -1,4 +1,4 @@
-"""The optimizer: the CPU path is the reference Adam; a restored state keeps the implementation."""
+"""The optimizer: fused Adam on the CPU too; a restored state keeps the implementation and the layouts."""
 
 import pytest
 import torch
@@ -7,12 +7,30 @@ from torch import nn
 from spherereid.training.optim import build_optimizer, load_optimizer_state
 
 
-def test_the_cpu_optimizer_is_the_reference_adam():
+def test_the_cpu_optimizer_is_fused_adam_without_graph_capture():
     opt = build_optimizer([nn.Parameter(torch.zeros(2))], lr=0.01, weight_decay=5e-4, betas=(0.9, 0.99),
                           device=torch.device("cpu"), capturable=True)  # fmt: skip
     group = opt.param_groups[0]
-    assert isinstance(opt, torch.optim.Adam) and group["lr"] == 0.01 and not group["fused"]
-    assert not group["capturable"]  # graphs are CUDA-only: the CPU path is unchanged
+    assert isinstance(opt, torch.optim.Adam) and group["lr"] == 0.01 and group["fused"]
+    assert not group["capturable"]  # graphs are CUDA-only: a float learning rate on the CPU
+
+
+def test_a_contiguous_saved_state_is_re_laid_like_its_channels_last_parameter():
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(4, 3, 3, 3).contiguous(memory_format=torch.channels_last))
+    opt = build_optimizer([weight], lr=0.01, weight_decay=0.0, betas=(0.9, 0.999), device=torch.device("cpu"))
+    weight.grad = torch.randn_like(weight)
+    opt.step()
+    saved = opt.state_dict()
+    for state in saved["state"].values():  # as a snapshot that lost the layout would hold it
+        state["exp_avg"] = state["exp_avg"].contiguous()
+        state["exp_avg_sq"] = state["exp_avg_sq"].contiguous()
+    expected = {k: v.clone() for k, v in saved["state"][0].items()}
+    load_optimizer_state(opt, saved, torch.device("cpu"))
+    state = opt.state[weight]
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert state[name].stride() == weight.stride() != expected[name].stride()
+        assert torch.equal(state[name], expected[name])
 
 
 def test_loading_an_optimizer_state_keeps_the_implementation_and_the_lr_tensor():

@@ -69,7 +69,14 @@ def test_search_ranks_the_querys_identity_first_with_the_evaluation_chains_dista
     feats = {}
     for split in ("query", "gallery"):
         data = ps.split(split)
-        f = extract_features(model.net, data.images, chain.eval_transform(), flip=True, progress=False)
+        f = extract_features(
+            model.net,
+            data.images,
+            chain.eval_transform(),
+            flip=True,
+            precision=model.chain.precision,
+            progress=False,
+        )  # the chain search uses
         feats.update({_relpath(s): row for s, row in zip(data.sources, f)})
 
     folders = sorted(p for p in out.iterdir() if p.is_dir())

@@ -43,7 +43,7 @@ def test_eager_step_matches_a_hand_written_step_and_records_the_stats():
     opt = build_optimizer(
         model.parameters(), lr=0.1, weight_decay=0.0, betas=(0.9, 0.999), device=torch.device("cpu")
     )
-    ref_opt = torch.optim.Adam(reference.parameters(), lr=0.1, betas=(0.9, 0.999))
+    ref_opt = torch.optim.Adam(reference.parameters(), lr=0.1, betas=(0.9, 0.999), fused=True)  # as built
     step = TrainStep(
         model=model, criterion=criterion, optimizer=opt, stats=EpochAccumulator(torch.device("cpu"))
     )

@@ -59,9 +59,18 @@ def test_run_params_name_every_field_of_every_section_and_the_dataset():
     assert flat["model.backbone"] == "tiny" and flat["train.seed"] == 3 and flat["optim.lr"] == 1e-3
     assert flat["dataset.name"] == "toy" and flat["dataset.fingerprint"] == "fp-1"
     # 6 model + 3 loss + 4 sampler (p, k, batch_size, type) + 3 optim + 5 schedule + 8 train + 8 transform
-    # fields, + 2 dataset keys
+    # fields, + 2 dataset keys, + the precision actually used
     assert flat["sampler.type"] == "balanced"
-    assert len(flat) == 6 + 3 + 4 + 3 + 5 + 8 + 8 + 2
+    assert len(flat) == 6 + 3 + 4 + 3 + 5 + 8 + 8 + 2 + 1
+    assert flat["train.precision"] == "auto" and flat["train.precision_used"] in ("bf16", "fp32")
+
+
+def test_the_used_precision_is_the_asked_one_resolved_on_the_device():
+    import dataclasses
+
+    for asked in ("fp32", "bf16"):
+        config = dataclasses.replace(CONFIG, train=TrainConfig(seed=3, device="cpu", precision=asked))
+        assert run_params(config, "toy", "fp-1")["train.precision_used"] == asked
 
 
 def test_a_training_logs_params_tags_dataset_and_epochs_and_leaves_the_run_open(store):

@@ -83,6 +83,31 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert lrs[0] == pytest.approx(5e-5) and lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(1e-4)
 
 
+def test_after_a_resume_every_optimizer_state_has_its_parameters_strides(tmp_path, monkeypatch):
+    # channels_last conv weights: fused Adam on the CPU silently mixes elements when layouts differ
+    _fit(tmp_path / "last.pt", epochs=1)
+    restored = []
+    real_restore = resume.restore
+
+    def spy(parts, state, ctx):  # the real restore, then keep its parts to inspect
+        real_restore(parts, state, ctx)
+        restored.append(parts)
+
+    monkeypatch.setattr(resume, "restore", spy)
+    res = _fit(tmp_path / "last.pt", epochs=2)
+    assert res.resumed_from_epoch == 1 and len(restored) == 1
+    optimizer = restored[0].optimizer
+    weights = restored[0].model.parameters()
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in weights)  # channels_last conv weights
+    checked = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name in ("exp_avg", "exp_avg_sq"):
+                assert optimizer.state[param][name].stride() == param.stride(), name
+                checked += 1
+    assert checked == 2 * sum(len(g["params"]) for g in optimizer.param_groups)
+
+
 def test_checkpoint_loads_with_weights_only_and_holds_the_state(tmp_path):
     _fit(tmp_path / "last.pt", epochs=1)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -145,3 +170,17 @@ def test_changed_training_code_or_data_does_not_resume_a_finished_checkpoint(tmp
     monkeypatch.setattr(resume, "code_fingerprint", lambda: "another-version")
     assert _fit(ckpt, epochs=1).resumed_from_epoch == 0
     assert _fit(ckpt, epochs=1, data_fingerprint="other-data").resumed_from_epoch == 0
+
+
+def test_cuda_graphs_with_several_processes_is_refused_with_how_to_choose(tmp_path):
+    from spherereid.training import distributed
+
+    ctx = distributed.DistContext(rank=0, world_size=2, device=torch.device("cuda", 0), backend="nccl")
+    config = _config(1)
+    config = FitConfig(**{**config.__dict__, "train": TrainConfig(epochs=1, device="cuda", cuda_graphs=True)})
+    images, labels = _data()
+    expected = r"train.cuda_graphs is true but training runs in 2 processes.*Choose"
+    with pytest.raises(ValueError, match=expected):
+        fit(images=images, labels=labels, num_classes=IDS, checkpoint_path=tmp_path / "last.pt",
+            config=config, progress=False, dist=ctx)  # fmt: skip
+    assert not (tmp_path / "last.pt").exists()

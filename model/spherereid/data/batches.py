@@ -29,6 +29,7 @@ class HostSlots:
         self.device = device
         self.buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=pin) for _ in range(count)]
         self.events: list[torch.cuda.Event | None] = [None] * count
+        self.copy_stream: torch.cuda.Stream | None = None  # CUDA: host-to-device copies on a side stream
 
     def fill(self, slot: int, images: np.ndarray, rows: np.ndarray | slice) -> torch.Tensor:
         """Copy images[rows] into buffer `slot` (after its previous device copy finished); its view."""
@@ -45,13 +46,20 @@ class HostSlots:
         return out
 
     def to_device(self, slot: int, host: torch.Tensor) -> torch.Tensor:
-        """`host` (a view of buffer `slot`) on the device; on the CPU a copy, so the buffer is free again."""
+        """`host` (a view of buffer `slot`) on the device; on the CPU a copy, so the buffer is free again.
+        On CUDA the copy runs on a side stream; the current stream waits for it before using the batch."""
         if self.device.type != "cuda":
             return host.clone()
-        out = host.to(self.device, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record(torch.cuda.current_stream(self.device))
-        self.events[slot] = event
+        main = torch.cuda.current_stream(self.device)
+        if self.copy_stream is None:
+            self.copy_stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(self.copy_stream):  # the copy overlaps the step running on `main`
+            out = host.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.copy_stream)
+        main.wait_stream(self.copy_stream)  # the step's kernels start after the copy
+        out.record_stream(main)  # allocated on the side stream, used and freed on `main`
+        self.events[slot] = event  # the host buffer is refilled only after this copy
         return out
 
 

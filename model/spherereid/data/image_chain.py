@@ -1,7 +1,9 @@
 """The one preprocessing chain shared by evaluation, serving, ONNX export and search.
 
 decode -> resize to the stored size (preprocess's bilinear PIL resize) -> resize to the network input size
-(antialiased bilinear) -> normalise -> [network, averaged with the mirror image] -> L2.
+(antialiased bilinear) -> normalise -> [network in the chain's precision (fp32 | bf16 autocast,
+channels_last), averaged with the mirror image] -> L2.
+A chain.json without `precision` (written before issue 18) is fp32.
 
 The first step (to uint8 at the stored size) is `ImageChain.stored`/`stored_batch`; the rest is
 `EvalTransform` + `inference.extract_features`, exactly as the evaluate stage runs them. A number
@@ -34,8 +36,13 @@ class ImageChain:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     flip: bool = True  # average the embeddings of the image and its mirror (evaluate.flip)
+    precision: str = "fp32"  # the network's autocast precision as evaluated: fp32 | bf16 (never 'auto')
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(
+                f"ImageChain.precision must be fp32 or bf16 (chain.json), got {self.precision!r}"
+            )
         for name in ("stored_size", "input_size"):
             value = getattr(self, name)
             if len(value) != 2 or min(value) < 1:
@@ -49,15 +56,18 @@ class ImageChain:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_config(cls, stored_size: tuple[int, int], transform: TransformConfig, flip: bool) -> ImageChain:
+    def from_config(
+        cls, stored_size: tuple[int, int], transform: TransformConfig, flip: bool, precision: str = "fp32"
+    ) -> ImageChain:
         """The evaluation's chain: arrays stored at `stored_size`, the `transform` section's input size and
-        normalisation, `flip` (evaluate.flip)."""
+        normalisation, `flip` (evaluate.flip), the extraction `precision` (evaluate.precision resolved)."""
         return cls(
             stored_size=stored_size,
             input_size=(transform.crop_height, transform.crop_width),
             mean=transform.mean,  # tuples of 3 floats (TransformConfig)
             std=transform.std,
             flip=flip,
+            precision=precision,
         )
 
     @classmethod

@@ -136,7 +136,7 @@ def embed_files(
         if rows:
             feats = extract_features(
                 model.net, np.stack(rows), chain.eval_transform(), batch_size=batch_size, flip=chain.flip,
-                progress=False,
+                precision=chain.precision, progress=False,
             )  # fmt: skip
             chunks.append(feats)
             names += ok

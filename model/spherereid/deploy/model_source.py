@@ -25,6 +25,7 @@ import torch
 
 from ..config import Params, load_params
 from ..data.image_chain import ImageChain, model_key
+from ..device import effective_precision
 from ..modeling.net import ReIDNet
 from ..training import checkpoint
 
@@ -50,9 +51,10 @@ class ResolvedModel:
 
 
 def chain_from_params(params: Params) -> ImageChain:
-    """The evaluate stage's chain from a params file's sections."""
+    """The evaluate stage's chain from a params file's sections (evaluate.precision resolved on the CPU)."""
     stored_size = (params.data.stored_height, params.data.stored_width)
-    return ImageChain.from_config(stored_size, params.transform, params.evaluate.flip)
+    precision = effective_precision(params.evaluate.precision, torch.device("cpu"))
+    return ImageChain.from_config(stored_size, params.transform, params.evaluate.flip, precision)
 
 
 def _params_chain(params_path: Path | None) -> ImageChain:

@@ -90,7 +90,10 @@ def check_rows(
             f"parity check 'input size' failed: images are {tuple(images.shape[1:3])}, the chain stores "
             f"{chain.stored_size}"
         )
-    reference = extract_features(net, images, chain.eval_transform(), flip=chain.flip, progress=False)
+    # the ONNX graph is fp32 whatever chain.precision says: it is compared with an fp32 PyTorch reference
+    reference = extract_features(
+        net, images, chain.eval_transform(), flip=chain.flip, precision="fp32", progress=False
+    )
     session = OnnxEmbedder(onnx_path)
     outputs: dict[int, np.ndarray] = {}
     worst = 1.0

@@ -95,6 +95,7 @@ class ReIDEmbeddingModel(_Base):
                 batch_size=PREDICT_BATCH,
                 device=self.device,
                 flip=self.chain.flip,
+                precision=self.chain.precision,  # exactly the evaluated chain
                 progress=False,
             )
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from ..config import EvaluateConfig, load_params
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
+from ..device import resolve_device
 from ..entrypoint import run_cli
 from ..evaluation.protocol_metrics import measure
 from ..tracking import xeval
 from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE
-from .evaluate import _extract
+from .evaluate import extract_splits
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def evaluate_on(train_dir: Path, chain: ImageChain, prepared_dir: Path, evaluate
     """The reported metrics of the model in `train_dir` on `prepared_dir`'s query (Q) / gallery (G)."""
     prepared = PreparedSet(prepared_dir)
     query, gallery = prepared.split("query"), prepared.split("gallery")
-    qf, gf = _extract(train_dir / MODEL_FILE, chain, query, gallery, evaluate)
+    qf, gf = extract_splits(train_dir / MODEL_FILE, chain, query, gallery, evaluate, resolve_device("auto"))
     return measure(prepared.protocol, qf, gf, query, gallery, evaluate).reported()
 
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import EvaluateConfig, TransformConfig, load_params
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet, SplitData
-from ..device import check_device, resolve_device
+from ..device import check_device, effective_precision, resolve_device
 from ..entrypoint import run_cli
 from ..evaluation import metrics
 from ..evaluation.protocol_metrics import ProtocolMetrics, measure
@@ -41,7 +42,6 @@ RANKED_QUERIES = 6
 RANKED_TOP = 10
 # On a GPU extraction runs in bf16 with channels_last and at least this batch size (fp32 on the CPU, with
 # evaluate.batch_size): the mAP moves by less than 0.1 point (benchmarks/extract_speed.py measures it).
-GPU_EXTRACT_PRECISION = "bf16"
 GPU_EXTRACT_BATCH = 512
 
 
@@ -57,11 +57,14 @@ class EvaluateResult:
     metrics_path: Path
 
 
-def image_chain(prepared: PreparedSet, transform: TransformConfig, evaluate: EvaluateConfig) -> ImageChain:
+def image_chain(
+    prepared: PreparedSet, transform: TransformConfig, evaluate: EvaluateConfig, device: torch.device
+) -> ImageChain:
     """The evaluated chain: stored size of the prepared arrays, network input size and normalisation,
-    flip averaging."""
+    flip averaging and the extraction precision (evaluate.precision resolved on `device`)."""
     stored_size = (int(prepared.info["height"]), int(prepared.info["width"]))
-    return ImageChain.from_config(stored_size, transform, evaluate.flip)
+    precision = effective_precision(evaluate.precision, device)
+    return ImageChain.from_config(stored_size, transform, evaluate.flip, precision)
 
 
 def run(
@@ -79,10 +82,11 @@ def run(
         raise EvaluationError(f"{prepared_dir}: this dataset has no query/gallery split (train-only)")
     ref = runs.read_run_ref(train_dir / RUN_FILE)  # fail before the slow work, not after it
     out_dir.mkdir(parents=True, exist_ok=True)
-    chain = image_chain(prepared, transform, evaluate)  # the chain register ships with the model
+    device = resolve_device("auto")
+    chain = image_chain(prepared, transform, evaluate, device)  # the chain register ships with the model
     (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
     query, gallery = prepared.split("query"), prepared.split("gallery")
-    qf, gf = _extract(train_dir / MODEL_FILE, chain, query, gallery, evaluate)
+    qf, gf = extract_splits(train_dir / MODEL_FILE, chain, query, gallery, evaluate, device)
     _write_features(out_dir / "features.npz", qf, gf, query, gallery)
     if prepared.sources():
         return _run_combined(prepared, ref, out_dir, qf, gf, query, gallery, evaluate)
@@ -134,14 +138,18 @@ def _run_combined(
     return EvaluateResult(metrics=reported, metrics_path=out_dir / METRICS_FILE)
 
 
-def _extract(
-    model_path: Path, chain: ImageChain, query: SplitData, gallery: SplitData, evaluate: EvaluateConfig
+def extract_splits(
+    model_path: Path,
+    chain: ImageChain,
+    query: SplitData,
+    gallery: SplitData,
+    evaluate: EvaluateConfig,
+    device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Query (Q, D) and gallery (G, D) features through the evaluated chain: bf16 and a larger batch on a
-    GPU, fp32 and evaluate.batch_size on the CPU."""
-    device = resolve_device("auto")
+    """Query (Q, D) and gallery (G, D) features through the evaluated chain, in its precision; a larger
+    batch on a GPU, evaluate.batch_size on the CPU."""
     on_gpu = device.type == "cuda"
-    precision = GPU_EXTRACT_PRECISION if on_gpu else "fp32"
+    precision = chain.precision
     batch_size = max(evaluate.batch_size, GPU_EXTRACT_BATCH) if on_gpu else evaluate.batch_size
     log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch_size)
     net = checkpoint.load_model(model_path, device)

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..device import effective_precision, resolve_device
 from ..training.step import EpochStats
 from ..training.trainer import FitConfig
 from . import runs
@@ -39,10 +40,14 @@ class TrackingBacklog(RuntimeError):
 
 
 def run_params(config: FitConfig, dataset: str, fingerprint: str) -> dict[str, Any]:
-    """`section.key -> value` for every field of the training's sections, plus the dataset's name and hash."""
+    """`section.key -> value` for every field of the training's sections, the dataset's name and hash, and
+    `train.precision_used`: train.precision resolved on the training device (auto -> bf16 | fp32)."""
     sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     flat = {f"{name}.{k}": v for name, cfg in sections.items() for k, v in dataclasses.asdict(cfg).items()}
     flat["dataset.name"], flat["dataset.fingerprint"] = dataset, fingerprint
+    flat["train.precision_used"] = effective_precision(
+        config.train.precision, resolve_device(config.train.device)
+    )
     return flat
 
 
@@ -74,6 +79,7 @@ class TrainRunLogger:
             "dataset_hash": fingerprint,
             "params_hash": runs.params_hash(params),
             "seed": str(config.train.seed),
+            "precision": str(params["train.precision_used"]),
             "git_commit": runs.git_commit(Path.cwd()) or "unknown",
         }
         dvc_hash = runs.dvc_data_hash(prepared_dir)

@@ -135,16 +135,25 @@ def process_group(device: str = "auto", timeout_s: float | None = None) -> Itera
         teardown(ctx)
 
 
-def wrap(module: nn.Module, ctx: DistContext, sync_batchnorm: bool = False) -> nn.Module:
+def wrap(
+    module: nn.Module, ctx: DistContext, sync_batchnorm: bool = False, per_rank_batch: int | None = None
+) -> nn.Module:
     """DistributedDataParallel around `module` (gradients averaged over ranks); unchanged for one process.
 
     `sync_batchnorm` converts BatchNorm layers to SyncBatchNorm (CUDA only: statistics over the global
-    batch)."""
+    batch), with a warning naming its cost; `per_rank_batch` (images per rank and step) goes in it."""
     if not ctx.distributed:
         return module
     if sync_batchnorm:
         if ctx.device.type != "cuda":
             raise DistributedError("train.sync_batchnorm needs CUDA devices; set it to false on the CPU")
+        if ctx.is_main:
+            log.warning(
+                "train.sync_batchnorm: SyncBatchNorm all-reduces each BatchNorm layer's statistics in every "
+                "forward (one collective per layer per step, %d ranks): slower than plain BatchNorm, which "
+                "would normalise over each rank's own %s images per step",
+                ctx.world_size, per_rank_batch if per_rank_batch is not None else "share of the",
+            )  # fmt: skip
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)

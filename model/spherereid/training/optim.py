@@ -1,5 +1,6 @@
-"""The optimizer: Adam built for the device (fused, graph-capturable on CUDA) and restored from a checkpoint
-without losing that implementation. The learning-rate schedule is in `schedule`."""
+"""The optimizer: Adam built for the device (fused everywhere, graph-capturable on CUDA) and restored from a
+checkpoint without losing that implementation or its parameters' layouts.
+The learning-rate schedule is in `schedule`."""
 
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ def build_optimizer(
     device: torch.device,
     capturable: bool = False,
 ) -> torch.optim.Adam:
-    """Adam (coupled L2 weight decay, as the paper's). On CUDA the fused kernel (one launch for all
-    parameters); `capturable` (CUDA graphs) also makes the learning rate a device tensor that the
-    scheduler updates in place. On the CPU the reference implementation, unchanged."""
-    if device.type != "cuda":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas)
+    """Adam (coupled L2 weight decay, as the paper's), fused (one kernel for all parameters) on CUDA and on
+    the CPU alike; `capturable` (CUDA graphs, CUDA only) also makes the learning rate a device tensor that
+    the scheduler updates in place."""
+    capturable = capturable and device.type == "cuda"
     optimizer = torch.optim.Adam(
         params,
         lr=torch.tensor(lr, dtype=torch.float32, device=device) if capturable else lr,
@@ -45,7 +45,9 @@ def load_optimizer_state(
     """Load `saved` (an optimizer state_dict) but keep this optimizer's implementation: fused / capturable /
     foreach flags, and a tensor learning rate stays the same tensor (a captured graph reads it), with the
     saved value. So a checkpoint written by an eager or CPU run resumes under CUDA graphs and vice versa.
-    Adam's step counters go where the implementation wants them (the device when fused or capturable)."""
+    Adam's step counters go where the implementation wants them (the device when fused or capturable), and
+    each per-parameter state tensor is re-laid with its parameter's strides (fused Adam needs equal layouts:
+    CUDA's checks, the CPU's silently mixes elements up)."""
     mine = [({k: g.get(k) for k in IMPLEMENTATION_KEYS}, g["lr"]) for g in optimizer.param_groups]
     optimizer.load_state_dict(saved)
     on_device = False
@@ -62,6 +64,19 @@ def load_optimizer_state(
     for state in optimizer.state.values():
         if isinstance(state.get("step"), torch.Tensor):
             state["step"] = state["step"].to(device if on_device else "cpu", torch.float32)
+    relay_like_parameters(optimizer)
+
+
+def relay_like_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Give every optimizer state tensor shaped like its parameter (exp_avg, exp_avg_sq) that parameter's
+    strides (e.g. channels_last (O, I, kH, kW) weights), keeping its values and dtype."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for name, value in state.items():
+                same_shape = isinstance(value, torch.Tensor) and value.shape == param.shape
+                if same_shape and value.stride() != param.stride():
+                    state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -2,11 +2,14 @@
 and exact resume.
 
 A checkpoint holds model, classifier (loss), optimizer, scheduler, sampler and RNG state, the epoch,
-the history and the resume key (see `resume`). Resuming from it continues the same random streams, so
-an interrupted run ends with the same weights as an uninterrupted one.
+the history and the resume key (see `resume`). Resuming from it continues the same random streams: on
+the CPU an interrupted run ends with the same weights as an uninterrupted one; on CUDA with the same up to
+the run-to-run noise of non-deterministic kernels (cuDNN autotuning, atomics), as two uninterrupted CUDA
+runs differ, unless torch.use_deterministic_algorithms(True) is set by the caller.
 
-On CUDA: autocast in `train.precision` (bf16 | fp16 with a GradScaler; fp32 elsewhere), channels_last,
-fused Adam, cudnn.benchmark and, with `train.cuda_graphs`, the whole step replayed from a CUDA graph.
+One fast path on every device: autocast in `train.precision` (auto: bf16 on CUDA and on native-bf16 CPUs,
+else fp32; fp16 with a GradScaler on CUDA only), channels_last and fused Adam, the same TrainStep code on
+the CPU and CUDA. CUDA-only: cudnn.benchmark and, with `train.cuda_graphs`, the step replayed from a graph.
 Every `train.checkpoint_every` epochs (and after the last) the state is snapshotted to host memory and
 written in the background. Labels are checked once, loss and accuracy are read once per epoch.
 
@@ -40,7 +43,7 @@ from ..config import (
 from ..data.batches import TrainBatches
 from ..data.sampler import build_sampler
 from ..data.transforms import TrainTransform, build_transforms
-from ..device import check_device, effective_precision, resolve_device
+from ..device import check_device, effective_precision, memory_format, resolve_device
 from ..modeling import losses
 from ..modeling.net import ReIDNet
 from . import checkpoint, distributed, resume, termination
@@ -82,7 +85,7 @@ class Placement:
 
     ctx: distributed.DistContext
     info: str  # the device checked, in words
-    precision: str  # the precision used (fp32 off CUDA)
+    precision: str  # the precision used (train.precision resolved on this device: never 'auto')
     graphs: bool  # CUDA graphs: CUDA, asked for, and a single process (DDP's all-reduce runs eagerly)
     memory_format: torch.memory_format
 
@@ -138,17 +141,28 @@ def fit(
     return FitResult(parts.model, parts.criterion, history=history, resumed_from_epoch=start_epoch)
 
 
+# Not captured under DDP, by choice: a graph of DDP's bucketed all-reduce needs static_graph DDP and
+# capture-safe NCCL, a path nobody can test without several GPUs; a clear choice beats an untested one.
+DDP_GRAPHS_MESSAGE = (
+    "train.cuda_graphs is true but training runs in {world} processes: the step is not captured under "
+    "DistributedDataParallel. Choose: set train.cuda_graphs false for this multi-GPU run (eager DDP), or "
+    "train in one process (one GPU) to keep the graph"
+)
+
+
 def _placement(train: TrainConfig, dist: distributed.DistContext | None) -> Placement:
     """The process context (a single process without `dist`), its checked device and the precision there."""
     ctx = dist if dist is not None else distributed.DistContext(device=resolve_device(train.device))
     dev = ctx.device
+    if train.cuda_graphs and ctx.distributed and dev.type == "cuda":
+        raise ValueError(DDP_GRAPHS_MESSAGE.format(world=ctx.world_size))
     info = check_device(dev)  # a GPU this build cannot drive fails here, not hours later
     precision = effective_precision(train.precision, dev)
-    graphs = bool(train.cuda_graphs) and dev.type == "cuda" and not ctx.distributed  # DDP's all-reduce: eager
+    graphs = bool(train.cuda_graphs) and dev.type == "cuda"  # CUDA only; never with several processes
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static P x K shapes: pick the fastest kernels once
-    memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
-    return Placement(ctx=ctx, info=info, precision=precision, graphs=graphs, memory_format=memory_format)
+    layout = memory_format(dev)
+    return Placement(ctx=ctx, info=info, precision=precision, graphs=graphs, memory_format=layout)
 
 
 def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place: Placement) -> TrainingParts:
@@ -197,10 +211,14 @@ def _log_start(place: Placement, start_epoch: int, train: TrainConfig) -> None:
     )  # fmt: skip
 
 
-def _train_step(parts: TrainingParts, place: Placement, sync_batchnorm: bool) -> TrainStep:
-    """The step over the (DDP-wrapped, with several processes) model and classifier."""
+def _train_step(parts: TrainingParts, place: Placement, sync_batchnorm: bool, batch: int) -> TrainStep:
+    """The step over the (DDP-wrapped, with several processes) model and classifier; `batch` is the
+    global P x K batch."""
+    per_rank = batch // max(place.ctx.world_size, 1)
     return TrainStep(
-        model=distributed.wrap(parts.model, place.ctx, sync_batchnorm=sync_batchnorm),
+        model=distributed.wrap(
+            parts.model, place.ctx, sync_batchnorm=sync_batchnorm, per_rank_batch=per_rank
+        ),
         criterion=distributed.wrap(parts.criterion, place.ctx),
         optimizer=parts.optimizer,
         stats=distributed.RankAccumulator(place.device, place.ctx),
@@ -229,7 +247,7 @@ class EpochLoop:
         progress: bool,
     ):
         self.parts, self.place = parts, place
-        self.step = _train_step(parts, place, config.train.sync_batchnorm)
+        self.step = _train_step(parts, place, config.train.sync_batchnorm, config.sampler.batch_size)
         self.batches = TrainBatches(
             images,
             labels,

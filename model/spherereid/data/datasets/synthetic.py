@@ -210,7 +210,7 @@ def _draw_task(args: tuple[list[Shot], int, int, int, str]) -> list[bytes]:
     return [draw_shot(s, seed, height, width, domain) for s in shots]
 
 
-def generate(
+def generate(  # noqa: PLR0913 - the keywords are SyntheticConfig's fields: generate(out, **config)
     out_dir: Path,
     *,
     seed: int = 0,
@@ -234,12 +234,7 @@ def generate(
     `progress(n)` is called after each batch of n images is written.
     """
     out_dir = Path(out_dir)
-    if not 2 <= min_cameras <= cameras:
-        raise ValueError(f"min_cameras={min_cameras} must be in 2..cameras={cameras}")
-    if seed < 0:
-        raise ValueError(f"seed={seed} must be >= 0 (synthetic.seed)")
-    if layout not in ("market1501", "msmt17"):
-        raise ValueError(f"layout={layout!r} must be market1501 or msmt17 (synthetic.layout)")
+    _check(seed=seed, cameras=cameras, min_cameras=min_cameras, layout=layout)
     shots = plan(
         seed=seed, train_identities=train_identities, test_identities=test_identities, cameras=cameras,
         images_per_camera=images_per_camera, min_cameras=min_cameras, distractors=distractors, junk=junk,
@@ -270,11 +265,19 @@ def generate(
         "height": height,
         "width": width,
     }
-    if layout != "market1501":  # the Market record stays as it was (same synthetic.json bytes)
-        summary["layout"] = layout
-    if domain != "a":
-        summary["domain"] = domain
-    return summary
+    # the default Market layout and domain a stay unrecorded (the same synthetic.json bytes as before)
+    return {**summary, **({"layout": layout} if layout != "market1501" else {}),
+            **({"domain": domain} if domain != "a" else {})}  # fmt: skip
+
+
+def _check(*, seed: int, cameras: int, min_cameras: int, layout: str) -> None:
+    """Refuse settings the generator cannot honour, naming the synthetic.* key."""
+    if not 2 <= min_cameras <= cameras:
+        raise ValueError(f"min_cameras={min_cameras} must be in 2..cameras={cameras}")
+    if seed < 0:
+        raise ValueError(f"seed={seed} must be >= 0 (synthetic.seed)")
+    if layout not in ("market1501", "msmt17"):
+        raise ValueError(f"layout={layout!r} must be market1501 or msmt17 (synthetic.layout)")
 
 
 def _make_folders(out_dir: Path, shots: list[Shot], layout: str) -> None:
