@@ -38,7 +38,35 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF]).generate_state(1)[0])
 
 
-class BalancedIdentitySampler(Sampler[list[int]]):
+class _EpochBatches(Sampler[list[int]]):
+    """What both batch samplers share: `batches_per_epoch` batches per epoch, drawn from (seed, epoch), so
+    the resumable state is those two ints."""
+
+    seed: int
+    epoch: int
+    batches_per_epoch: int
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain ints: the epoch and the seed (the batches are a function of them)."""
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the epoch; a different seed is an error (the run would not be reproduced)."""
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"sampler state has seed {state['seed']} but this sampler was built with seed {self.seed}"
+            )
+        self.epoch = int(state["epoch"])
+
+
+class BalancedIdentitySampler(_EpochBatches):
     """Batch sampler yielding lists of dataset indices (K consecutive indices per identity).
 
     `labels[i]` is the identity of dataset item i. Every rank yields len(self) = #identities // P
@@ -75,13 +103,6 @@ class BalancedIdentitySampler(Sampler[list[int]]):
         self.share = p // world_size  # identities of each batch this rank takes
         self.epoch = 0
 
-    def __len__(self) -> int:
-        return self.batches_per_epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose batches the next iteration yields."""
-        self.epoch = int(epoch)
-
     def _images_of(self, ident: int, generator: torch.Generator) -> torch.Tensor:
         """K indices of identity number `ident`: distinct when it has >= K images."""
         pool = self.indices[ident]
@@ -102,20 +123,8 @@ class BalancedIdentitySampler(Sampler[list[int]]):
             batch = torch.cat([self._images_of(ident, generator) for ident in chosen])
             yield batch[lo:hi].tolist()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain ints: the epoch and the seed (the batches are a function of them)."""
-        return {"epoch": self.epoch, "seed": self.seed}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the epoch; a different seed is an error (the run would not be reproduced)."""
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(
-                f"sampler state has seed {state['seed']} but this sampler was built with seed {self.seed}"
-            )
-        self.epoch = int(state["epoch"])
-
-
-class RandomBatchSampler(Sampler[list[int]]):
+class RandomBatchSampler(_EpochBatches):
     """Batch sampler yielding lists of dataset indices drawn uniformly, without identity balancing.
 
     Every rank yields len(self) = len(labels) // batch_size batches of batch_size / world_size indices:
@@ -146,31 +155,12 @@ class RandomBatchSampler(Sampler[list[int]]):
         self.share = self.batch_size // self.world_size
         self.epoch = 0
 
-    def __len__(self) -> int:
-        return self.batches_per_epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose batches the next iteration yields."""
-        self.epoch = int(epoch)
-
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(self.num_items, generator=generator)
         lo, hi = self.rank * self.share, (self.rank + 1) * self.share
         for b in range(self.batches_per_epoch):
             yield order[b * self.batch_size : (b + 1) * self.batch_size][lo:hi].tolist()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain ints: the epoch and the seed (the batches are a function of them)."""
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the epoch; a different seed is an error (the run would not be reproduced)."""
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(
-                f"sampler state has seed {state['seed']} but this sampler was built with seed {self.seed}"
-            )
-        self.epoch = int(state["epoch"])
 
 
 def build_sampler(
