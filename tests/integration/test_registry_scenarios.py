@@ -135,6 +135,7 @@ def test_main_job_version_has_a_card_datasets_and_system_metrics_and_serves_the_
         ("synthetic-train", digest, "train"),
         ("synthetic-query", digest, "query"),
         ("synthetic-gallery", digest, "gallery"),
+        ("synthetic-evaluation", digest, "evaluation"),  # register: the set the LoggedModel's metrics name
     }
     assert any(k.startswith("system/cpu_utilization_percentage") for k in run.data.metrics), run.data.metrics
     assert any(k.startswith("system/system_memory_usage_megabytes") for k in run.data.metrics)
