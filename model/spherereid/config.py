@@ -359,6 +359,14 @@ class Params:
     register: RegisterConfig
     source: str = field(default="<dict>", compare=False)
 
+    def flat(self) -> dict[str, Any]:
+        """`section.key -> value` for every parameter (the ablation's MLflow params and cell hash)."""
+        out: dict[str, Any] = {"datasets": ",".join(self.datasets)}
+        for name in SECTIONS:
+            for key, value in dataclasses.asdict(getattr(self, name)).items():
+                out[f"{name}.{key}"] = list(value) if isinstance(value, tuple) else value
+        return out
+
 
 def build_section(name: str, values: dict[str, Any] | None, source: str = "<dict>") -> Any:
     """Build one section's dataclass, naming the key and the file on error. Missing keys fail."""
