@@ -37,5 +37,6 @@ def run_cli(body: Callable[[], int]) -> int:
     except Exception as exc:  # noqa: BLE001 - only our own error types are turned into one line
         if not is_user_error(exc):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")  # one write: a logging thread cannot split the line
+        sys.stderr.flush()
         return 2
