@@ -29,14 +29,16 @@ def extract_features(
 
     With `flip`, the embeddings of each image and its mirror are summed before normalising. The next
     batch is gathered while this one runs and the features stay on the device until the end (no host
-    sync per batch). The network runs in channels_last under autocast in `precision` (resolved as in
-    `device.effective_precision`: 'auto' is bf16 on CUDA and native-bf16 CPUs) on every device. The layout
+    sync per batch). The network runs under autocast in `precision` (resolved as in
+    `device.effective_precision`: 'auto' is bf16 on CUDA and native-bf16 CPUs), in `device.memory_format`'s
+    layout (channels_last except fp32 on the CPU). The layout
     conversion happens outside inference mode, so the parameters stay ordinary tensors (trainable after).
     """
     model.eval()
     device = torch.device(device)
-    dtype = AUTOCAST_DTYPES[effective_precision(precision, device)]
-    layout = memory_format(device)
+    effective = effective_precision(precision, device)
+    dtype = AUTOCAST_DTYPES[effective]
+    layout = memory_format(device, effective)
     model.to(memory_format=layout)  # type: ignore[call-overload]  # outside inference_mode: see above
     with torch.inference_mode():
         chunks = _embed_batches(model, images, transform, batch_size, device, flip, dtype, layout,

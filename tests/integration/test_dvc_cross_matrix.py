@@ -78,3 +78,20 @@ def test_each_registered_version_carries_its_xeval_tags(repo):
         for test, cell in matrix[train].items():
             assert float(tags[f"xeval.{test}.rank1"]) == pytest.approx(cell["rank1"], abs=1e-4)
             assert float(tags[f"xeval.{test}.mAP"]) == pytest.approx(cell["mAP"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_each_model_card_gains_the_cross_dataset_table_once(repo):
+    from mlflow import MlflowClient
+
+    dest, env = repo
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    matrix = json.loads((dest / "outputs/cross/matrix.json").read_text())
+    for train in matrix:
+        reg = json.loads((dest / f"outputs/{train}/register/registration.json").read_text())
+        card = c.get_model_version(reg["name"], str(reg["version"])).description
+        assert card.count("## Cross-dataset evaluation") == 1
+        assert card.startswith("# ") and "## Evaluation" in card  # the registration's card is kept
+        for test, cell in matrix[train].items():
+            label = f"{test} (own)" if test == train else test
+            assert f"| {label} | {100 * cell['rank1']:.2f}% | {100 * cell['mAP']:.2f}% |" in card

@@ -42,3 +42,13 @@ def test_required_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="SPHEREREID_REQUIRE_CUDA"):
         resolve_device("auto")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_channels_last_except_fp32_on_the_cpu():
+    from spherereid.device import memory_format
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert memory_format(cpu, "fp32") == torch.contiguous_format
+    assert memory_format(cpu, "bf16") == torch.channels_last
+    assert memory_format(cuda, "fp32") == torch.channels_last
+    assert memory_format(cuda, "bf16") == torch.channels_last

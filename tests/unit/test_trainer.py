@@ -32,7 +32,7 @@ def _data():
     return images, labels
 
 
-def _config(epochs, seed=0, sampler=None):
+def _config(epochs, seed=0, sampler=None, precision="auto"):
     return FitConfig(
         model=ModelConfig(
             backbone="tiny", head="D", embedding_dim=16, last_stride=1, dropout=0.5, pretrained="none"
@@ -43,21 +43,21 @@ def _config(epochs, seed=0, sampler=None):
         schedule=ScheduleConfig(
             warmup_start_lr=5e-5, warmup_epochs=2, milestones=(3,), gamma=0.1, step_per="epoch"
         ),
-        train=TrainConfig(epochs=epochs, seed=seed, device="cpu"),
+        train=TrainConfig(epochs=epochs, seed=seed, device="cpu", precision=precision),
         transform=TransformConfig(
             resize_height=H, resize_width=W, crop_height=20, crop_width=10, flip_prob=0.5, random_erasing=0.5
         ),
     )
 
 
-def _fit(ckpt, epochs, *, seed=0, sampler=None, **over):
+def _fit(ckpt, epochs, *, seed=0, sampler=None, precision="auto", **over):
     images, labels = _data()
     kwargs = dict(
         images=images,
         labels=labels,
         num_classes=IDS,
         checkpoint_path=ckpt,
-        config=_config(epochs, seed, sampler),
+        config=_config(epochs, seed, sampler, precision),
         progress=False,
     )
     kwargs.update(over)
@@ -84,8 +84,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 
 def test_after_a_resume_every_optimizer_state_has_its_parameters_strides(tmp_path, monkeypatch):
-    # channels_last conv weights: fused Adam on the CPU silently mixes elements when layouts differ
-    _fit(tmp_path / "last.pt", epochs=1)
+    # channels_last conv weights (bf16 trains in that layout on every CPU): fused Adam on the CPU silently
+    # mixes elements when layouts differ
+    _fit(tmp_path / "last.pt", epochs=1, precision="bf16")
     restored = []
     real_restore = resume.restore
 
@@ -94,7 +95,7 @@ def test_after_a_resume_every_optimizer_state_has_its_parameters_strides(tmp_pat
         restored.append(parts)
 
     monkeypatch.setattr(resume, "restore", spy)
-    res = _fit(tmp_path / "last.pt", epochs=2)
+    res = _fit(tmp_path / "last.pt", epochs=2, precision="bf16")
     assert res.resumed_from_epoch == 1 and len(restored) == 1
     optimizer = restored[0].optimizer
     weights = restored[0].model.parameters()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import load_params
 from ..entrypoint import run_cli
+from .dvc_queue import queue_commands
 from .grid import AXES, default_grid, narrow, parse_filters
 from .overrides import apply_overrides, parse_assignments
 from .runner import run_ablation
@@ -39,12 +40,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "spherereid ablation") -
         "--raw", type=Path, default=None,
         help="raw dataset folder (default: generated for synthetic, else data/raw/<dataset>)",
     )  # fmt: skip
+    parser.add_argument(
+        "--dvc-queue", action="store_true",
+        help="print one `dvc exp run --queue` command per cell instead of running (pipe into bash)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     def body() -> int:
         overrides = parse_assignments(args.overrides)
         params = apply_overrides(load_params(args.params), overrides)
         cells = narrow(default_grid(), parse_filters(args.filters))
+        if args.dvc_queue:
+            print("\n".join(queue_commands(cells, params, overrides)))
+            return 0
         res = run_ablation(
             params=params, out_dir=args.out, cells=cells, raw_dir=args.raw, overrides=overrides
         )

@@ -26,6 +26,7 @@ from ..data.manifest import PreparedSet
 from ..device import resolve_device
 from ..entrypoint import run_cli
 from ..evaluation.protocol_metrics import measure
+from ..reporting.cross_card import cross_section, with_cross_section
 from ..tracking import xeval
 from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE
 from .evaluate import extract_splits
@@ -85,6 +86,16 @@ def run(
     return results
 
 
+def tag_registered(reg: dict, model: str, results: dict[str, dict]) -> None:
+    """The registered version (registration.json's name and version) gets `xeval.<test>.<metric>` tags
+    and a cross-dataset table in its model card (results: {test: metrics})."""
+    name, version = reg["name"], int(reg["version"])
+    tags = xeval.tag_version(name, version, results)
+    section = cross_section(model, results)
+    xeval.rewrite_description(name, version, lambda card: with_cross_section(card, section))
+    print(f"tagged {name} version {version}: {', '.join(tags)}; model card: cross-dataset table")
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.cross_evaluate") -> int:
     """CLI: one model against every dataset of the params file's `datasets` list."""
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -108,10 +119,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
         print(f"cross-evaluated {args.model} on {', '.join(res)} -> {args.out}")
         if args.registration is not None:
             reg = _read_json(args.registration)
-            tags = xeval.tag_version(
-                reg["name"], int(reg["version"]), {t: r["metrics"] for t, r in res.items()}
-            )
-            print(f"tagged {reg['name']} version {reg['version']}: {', '.join(tags)}")
+            tag_registered(reg, args.model, {t: r["metrics"] for t, r in res.items()})
         return 0
 
     return run_cli(body)

@@ -7,7 +7,7 @@ to the registered version (with retries; mlflow is imported lazily by `connectio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .connection import client, tracking_uri, with_retries
 
@@ -36,3 +36,16 @@ def tag_version(name: str, version: int, results: Mapping[str, Mapping[str, floa
         with_retries(lambda k=key, v=value: c.set_model_version_tag(name, str(version), k, v),
                      what=f"tagging {name} version {version}", uri=uri)  # fmt: skip
     return tags
+
+
+def rewrite_description(name: str, version: int, rewrite: Callable[[str], str]) -> str:
+    """Replace the description (the model card) of `name` version `version` by `rewrite(current)`."""
+    uri = tracking_uri()
+    c = client(uri)
+    what = f"updating the model card of {name} version {version}"
+    current = with_retries(
+        lambda: c.get_model_version(name, str(version)).description or "", what=what, uri=uri
+    )
+    text = rewrite(current)
+    with_retries(lambda: c.update_model_version(name, str(version), description=text), what=what, uri=uri)
+    return text

@@ -161,7 +161,7 @@ def _placement(train: TrainConfig, dist: distributed.DistContext | None) -> Plac
     graphs = bool(train.cuda_graphs) and dev.type == "cuda"  # CUDA only; never with several processes
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static P x K shapes: pick the fastest kernels once
-    layout = memory_format(dev)
+    layout = memory_format(dev, precision)
     return Placement(ctx=ctx, info=info, precision=precision, graphs=graphs, memory_format=layout)
 
 

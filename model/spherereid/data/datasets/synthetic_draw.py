@@ -86,9 +86,9 @@ class Domain:
 
 DOMAINS: dict[str, Domain] = {
     "a": Domain(),
-    "b": Domain(gain=0.35, tint=(-0.15, 0.05, 0.3), desat=0.6, light=(0.6, 0.85), offset=25.0,
-                top=(30, 90), bottom=(150, 230), scale=(0.6, 0.8), blur=(0.8, 1.6), noise=(6.0, 12.0),
-                crop=0.14),
+    "b": Domain(gain=0.3, tint=(-0.15, 0.05, 0.3), desat=0.45, light=(0.7, 1.0), offset=15.0,
+                top=(30, 90), bottom=(150, 230), scale=(0.7, 0.86), blur=(0.2, 1.1), noise=(3.0, 8.0),
+                crop=0.1),
 }  # fmt: skip
 
 
