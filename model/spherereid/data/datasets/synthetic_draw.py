@@ -66,9 +66,12 @@ class Camera:
 class Domain:
     """A camera network's look: the ranges `random_camera` draws from (colour cast, light, crop jitter).
 
-    Domain "a" is the original generator; "b" shifts it: strong tinted casts, darker and bluer
-    scenes, more contrast, blurrier and noisier cameras, looser crops. Changing only ranges keeps the
-    number of random draws, so domain "a" images stay byte-identical.
+    Domain "a" is the original generator; "b" shifts it: a shared blue-green cast, more
+    desaturation, darker scenes with dark tops and bright floors, smaller figures, looser crops, a
+    little more blur and noise. Tuned so that with the quickstart config each model scores clearly lower
+    on the other domain but far above chance (measured: rank-1 91.7% -> 41.7% from a to b, 92.4% ->
+    66.4% from b to a). Changing only ranges keeps the number of random draws, so domain "a" images stay
+    byte-identical.
     """
 
     gain: float = 0.25  # per-channel gain in 1 +- gain
