@@ -3,13 +3,18 @@
 `xeval_tags({"synthetic_b": {"rank1": 0.41, "mAP": 0.2}})` ->
 `{"xeval.synthetic_b.rank1": "0.4100", "xeval.synthetic_b.mAP": "0.2000"}`; `tag_version` writes them
 to the registered version (with retries; mlflow is imported lazily by `connection.client`).
+`tag_registered` finds that version from the training run itself: the register stage tags the run with
+`registered_model` and `registered_version` (tracking.versions.mark_registered); a run without them (the
+quality gate refused it in KFP, where register runs only behind the gate) gets no tags.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from . import runs
 from .connection import client, tracking_uri, with_retries
+from .versions import REGISTERED_MODEL_TAG, REGISTERED_VERSION_TAG
 
 PREFIX = "xeval"
 TAGGED_METRICS = ("rank1", "mAP")
@@ -36,3 +41,13 @@ def tag_version(name: str, version: int, results: Mapping[str, Mapping[str, floa
         with_retries(lambda k=key, v=value: c.set_model_version_tag(name, str(version), k, v),
                      what=f"tagging {name} version {version}", uri=uri)  # fmt: skip
     return tags
+
+
+def tag_registered(ref: runs.RunRef, results: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+    """Tag the version the training run `ref` was registered as (its `registered_model` and
+    `registered_version` run tags); {} when it was never registered."""
+    tags = runs.get_run_tags(ref)
+    name, version = tags.get(REGISTERED_MODEL_TAG), tags.get(REGISTERED_VERSION_TAG)
+    if not name or not version:
+        return {}
+    return tag_version(name, int(version), results)
