@@ -88,7 +88,7 @@ def test_kfp_local_gives_the_dvc_matrix(repo, tmp_path):
     """The pipeline's cross_evaluate tasks and matrix task on the same params.yaml: the same 2x2 matrix as
     `dvc repro` (both run the same stages on this machine), its diagonal the evaluate tasks' metrics, the
     Markdown artifact the matrix.md, and each registered version tagged xeval.* (a store of its own).
-    About 5 minutes on 2 cores (12 kfp.local tasks, each a fresh interpreter)."""
+    About 1 minute on 2 idle cores (12 kfp.local tasks, each a fresh interpreter); over 15 when loaded."""
     from mlflow import MlflowClient
 
     from pipeline.run_local import read_matrix
