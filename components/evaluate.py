@@ -3,6 +3,8 @@
 It also returns the quality gate's inputs and verdict as output parameters (rank1, mAP, gate
 "passed"/"failed", gate_reason), decided by spherereid.stages.gate.verdict (registry.gate, the function
 the register stage applies): the pipeline's dsl.If on `gate` runs register only for a passing model.
+The evaluation artifact's metadata names the dataset, the training run and, in the ablation pipeline,
+the grid cell (`cell`: its id and settings), by which the summary task matches the collected results.
 """
 
 from typing import NamedTuple
@@ -23,6 +25,7 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[HTML],
     register: dict,
+    cell: dict = {},  # noqa: B006 - KFP passes a fresh value; the ablation cell (id, head, loss, ...)
 ) -> NamedTuple("GateOutputs", [("rank1", float), ("mAP", float), ("gate", str), ("gate_reason", str)]):
     """Run spherereid.stages.evaluate; log every metric, embed the figures; decide the quality gate."""
     from pathlib import Path
@@ -44,5 +47,6 @@ def evaluate(
     for key, value in res.metrics.items():
         metrics.log_metric(key, float(value))
     Path(report.path).write_text(figures_html(out, (CMC_PLOT, RANKED_LISTS_PLOT)))
-    evaluation.metadata.update({"dataset": prepared.metadata.get("dataset", "")})
+    run_id = trained.metadata.get("mlflow_run_id", "")
+    evaluation.metadata.update(dataset=prepared.metadata.get("dataset", ""), mlflow_run_id=run_id, **cell)
     return verdict(res.metrics, build_from_struct("register", register))

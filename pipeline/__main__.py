@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile the pipeline to a YAML package")
     _add_cluster_flags(c)
     c.add_argument("--out", type=Path, required=True, help="output YAML file")
+    c.add_argument(
+        "--ablation", action="store_true",
+        help="compile the ablation pipeline: the grid's cells fan out (train -> evaluate), one summary table",
+    )  # fmt: skip
+    c.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="with --ablation: override a parameter in every cell (repeatable), as `spherereid ablation`",
+    )  # fmt: skip
+    c.add_argument(
+        "--grid", dest="filters", action="append", default=[], metavar="AXIS=V1,V2",
+        help="with --ablation: narrow an axis of the grid (repeatable), as `spherereid ablation`",
+    )  # fmt: skip
     s = sub.add_parser("submit", help="compile and start a run on a Kubeflow Pipelines API")
     _add_cluster_flags(s)
     s.add_argument("--host", default=os.environ.get("KFP_HOST", ""), help="KFP API URL; default $KFP_HOST")
@@ -183,16 +195,27 @@ def _schedule(args: argparse.Namespace) -> None:
     print(f"recurring run {job_id} ({args.name}, cron '{args.cron}', one at a time) on {args.host}")
 
 
+def _compile(args: argparse.Namespace) -> None:
+    from .compile import compile_ablation, compile_pipeline
+
+    if not args.image:
+        raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
+    if args.ablation:
+        out = compile_ablation(
+            image=args.image, out=args.out, params_path=args.params, settings=_settings(args),
+            overrides=args.overrides, filters=args.filters,
+        )  # fmt: skip
+        print(f"compiled the ablation pipeline {out} for image {args.image}")
+        return
+    if args.overrides or args.filters:
+        raise PipelineError("--set and --grid go with --ablation (the main pipeline takes params.yaml as is)")
+    out = compile_pipeline(image=args.image, out=args.out, params_path=args.params, settings=_settings(args))
+    print(f"compiled {out} for image {args.image}")
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "compile":
-        from .compile import compile_pipeline
-
-        if not args.image:
-            raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
-        out = compile_pipeline(
-            image=args.image, out=args.out, params_path=args.params, settings=_settings(args)
-        )
-        print(f"compiled {out} for image {args.image}")
+        _compile(args)
     elif args.command == "submit":
         from .submit import submit
 

@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -22,7 +23,12 @@ _COMPONENT_MODULES = (
     "components.register",
     "components.gate_report",
     "components.cleanup",
+    "components.cross_evaluate",
+    "components.matrix",
+    "components.ablation_summary",
 )
+
+_PIPELINE_MODULES = ("pipeline.spherereid_pipeline", "pipeline.ablation_pipeline")
 
 
 def check_image(ref: str) -> str:
@@ -51,8 +57,9 @@ def check_image(ref: str) -> str:
     return ref
 
 
-def load_pipeline_module(image: str | None) -> ModuleType:
-    """Import the pipeline module with components bound to `image` (re-imported if bound to another)."""
+def load_pipeline_module(image: str | None, name: str = "pipeline.spherereid_pipeline") -> ModuleType:
+    """Import the pipeline module `name` with components bound to `image` (the components and every
+    pipeline module re-imported if bound to another)."""
     from components import IMAGE_ENV
     from components import image as current_image
 
@@ -62,19 +69,18 @@ def load_pipeline_module(image: str | None) -> ModuleType:
     try:
         wanted = current_image()
         stale = any(
-            name in sys.modules
+            module in sys.modules
             and getattr(
-                sys.modules[name], name.rsplit(".", 1)[1]
+                sys.modules[module], module.rsplit(".", 1)[1]
             ).component_spec.implementation.container.image
             != wanted
-            for name in _COMPONENT_MODULES
+            for module in _COMPONENT_MODULES
         )
-        for name in _COMPONENT_MODULES:
-            module = importlib.import_module(name)
+        for module in (*_COMPONENT_MODULES, *_PIPELINE_MODULES):  # in import order
+            loaded = importlib.import_module(module)
             if stale:
-                importlib.reload(module)
-        module = importlib.import_module("pipeline.spherereid_pipeline")
-        return importlib.reload(module) if stale else module
+                importlib.reload(loaded)
+        return sys.modules[name]
     finally:
         if previous is None:
             os.environ.pop(IMAGE_ENV, None)
@@ -99,4 +105,30 @@ def compile_pipeline(
     if out.parent and not out.parent.is_dir():
         raise PipelineError(f"{out}: output directory {out.parent} does not exist")
     compiler.Compiler().compile(module.build_pipeline(settings), str(out), pipeline_parameters=defaults)
+    return out
+
+
+def compile_ablation(
+    *,
+    image: str,
+    out: str | Path,
+    params_path: str | Path = "params.yaml",
+    settings: ClusterSettings | None = None,
+    overrides: Sequence[str] = (),
+    filters: Sequence[str] = (),
+) -> Path:
+    """Write the ablation pipeline's YAML to `out`: the grid's cells (narrowed by `filters`, `--grid`
+    AXIS=V1,V2) and params.yaml with `overrides` (`--set` section.key=value) as the parameters' defaults."""
+    from kfp import compiler
+
+    from .ablation_pipeline import ablation_arguments
+
+    image = check_image(image)
+    defaults = ablation_arguments(params_path, overrides, filters)
+    module = load_pipeline_module(image, "pipeline.ablation_pipeline")
+    out = Path(out)
+    if out.parent and not out.parent.is_dir():
+        raise PipelineError(f"{out}: output directory {out.parent} does not exist")
+    pipeline_fn = module.build_ablation_pipeline(settings)
+    compiler.Compiler().compile(pipeline_fn, str(out), pipeline_parameters=defaults)
     return out

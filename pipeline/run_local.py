@@ -30,7 +30,8 @@ def run_local(
     runner: str = "subprocess",
     image: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run the pipeline under `<out_dir>/kfp`; return {dataset: {"metrics": {...}, "registration": {...}}}.
+    """Run the pipeline under `<out_dir>/kfp`; return {dataset: {"metrics": {...}, "registration": {...},
+    "cross": {test: {...}}, "dir": ...}} (read_matrix(Path(dir).parent) gives the whole matrix).
 
     `settings` (default LOCAL_SETTINGS) can ask for scale-out: gpus_per_node=2 trains with two gloo
     processes under torchrun here (kfp.local ignores the GPU request itself). `runner="docker"` runs every
@@ -49,6 +50,8 @@ def run_local(
     local_runner, settings, bound = _runner(
         runner, root=root, image=image, settings=settings, raw_root=raw_root
     )
+    if runner == "subprocess":
+        _create_local_store()
     kfp.local.init(runner=local_runner, pipeline_root=str(root))
     pipeline_fn = load_pipeline_module(bound).build_pipeline(settings)
     try:
@@ -65,6 +68,18 @@ def run_local(
     if not new:
         raise PipelineError(f"{root}: the local run wrote no output directory")
     return collect_results(new[-1])
+
+
+def _create_local_store() -> None:
+    """Create a sqlite MLflow store's tables now: tasks running in parallel (one per dataset) would race
+    to create them ("duplicate column name")."""
+    from spherereid.tracking.connection import client, tracking_uri
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:"):
+        c = client(uri)
+        c.search_experiments(max_results=1)
+        c.search_registered_models(max_results=1)
 
 
 def _runner(
@@ -85,9 +100,21 @@ def _artifact_metadata(task_dir: Path, output: str) -> dict[str, Any]:
     return executor_output["artifacts"][output]["artifacts"][0].get("metadata", {})
 
 
+def read_matrix(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """The matrix task's matrix.json ({train: {test: {rank1, mAP, mAP_official, mINP}}}); {} without one."""
+    task = Path(run_dir) / "matrix"
+    if not (task / "executor_output.json").is_file():
+        return {}
+    executor_output = json.loads((task / "executor_output.json").read_text())
+    cross = Path(executor_output["artifacts"]["cross"]["artifacts"][0]["uri"])
+    return json.loads((cross / "matrix.json").read_text())
+
+
 def collect_results(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per dataset: the evaluate task's Metrics values and the register task's registration metadata."""
+    """Per dataset: the evaluate task's Metrics values, the register task's registration metadata and
+    the dataset's row of the cross-dataset matrix (`cross`: {test: metrics})."""
     results: dict[str, dict[str, Any]] = {}
+    matrix = read_matrix(run_dir)
     for iteration in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         if not (iteration / "register").is_dir():
             continue
@@ -95,6 +122,7 @@ def collect_results(run_dir: Path) -> dict[str, dict[str, Any]]:
         results[dataset] = {
             "metrics": _artifact_metadata(iteration / "evaluate", "metrics"),
             "registration": _artifact_metadata(iteration / "register", "registration"),
+            "cross": matrix.get(dataset, {}),
             "dir": str(iteration),
         }
     return results

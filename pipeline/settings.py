@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherereid.config import load_params
+from spherereid.config import Params, load_params
 
 CHECKPOINT_MOUNT = "/checkpoints"
 REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # read by spherereid.device.resolve_device
@@ -128,7 +128,11 @@ LOCAL_SETTINGS = ClusterSettings(
 
 def pipeline_arguments(params_path: str | Path) -> dict[str, Any]:
     """Pipeline arguments from params.yaml (validated): `datasets` plus one dict per section."""
-    params = load_params(params_path)
+    return params_arguments(load_params(params_path))
+
+
+def params_arguments(params: Params) -> dict[str, Any]:
+    """`datasets` plus one plain dict per section of `params` (tuples as lists, as KFP passes them)."""
     args: dict[str, Any] = {"datasets": list(params.datasets)}
     for section in dataclasses.fields(params):
         value = getattr(params, section.name)

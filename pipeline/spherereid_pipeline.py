@@ -1,4 +1,5 @@
-"""The @dsl.pipeline: for each dataset (ParallelFor) preprocess -> train (GPU) -> evaluate -> register.
+"""The @dsl.pipeline: for each dataset (ParallelFor) preprocess -> train (GPU) -> evaluate -> register,
+then the cross-dataset matrix: each model on every dataset (a second ParallelFor) and a summary task.
 
 The quality gate is in the graph: evaluate returns rank1, mAP, gate ("passed"/"failed") and gate_reason;
 a dsl.If runs register only when the gate passed, the dsl.Else branch writes a Markdown artifact saying
@@ -7,6 +8,12 @@ allows it only at the outermost scope) runs the cleanup task at the end: after a
 it marks the MLflow runs left RUNNING FAILED, deletes TrainJobs and, unless keep_checkpoints_on_failure,
 the run's checkpoint folder. Every task has a display name, the image pull secrets and a pod deadline;
 the run has a TTL and an active deadline (ClusterSettings).
+
+Cross-dataset matrix (issue 21; the DVC stages cross_evaluate and matrix run the same code): after every
+chain, a cross_evaluate task per dataset gets dsl.Collected lists of all prepared sets, trained models
+and evaluations, picks its own by the artifacts' "dataset" metadata, evaluates its model on every
+dataset and tags the version the training run was registered as (none when the gate refused it); the
+matrix task gathers them (dsl.Collected) into matrix.json/md/png and a Markdown artifact.
 
 Hyper-parameters are dict parameters, one per params.yaml section, with no defaults here: compile,
 submit and run-local fill them from params.yaml. Cluster settings (GPU, secrets, retries) are
@@ -29,10 +36,13 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl, kubernetes
+from kfp.dsl import Artifact, Dataset, Input, Model
 
 from components.cleanup import cleanup as cleanup_component
+from components.cross_evaluate import cross_evaluate as cross_evaluate_component
 from components.evaluate import evaluate as evaluate_component
 from components.gate_report import gate_report as gate_report_component
+from components.matrix import matrix as matrix_component
 from components.preprocess import preprocess as preprocess_component
 from components.register import register as register_component
 from components.train import train as train_component
@@ -50,6 +60,10 @@ DISPLAY_NAMES = {
     "register": "Register model version",
     "gate_report": "Quality gate refused: report",
     "cleanup": "Clean up after failure",
+    "cross_matrix": "Cross-dataset evaluation",
+    "cross_evaluate": "Cross-evaluate on every dataset",
+    "matrix": "Cross-dataset matrix (summary)",
+    "ablation_summary": "Ablation table (summary)",
 }
 # The pod's pipeline run id (a label KFP puts on every task pod) as KFP_RUN_ID: the training run's
 # kfp_run_id tag, by which the cleanup task finds it.
@@ -160,7 +174,7 @@ def _cleanup_task(settings: ClusterSettings, datasets: Any) -> dsl.PipelineTask:
     return task
 
 
-def _chain(settings: ClusterSettings, dataset: Any, a: dict[str, Any]) -> None:
+def _chain(settings: ClusterSettings, dataset: Any, a: dict[str, Any]) -> dict[str, Any]:
     """preprocess -> train -> evaluate -> (gate passed) register | (failed) gate report, for one dataset."""
     sources = {k: a[k] for k in ("raw_root", "data_repo", "data_rev", "data_path")}
     prep = preprocess_component(dataset=dataset, data=a["data"], synthetic=a["synthetic"], **sources)
@@ -204,11 +218,47 @@ def _chain(settings: ClusterSettings, dataset: Any, a: dict[str, Any]) -> None:
             register=a["register"],
         )
         _small(refused, settings, "gate_report").set_caching_options(False)
+    return {
+        "prepared": prep.outputs["prepared"],
+        "trained": fit.outputs["trained"],
+        "evaluation": ev.outputs["evaluation"],
+    }
+
+
+def _cross_pipeline(settings: ClusterSettings) -> Callable:
+    """The cross-dataset matrix as a sub-pipeline: per dataset (ParallelFor) its model on every dataset's
+    query/gallery, then one task gathering the results (dsl.Collected) into the matrix.
+
+    A sub-pipeline because KFP 2.17 cannot compile a dsl.Collected artifact list consumed inside another
+    ParallelFor; handed to a sub-pipeline as list inputs, the lists reach its loop. Its inputs come from
+    the whole per-dataset loop, so it starts after every chain, register and gate report included."""
+
+    @dsl.pipeline(name="cross-dataset-matrix", description="Each model on every dataset; the matrix")
+    def cross_matrix(
+        datasets: list,
+        prepared: Input[list[Dataset]],
+        trained: Input[list[Model]],
+        evaluations: Input[list[Artifact]],
+        evaluate: dict,
+    ):
+        with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
+            xev = cross_evaluate_component(
+                model=dataset, tests=datasets, prepared=prepared, trained=trained, evaluations=evaluations,
+                evaluate=evaluate,
+            )  # fmt: skip
+            _small(xev, settings, "cross_evaluate").set_caching_options(False)  # tags the registry
+            if settings.evaluate_gpus > 0:
+                _on_gpus(xev, settings, settings.evaluate_gpus)
+        summary = matrix_component(results=dsl.Collected(xev.outputs["results"]))
+        _small(summary, settings, "matrix")
+
+    return cross_matrix
 
 
 def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
     """The pipeline function for these cluster settings (the same function compiles and runs locally)."""
     settings = settings or ClusterSettings()
+    cross_matrix = _cross_pipeline(settings)  # defined out here: KFP allows no pipeline definition inside
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -237,7 +287,16 @@ def build_pipeline(settings: ClusterSettings | None = None) -> Callable:
         # KFP allows an ExitHandler only at the outermost scope: one cleanup task covers every dataset
         with dsl.ExitHandler(_cleanup_task(settings, datasets), name="cleanup-on-failure"):
             with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
-                _chain(settings, dataset, args)
+                chain = _chain(settings, dataset, args)
+            # every model on every dataset (a 1x1 matrix with one dataset: its own evaluation)
+            cross = cross_matrix(
+                datasets=datasets,
+                prepared=dsl.Collected(chain["prepared"]),
+                trained=dsl.Collected(chain["trained"]),
+                evaluations=dsl.Collected(chain["evaluation"]),
+                evaluate=evaluate,
+            )
+            cross.set_display_name(DISPLAY_NAMES["cross_matrix"])
 
     return spherereid_pipeline
 

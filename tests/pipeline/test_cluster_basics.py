@@ -11,7 +11,10 @@ from pipeline.spherereid_pipeline import DISPLAY_NAMES, RUN_ID_FIELD
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example.com/spherereid:1.2.3"
-EXECUTORS = ("preprocess", "train", "evaluate", "register", "gate-report", "cleanup")
+EXECUTORS = (
+    *("preprocess", "train", "evaluate", "register", "gate-report", "cleanup"),
+    *("cross-evaluate", "matrix"),  # the cross-dataset matrix
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def test_pod_deadlines_train_longer_than_the_rest(compiled):
     _, platform = compiled
     k8s = _executors(platform)
     assert k8s["exec-train"]["activeDeadlineSeconds"] == "90000"
-    for name in ("preprocess", "evaluate", "register", "gate-report", "cleanup"):
+    for name in ("preprocess", "evaluate", "register", "gate-report", "cleanup", "cross-evaluate", "matrix"):
         assert k8s[f"exec-{name}"]["activeDeadlineSeconds"] == "1800"
 
 
@@ -65,6 +68,9 @@ def test_display_names_and_the_run_id_label_as_env(compiled):
     assert {names[t] for t in ("preprocess", "evaluate", "register", "cleanup")} == {
         DISPLAY_NAMES[r] for r in ("preprocess", "evaluate", "register", "cleanup")
     }
+    assert names["cross-dataset-matrix"] == DISPLAY_NAMES["cross_matrix"] == "Cross-dataset evaluation"
+    assert names["cross-evaluate"] == DISPLAY_NAMES["cross_evaluate"]
+    assert names["matrix"] == DISPLAY_NAMES["matrix"]
     for name in EXECUTORS:
         (env,) = _executors(platform)[f"exec-{name}"]["fieldPathAsEnv"]
         assert env == {"name": "KFP_RUN_ID", "fieldPath": RUN_ID_FIELD}

@@ -19,7 +19,7 @@ FAKE_SECRETS = {
     "MLFLOW_TRACKING_PASSWORD": "fake-mlflow-password-77",
 }
 STAGES = ("preprocess", "train", "evaluate", "register")
-TASKS = (*STAGES, "gate-report", "cleanup")  # the gate's refusal branch and the exit handler's task
+TASKS = (*STAGES, "gate-report", "cleanup", "cross-evaluate", "matrix")  # + refusal, exit handler, matrix
 
 
 @pytest.fixture(scope="module")

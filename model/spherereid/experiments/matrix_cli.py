@@ -11,29 +11,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..entrypoint import run_cli
 from .matrix import MatrixError, write_matrix
 
 
-def collect(runs_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """`{(train, test): metrics}` from `<runs_dir>/<train>/<test>.json`."""
+def read_results(paths: Iterable[Path]) -> dict[tuple[str, str], dict[str, float]]:
+    """`{(train, test): metrics}` from cross-evaluation result files ({"train", "test", "metrics"})."""
     results: dict[tuple[str, str], dict[str, float]] = {}
-    for path in sorted(Path(runs_dir).glob("*/*.json")):
+    for path in paths:
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(Path(path).read_text())
             results[(str(raw["train"]), str(raw["test"]))] = dict(raw["metrics"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise MatrixError(
                 f"{path}: not a cross-evaluation result ({e!r}); rerun cross_evaluate"
             ) from None
-    if not results:
-        raise MatrixError(
-            f"{runs_dir}: no cross-evaluation results (<train>/<test>.json); run cross_evaluate"
-        )
     return results
+
+
+def collect_dirs(dirs: Iterable[Path], where: str) -> dict[tuple[str, str], dict[str, float]]:
+    """`{(train, test): metrics}` from every `<dir>/<test>.json` of `dirs` (one dir per trained model,
+    as the cross-evaluate stage writes it); none at all is an error naming `where`."""
+    results = read_results(p for d in dirs for p in sorted(Path(d).glob("*.json")))
+    if not results:
+        raise MatrixError(f"{where}: no cross-evaluation results (<train>/<test>.json); run cross_evaluate")
+    return results
+
+
+def collect(runs_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """`{(train, test): metrics}` from `<runs_dir>/<train>/<test>.json`."""
+    return collect_dirs(sorted(p for p in Path(runs_dir).glob("*") if p.is_dir()), str(runs_dir))
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.experiments.matrix_cli") -> int:

@@ -28,7 +28,7 @@ from ..stages.artifacts import RUN_FILE
 from ..tracking import runs
 from .grid import Cell
 from .overrides import apply_overrides
-from .tables import METRICS, write_ablation, write_json_atomic
+from .tables import METRICS, cell_record, write_ablation, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,10 @@ def run_cell(
         prepared_dir=prepared_dir, train_dir=train_dir, out_dir=cell_dir / "eval",
         evaluate=cp.evaluate, transform=cp.transform,
     )  # fmt: skip
-    record = {
-        "cell": cell.cell_id,
-        **cell.settings(),
-        **{m: float(res.metrics[m]) for m in METRICS},
-        "seconds": round(time.perf_counter() - start, 2),
-        "run_id": child.run_id,
-        "params_hash": key,
-    }
+    record = cell_record(
+        cell.cell_id, cell.settings(), res.metrics,
+        seconds=round(time.perf_counter() - start, 2), run_id=child.run_id, params_hash=key,
+    )  # fmt: skip
     write_json_atomic(done, record)  # last: the marker that the cell is finished
     return record, False
 

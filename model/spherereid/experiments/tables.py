@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,22 @@ def write_json_atomic(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(value, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+class AblationRecordError(ValueError):
+    """A cell's results lack a reported metric: the message names the cell."""
+
+
+def cell_record(
+    cell_id: str, settings: Mapping[str, str], metrics: Mapping[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """One ablation.json record: the cell, its settings (head, loss, warmup, sampler), METRICS, `extra`."""
+    missing = [m for m in METRICS if m not in metrics]
+    if missing:
+        raise AblationRecordError(
+            f"cell {cell_id}: metrics {', '.join(missing)} missing; run its evaluation again"
+        )
+    return {"cell": cell_id, **settings, **{m: float(metrics[m]) for m in METRICS}, **extra}
 
 
 def to_markdown(records: Sequence[dict[str, Any]], title: str = "Ablation") -> str:

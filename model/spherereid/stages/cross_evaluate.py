@@ -86,14 +86,14 @@ def run(
     return results
 
 
-def tag_registered(reg: dict, model: str, results: dict[str, dict]) -> None:
-    """The registered version (registration.json's name and version) gets `xeval.<test>.<metric>` tags
-    and a cross-dataset table in its model card (results: {test: metrics})."""
-    name, version = reg["name"], int(reg["version"])
+def record_on_version(name: str, version: int, model: str, results: dict[str, dict]) -> dict[str, str]:
+    """Registered model `name` version `version` (trained on `model`) gets `xeval.<test>.<metric>` tags
+    and a cross-dataset table in its model card (results: {test: metrics}); returns the tags. DVC finds
+    the version in registration.json, KFP from the training run's tags (xeval.registered_version)."""
     tags = xeval.tag_version(name, version, results)
     section = cross_section(model, results)
     xeval.rewrite_description(name, version, lambda card: with_cross_section(card, section))
-    print(f"tagged {name} version {version}: {', '.join(tags)}; model card: cross-dataset table")
+    return tags
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.cross_evaluate") -> int:
@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
         print(f"cross-evaluated {args.model} on {', '.join(res)} -> {args.out}")
         if args.registration is not None:
             reg = _read_json(args.registration)
-            tag_registered(reg, args.model, {t: r["metrics"] for t, r in res.items()})
+            name, version = reg["name"], int(reg["version"])
+            tags = record_on_version(name, version, args.model, {t: r["metrics"] for t, r in res.items()})
+            print(f"tagged {name} version {version}: {', '.join(tags)}; model card: cross-dataset table")
         return 0
 
     return run_cli(body)

@@ -4,12 +4,14 @@ Three sources, tried in this order:
 - a local folder `<raw_root>/<dataset>` (laptops, `python -m pipeline run-local --raw-root`);
 - a DVC-versioned folder in a git repository at a revision (`data_repo`, `data_rev`, `data_path`),
   fetched with `dvc.api.DVCFileSystem`; S3 credentials come from the environment (AWS_*);
-- for `dataset == "synthetic"` only: the embedded generator (deterministic given its seed).
+- for `dataset == "synthetic"` (and "synthetic_b", the second camera network: synthetic.domain b, as
+  DVC's synthesize_b stage makes it) only: the embedded generator (deterministic given its seed).
 The result names the revision and the data hash used, for the pipeline's lineage metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,8 @@ from pathlib import Path
 from ..config import SyntheticConfig
 
 log = logging.getLogger(__name__)
+
+GENERATED = ("synthetic", "synthetic_b")  # datasets the embedded generator makes when no source is given
 
 
 class RawSourceError(ValueError):
@@ -56,12 +60,14 @@ def resolve_raw(
         return RawSource(path, "local", f"local:{path.resolve()}", "")
     if data_repo:
         return fetch_dvc(data_repo, data_rev, data_path.format(dataset=dataset), work_dir / dataset)
-    if dataset == "synthetic":
+    if dataset in GENERATED:
         from . import synthesize
 
         cfg = synthetic or SyntheticConfig()
+        cfg = dataclasses.replace(cfg, domain="b") if dataset == "synthetic_b" else cfg
         synthesize.run(synthetic=cfg, out_dir=work_dir / dataset)
-        return RawSource(work_dir / dataset, "generated", f"generated:seed={cfg.seed}", "")
+        domain = "" if cfg.domain == "a" else f",domain={cfg.domain}"
+        return RawSource(work_dir / dataset, "generated", f"generated:seed={cfg.seed}{domain}", "")
     raise RawSourceError(
         f"dataset '{dataset}': no raw data source; pass raw_root (a folder holding '{dataset}/') "
         "or data_repo + data_rev (a git repository with the DVC-tracked raw data)"

@@ -10,6 +10,8 @@ from . import runs
 from .registry import RegistrationResult
 from .runs import RunRef
 
+# the run tags naming the version a training run became (tracking.xeval finds the version by them)
+REGISTERED_MODEL_TAG, REGISTERED_VERSION_TAG = "registered_model", "registered_version"
 LINEAGE_TAGS = ("dataset", "params_hash", "git_commit", "seed", "dvc_data_hash", "data_revision")
 
 
@@ -26,8 +28,8 @@ def version_tags(
 def mark_registered(ref: RunRef, reg: RegistrationResult) -> None:
     """Tag the run with the registered model, its version and the gate's verdict."""
     tags: dict[str, Any] = {
-        "registered_model": reg.name,
-        "registered_version": reg.version,
+        REGISTERED_MODEL_TAG: reg.name,
+        REGISTERED_VERSION_TAG: reg.version,
         "quality_gate": "passed" if reg.passed_gate else "failed",
     }
     runs.set_tags(ref, tags)
