@@ -230,6 +230,9 @@ def _train_and_eval(tmp_path, make_train_dir, metrics, *, seed=0):
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps({**metrics, "protocol": "market"}))
     (eval_dir / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
+    figures = {"rank1": metrics["rank1"], "mAP": metrics["mAP"]}
+    check = {"precision": "fp32", "fp32": figures, "difference": {"rank1": 0.0, "mAP": 0.0}}
+    (eval_dir / "precision_check.json").write_text(json.dumps(check))  # the evaluate stage's (fp32 chain)
     return train_dir, eval_dir, net
 
 
@@ -293,6 +296,7 @@ def test_register_stage_logs_the_pyfunc_once_and_serves_the_networks_embeddings(
     assert "Quality gate: **passed**" in card and "`hash-a`" in card and "`gc`" in card
     assert "mlflow models serve -m models:/spherereid-toy/1" in card and "Intended use" in card
     assert "stored size 36x18 -> resize to the input size 32x16" in card
+    assert "| fp32 (served) | 0.8000 | 0.6000 |" in card  # evaluate's precision_check.json
     assert "champion" in c.get_registered_model("spherereid-toy").description
 
     # served = the evaluate stage's chain: bytes at the stored size -> extract_features with flip

@@ -83,3 +83,11 @@ def test_evaluate_stage_reports_plain_and_reranked_metrics(tmp_path, monkeypatch
     assert logged["rerank_mAP"] == pytest.approx(want["mAP"]) and logged["mAP"] == pytest.approx(saved["mAP"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(ref.run_id, "evaluation")}
     assert "evaluation/cmc_rerank.csv" in artifacts
+    assert "evaluation/precision_check.json" in artifacts
+
+    # the precision check: the plain (not re-ranked) figures of the chain's precision are metrics.json's
+    check = json.loads((tmp_path / "eval" / "precision_check.json").read_text())
+    chain = json.loads((tmp_path / "eval" / "chain.json").read_text())
+    assert check["precision"] == chain["precision"] and check["protocol"] == "market"
+    assert check[check["precision"]] == {"rank1": saved["rank1"], "mAP": saved["mAP"]}
+    assert "fp32" not in saved and "difference" not in saved  # metrics.json holds the evaluated chain's only

@@ -70,3 +70,22 @@ def test_the_card_is_byte_identical_to_the_one_the_single_function_wrote():
     section builders (commit ea32a01), from _card()'s inputs: the split must not move a byte."""
     golden = Path(__file__).resolve().parents[1] / "fixtures" / "model_card_market1501_v7.md"
     assert _card() == golden.read_text()
+
+
+def test_the_extraction_precision_table_gives_both_precisions_and_the_difference_in_points():
+    check = {
+        "precision": "bf16",
+        "bf16": {"rank1": 0.9412, "mAP": 0.8333},
+        "fp32": {"rank1": 0.9400, "mAP": 0.8345},
+        "difference": {"rank1": 0.0012, "mAP": -0.0012},
+    }
+    card = _card(precision_check=check)
+    assert "| extraction precision | rank-1 | mAP |" in card
+    assert "| bf16 (served) | 0.9412 | 0.8333 |" in card
+    assert "| fp32 (reference) | 0.9400 | 0.8345 |" in card
+    assert "| bf16 - fp32 (points) | +0.12 | -0.12 |" in card
+    assert card.index("Quality gate:") < card.index("| bf16 (served)") < card.index("## Lineage")
+    fp32 = {"precision": "fp32", "fp32": check["fp32"], "difference": {"rank1": 0.0, "mAP": 0.0}}
+    card = _card(precision_check=fp32)
+    assert "| fp32 (served) | 0.9400 | 0.8345 |" in card and "(points)" not in card
+    assert "extraction precision" not in _card()  # an evaluation from before the check: no table

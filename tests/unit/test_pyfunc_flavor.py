@@ -58,3 +58,22 @@ def test_the_entry_script_imports_this_module_and_the_old_path_still_gives_the_s
 
     assert "from spherereid.deploy.pyfunc_flavor import ReIDEmbeddingModel" in pyfunc_flavor.ENTRY_SCRIPT
     assert legacy is pyfunc_flavor.ReIDEmbeddingModel
+
+
+def test_rows_decoded_in_threads_have_the_one_by_one_pixels_and_the_first_bad_row_is_named():
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    rows: list = []
+    for i in range(24):
+        pixels = rng.integers(0, 256, size=(30 + i, 12 + i // 2, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG", quality=85)
+        rows.append(buf.getvalue() if i % 3 else pixels)  # bytes and arrays, mixed
+    one_by_one = np.stack([CHAIN.stored(row) for row in rows])
+    for workers in (1, 4):
+        assert np.array_equal(CHAIN.stored_batch(rows, workers=workers), one_by_one)
+    bad = [*rows[:5], b"not an image", *rows[5:17], b"", *rows[17:]]
+    for workers in (1, 4):
+        with pytest.raises(BadImage, match=r"^row 5: not an image"):
+            CHAIN.stored_batch(bad, workers=workers)

@@ -93,6 +93,22 @@ def _evaluation(metrics: Mapping[str, Any], passed_gate: bool, gate_text: str) -
     ]
 
 
+def _extraction_precision(check: Mapping[str, Any] | None) -> list[str]:
+    """rank-1/mAP at the served precision and at fp32 (evaluate's precision_check.json); none before it."""
+    if not check:
+        return []
+    used = str(check["precision"])
+    rows = [(f"{used} (served)", _fmt(check[used]["rank1"]), _fmt(check[used]["mAP"]))]
+    if used != "fp32":
+        diff = check["difference"]
+        rows += [
+            ("fp32 (reference)", _fmt(check["fp32"]["rank1"]), _fmt(check["fp32"]["mAP"])),
+            (f"{used} - fp32 (points)", f"{100 * diff['rank1']:+.2f}", f"{100 * diff['mAP']:+.2f}"),
+        ]
+    table = _table(("extraction precision", "rank-1", "mAP"), rows)
+    return ["Extraction precision (the same query and gallery, ranked the same way):", "", *table, ""]
+
+
 def _lineage(dataset_hash: str | None, lineage: Mapping[str, str | None]) -> list[str]:
     row = (
         f"`{lineage.get('git_commit') or 'unknown'}`",
@@ -164,15 +180,18 @@ def model_card(
     lineage: Mapping[str, str | None],
     chain: Mapping[str, Any],
     sources: Sequence[tuple[str, str]] = (),
+    precision_check: Mapping[str, Any] | None = None,
 ) -> str:
     """Markdown for version `version` of `name`. `params` are the run's flattened params, `lineage` has
     git_commit, dvc_data_hash, image and run_id, `chain` is the served ImageChain as a dict, `sources` the
-    (name, version) of each source of a combined set (evaluate's metrics.json sections)."""
+    (name, version) of each source of a combined set (evaluate's metrics.json sections), `precision_check`
+    evaluate's precision_check.json (None: no extraction precision table)."""
     lines = [
         *_intro(name, version, dataset, params),
         *_data(dataset, dataset_hash, lineage, sources),
         *_training(params),
         *_evaluation(metrics, passed_gate, gate_text),
+        *_extraction_precision(precision_check),
         *_lineage(dataset_hash, lineage),
         *_preprocessing(chain),
         *_intended_use(),

@@ -26,6 +26,7 @@ LAST_CHECKPOINT = "last.pt"  # <out>/checkpoints/last.pt: the checkpoint a resta
 # evaluate -> register
 METRICS_FILE = "metrics.json"
 CHAIN_FILE = "chain.json"  # the ImageChain evaluated; register serves exactly this chain
+PRECISION_CHECK_FILE = "precision_check.json"  # rank-1/mAP at the chain's precision and at fp32
 FEATURES_FILE = "features.npz"  # query and gallery embeddings
 CMC_FILE = "cmc.csv"
 CMC_RERANK_FILE = "cmc_rerank.csv"  # with evaluate.rerank

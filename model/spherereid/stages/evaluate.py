@@ -34,7 +34,8 @@ from ..inference import extract_features
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
-from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
+from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, PRECISION_CHECK_FILE, RUN_FILE
+from .precision_check import CheckedSet, precision_check, write_precision_check
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def run(
     query, gallery = prepared.split("query"), prepared.split("gallery")
     qf, gf = extract_splits(train_dir / MODEL_FILE, chain, query, gallery, evaluate, device)
     _write_features(out_dir / "features.npz", qf, gf, query, gallery)
+    check_precision(out_dir, train_dir / MODEL_FILE, chain, _headline(prepared, qf, gf, query, gallery),
+                     evaluate, device)  # fmt: skip
     if prepared.sources():
         return _run_combined(prepared, ref, out_dir, qf, gf, query, gallery, evaluate)
     measured = measure(prepared.protocol, qf, gf, query, gallery, evaluate)
@@ -104,6 +107,37 @@ def _rows(split: SplitData, start: int, stop: int) -> SplitData:
         split.images[start:stop], split.pids[start:stop], split.camids[start:stop],
         split.labels[start:stop], split.sources[start:stop],
     )  # fmt: skip
+
+
+def _headline(
+    prepared: PreparedSet, qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData
+) -> CheckedSet:
+    """The rows the headline metrics come from: the whole set, or a combined set's first source."""
+    if not prepared.sources():
+        name = str(prepared.info.get("dataset", prepared.root.name))
+        return CheckedSet(prepared.protocol, qf, gf, query, gallery, name)
+    src = prepared.sources()[0]
+    (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
+    return CheckedSet(src["protocol"], qf[qa:qb], gf[ga:gb], _rows(query, qa, qb), _rows(gallery, ga, gb),
+                      str(src["name"]))  # fmt: skip
+
+
+def check_precision(
+    out_dir: Path, model_path: Path, chain: ImageChain, checked: CheckedSet, evaluate: EvaluateConfig,
+    device: torch.device,
+) -> None:  # fmt: skip
+    """precision_check.json: rank-1/mAP of the chain's precision against fp32 features of the same rows
+    (a second extraction only when the chain is not fp32)."""
+
+    def extract(fp32: ImageChain) -> tuple[np.ndarray, np.ndarray]:
+        log.info("precision check: extracting the headline query/gallery again in fp32")
+        return extract_splits(model_path, fp32, checked.query, checked.gallery, evaluate, device)
+
+    result = precision_check(checked, chain, evaluate, extract)
+    write_precision_check(out_dir / PRECISION_CHECK_FILE, result)
+    diff = result["difference"]
+    log.info("precision check (%s - fp32): rank-1 %+.2f, mAP %+.2f points", chain.precision,
+             100 * diff["rank1"], 100 * diff["mAP"])  # fmt: skip
 
 
 def _run_combined(
@@ -223,7 +257,8 @@ def _log_to_run(
             context=split_name,
         )
     rerank_files = ("cmc_rerank.csv",) if reranked else ()
-    for name in ("cmc.png", "ranked_lists.png", "cmc.csv", METRICS_FILE, *rerank_files):
+    evaluation_files = ("cmc.png", "ranked_lists.png", "cmc.csv", METRICS_FILE, PRECISION_CHECK_FILE)
+    for name in (*evaluation_files, *rerank_files):
         runs.log_artifact(ref, out_dir / name, artifact_path="evaluation")
     for name in ("report.json", "report.md"):
         if (prepared_dir / name).is_file():

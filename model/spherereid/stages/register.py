@@ -27,7 +27,16 @@ from ..reporting.model_card import model_card
 from ..tracking import logged_model, registry, runs, versions
 from ..tracking.registry import RegistrationResult
 from ..tracking.runs import RunRef
-from .artifacts import CHAIN_FILE, LINEAGE_FILE, METRICS_FILE, MODEL_FILE, REGISTRATION_FILE, RUN_FILE
+from .artifacts import (
+    CHAIN_FILE,
+    LINEAGE_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PRECISION_CHECK_FILE,
+    REGISTRATION_FILE,
+    RUN_FILE,
+)
+from .precision_check import read_precision_check
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,7 @@ class _Inputs:
     metrics: dict[str, float]  # the numeric entries of metrics.json
     model_pt: Path
     sources: tuple[tuple[str, str], ...] = ()  # (name, version) per source of a combined set
+    precision_check: dict[str, Any] | None = None  # evaluate's precision_check.json (None before it)
 
     @property
     def dataset(self) -> str:
@@ -114,7 +124,8 @@ def _inputs(train_dir: Path, eval_dir: Path) -> _Inputs:
     sources = tuple(
         (k, str(v["version"])) for k, v in metrics.items() if isinstance(v, dict) and "version" in v
     )
-    return _Inputs(lineage, ref, numeric, model_pt, sources)
+    check = read_precision_check(eval_dir / PRECISION_CHECK_FILE)
+    return _Inputs(lineage, ref, numeric, model_pt, sources, check)
 
 
 def _export_onnx(
@@ -146,6 +157,7 @@ def _describe(
             name=name, version=version, dataset=given.dataset, dataset_hash=dataset_hash,
             params=runs.get_run_params(ref), metrics=given.metrics, passed_gate=gate[0], gate_text=gate[1],
             lineage=lineage, chain=chain.to_dict(), sources=given.sources,
+            precision_check=given.precision_check,
         )  # fmt: skip
         return text + ("" if onnx is None else "\n" + usage_markdown(onnx))
 
