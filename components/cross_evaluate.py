@@ -30,9 +30,8 @@ def cross_evaluate(
 
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import cross_evaluate as stage
-    from spherereid.stages.artifacts import RUN_FILE
     from spherereid.stages.collected import by_dataset, link_datasets, pick
-    from spherereid.tracking import runs, xeval
+    from spherereid.tracking import xeval
 
     train_dir = pick([(a.path, a.metadata) for a in trained], model, "trained")
     eval_dir = pick([(a.path, a.metadata) for a in evaluations], model, "evaluation")
@@ -47,8 +46,4 @@ def cross_evaluate(
     for test, metric in itertools.product(found, xeval.TAGGED_METRICS):  # e.g. synthetic_b.rank1
         metrics.log_metric(f"{test}.{metric}", float(found[test][metric]))
     results.metadata.update(dataset=model, tests=sorted(found))
-    registered = xeval.registered_version(runs.read_run_ref(train_dir / RUN_FILE))
-    if registered is None:
-        return "not registered (quality gate refused): no xeval tags"
-    tags = stage.record_on_version(*registered, model, found)
-    return f"tagged {', '.join(tags)}; model card: cross-dataset table"
+    return stage.record_for_training_run(train_dir, model, found)

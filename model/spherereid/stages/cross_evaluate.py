@@ -27,8 +27,8 @@ from ..device import resolve_device
 from ..entrypoint import run_cli
 from ..evaluation.protocol_metrics import measure
 from ..reporting.cross_card import cross_section, with_cross_section
-from ..tracking import xeval
-from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE
+from ..tracking import runs, xeval
+from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
 from .evaluate import extract_splits
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,16 @@ def record_on_version(name: str, version: int, model: str, results: dict[str, di
     section = cross_section(model, results)
     xeval.rewrite_description(name, version, lambda card: with_cross_section(card, section))
     return tags
+
+
+def record_for_training_run(train_dir: Path, model: str, results: dict[str, dict]) -> str:
+    """KFP's way in: the version the training run in `train_dir` was registered as gets the tags and the
+    card table (record_on_version); a run the quality gate refused has none. Returns what was done."""
+    registered = xeval.registered_version(runs.read_run_ref(Path(train_dir) / RUN_FILE))
+    if registered is None:
+        return "not registered (quality gate refused): no xeval tags"
+    tags = record_on_version(*registered, model, results)
+    return f"tagged {', '.join(tags)}; model card: cross-dataset table"
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.cross_evaluate") -> int:
