@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import torch
 from container_engine import ROOT, RUN_LOCAL
+from fixtures.tiny_params import TINY
 
 pytestmark = pytest.mark.container
 STAGES = ("synthesize", "preprocess", "train", "evaluate", "register")
@@ -101,7 +102,7 @@ def test_synthesize_preprocess_and_train_run_inside_the_image(engine, image, tmp
     train = work / "train"
     assert train.stat().st_uid == 10001
     history = (train / "history.csv").read_text().splitlines()
-    assert len(history) == 1 + RUN_LOCAL.TINY["train"]["epochs"]
+    assert len(history) == 1 + TINY["train"]["epochs"]  # the tiny config the subprocess run uses
     model = torch.load(train / "model.pt", weights_only=True)
     assert model["constructor"]["backbone"] == "tiny" and model["num_classes"] == 8  # 8 train identities
     run = json.loads((train / "mlflow_run.json").read_text())
