@@ -68,17 +68,22 @@ def test_zip_slip_refused(tmp_path, name):
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "deep" / "evil.txt").exists()
 
 
-def test_zip_symlink_escape_refused_inside_allowed(tmp_path):
+def test_zip_symlinks_are_refused_even_inside(tmp_path):
+    # dataset releases hold no links: any link member is refused (before: a link inside was extracted)
     arc = _zip(tmp_path / "in.zip", [("d/a.txt", b"A")], links={"d/link": "a.txt"})
-    out = safe_extract(arc, tmp_path / "in")
-    assert os.readlink(out / "d" / "link") == "a.txt" and (out / "d" / "link").read_bytes() == b"A"
+    with pytest.raises(ArchiveError) as exc:
+        safe_extract(arc, tmp_path / "in")
+    assert str(exc.value) == (
+        f"{arc}: member 'd/link' is a symbolic link (to 'a.txt'); dataset releases hold no links, "
+        "refusing to extract"
+    )
     bad = _zip(tmp_path / "bad.zip", [("d/a.txt", b"A")], links={"d/link": "../../../etc"})
     with pytest.raises(ArchiveError, match="d/link"):
         safe_extract(bad, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "d" / "link").exists()
 
 
 def test_zip_write_through_escaping_symlink_impossible(tmp_path):
-    # a symlink to '..' stays inside, but one leading outside is refused before any file goes through it
     arc = _zip(tmp_path / "a.zip", [("l/evil.txt", b"x")], links={"l": "../outside"})
     with pytest.raises(ArchiveError, match="'l'"):
         safe_extract(arc, tmp_path / "out")
@@ -100,17 +105,116 @@ def test_member_count_cap(tmp_path):
         safe_extract(arc, tmp_path / "out", max_members=3)
 
 
-def test_tar_round_trip_with_links(tmp_path):
+def test_tar_round_trip(tmp_path):
     arc = _tar(
         tmp_path / "a.tar.gz",
-        [_info("r", tarfile.DIRTYPE), _info("r/a.txt"), _info("r/s", tarfile.SYMTYPE, "a.txt")]
-        + [_info("r/h", tarfile.LNKTYPE, "r/a.txt")],
-        {"r/a.txt": b"data"},
+        [_info("r", tarfile.DIRTYPE), _info("r/a.txt"), _info("r/sub", tarfile.DIRTYPE), _info("r/sub/b")],
+        {"r/a.txt": b"data", "r/sub/b": b"bee"},
     )
     out = safe_extract(arc, tmp_path / "out")
-    assert (out / "r" / "a.txt").read_bytes() == b"data"
-    assert os.readlink(out / "r" / "s") == "a.txt"
-    assert (out / "r" / "h").read_bytes() == b"data" and not (out / "r" / "h").is_symlink()
+    assert (out / "r" / "a.txt").read_bytes() == b"data" and (out / "r" / "sub" / "b").read_bytes() == b"bee"
+    assert _tree(out) == ["r", "r/a.txt", "r/sub", "r/sub/b"]
+
+
+@pytest.mark.parametrize(
+    "link, kind",
+    [
+        (_info("r/s", tarfile.SYMTYPE, "a.txt"), "symbolic link"),
+        (_info("r/h", tarfile.LNKTYPE, "r/a.txt"), "hard link"),
+    ],
+    ids=["symlink-inside", "hardlink-inside"],
+)
+def test_tar_links_are_refused_even_inside(tmp_path, link, kind):
+    # before: both were extracted (a link whose target stayed inside was allowed)
+    members = [_info("r", tarfile.DIRTYPE), _info("r/a.txt"), link]
+    arc = _tar(tmp_path / "a.tar.gz", members, {"r/a.txt": b"x"})
+    with pytest.raises(ArchiveError) as exc:
+        safe_extract(arc, tmp_path / "out")
+    assert str(exc.value) == (
+        f"{arc}: member '{link.name}' is a {kind} (to '{link.linkname}'); dataset releases hold no links, "
+        "refusing to extract"
+    )
+    assert not (tmp_path / "out" / link.name).exists() and not (tmp_path / "out" / link.name).is_symlink()
+
+
+def _tree(root: Path) -> list[str]:
+    """Every path under root (links not followed), relative, sorted."""
+    return sorted(
+        os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files
+    )
+
+
+def _chained_symlink_tar(path: Path) -> Path:
+    """The issue's archive: `a` -> b/c/../.. is inside when written, but `b` -> . and `c` -> . written later
+    make it resolve two levels above the destination; then a directory (and a file) is created through it."""
+    members = [
+        _info("a", tarfile.SYMTYPE, "b/c/../.."),
+        _info("b", tarfile.SYMTYPE, "."),
+        _info("c", tarfile.SYMTYPE, "."),
+        _info("a/ESCAPED_DIR/", tarfile.DIRTYPE),
+        _info("a/made_by_mkdir/evil.txt"),
+    ]
+    return _tar(path, members, {"a/made_by_mkdir/evil.txt": b"pwned"})
+
+
+def test_chained_symlinks_cannot_create_folders_outside(tmp_path):
+    arc = _chained_symlink_tar(tmp_path / "evil.tar")
+    dest = tmp_path / "x" / "y" / "dest"
+    before = _tree(tmp_path)
+    with pytest.raises(ArchiveError) as exc:
+        safe_extract(arc, dest)
+    assert str(exc.value) == (
+        f"{arc}: member 'a' is a symbolic link (to 'b/c/../..'); dataset releases hold no links, "
+        "refusing to extract"
+    )
+    # before the fix: ESCAPED_DIR/ and made_by_mkdir/ appeared in tmp_path/x/
+    assert [p for p in _tree(tmp_path) if p not in before and not p.startswith("x/y/dest")] == ["x", "x/y"]
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_directory_members_are_resolved_inside_the_destination(tmp_path, fmt):
+    """Defence in depth: a directory member whose path goes through a link already in the destination
+    (here planted before extraction) is refused, as are files; nothing is created outside."""
+    dest = tmp_path / "x" / "y" / "dest"
+    dest.mkdir(parents=True)
+    (dest / "a").symlink_to("../..")
+    if fmt == "tar":
+        members = [_info("ok", tarfile.DIRTYPE), _info("a/ESCAPED_DIR", tarfile.DIRTYPE)]
+        arc = _tar(tmp_path / "d.tar", members)
+    else:
+        arc = _zip(tmp_path / "d.zip", [("ok/", b""), ("a/ESCAPED_DIR/", b"")])
+    with pytest.raises(ArchiveError) as exc:
+        safe_extract(arc, dest)
+    assert str(exc.value).startswith(f"{arc}: member 'a/ESCAPED_DIR") and "outside" in str(exc.value)
+    assert not (tmp_path / "x" / "ESCAPED_DIR").exists()
+    files = _zip(tmp_path / "f.zip", [("a/made_by_mkdir/evil.txt", b"x")])
+    with pytest.raises(ArchiveError, match="'a/made_by_mkdir/evil.txt' would be written outside"):
+        safe_extract(files, dest)
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y"]  # before: made_by_mkdir/ too
+
+
+def test_preprocess_cli_refuses_the_chained_symlink_tar_in_one_line(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    arc = _chained_symlink_tar(tmp_path / "evil.tar")
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    script = shutil.which("spherereid") or str(Path(sys.executable).parent / "spherereid")
+    before = _tree(tmp_path)
+    proc = subprocess.run(
+        [script, "preprocess", "--params", str(params), "--dataset", "market1501", "--raw", str(arc),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {arc}: member 'a' is a symbolic link (to 'b/c/../..'); dataset releases hold no links, "
+        "refusing to extract"
+    )
+    # before the fix: out/ESCAPED_DIR and out/made_by_mkdir (two levels above out/work/evil.tar.partial)
+    assert _tree(tmp_path) == sorted([*before, "out"])
 
 
 @pytest.mark.parametrize(
@@ -121,10 +225,11 @@ def test_tar_round_trip_with_links(tmp_path):
         _info("r/s", tarfile.SYMTYPE, "../../etc/passwd"),
         _info("r/s", tarfile.SYMTYPE, "/etc/passwd"),
         _info("r/h", tarfile.LNKTYPE, "../outside.txt"),
+        _info("r/h", tarfile.LNKTYPE, "/etc/passwd"),
         _info("r/dev", tarfile.CHRTYPE),
         _info("r/fifo", tarfile.FIFOTYPE),
     ],
-    ids=["absolute", "dotdot", "symlink-up", "symlink-abs", "hardlink-up", "device", "fifo"],
+    ids=["absolute", "dotdot", "symlink-up", "symlink-abs", "hardlink-up", "hardlink-abs", "device", "fifo"],
 )
 def test_tar_unsafe_members_refused(tmp_path, member):
     (tmp_path / "outside.txt").write_text("secret")

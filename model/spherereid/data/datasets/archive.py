@@ -1,9 +1,14 @@
 """Safe extraction of zip and tar archives (dataset releases).
 
-`safe_extract` refuses, with an `ArchiveError` naming the member: absolute paths, `..` components,
-symlinks / hard links whose target leaves the destination, device files and FIFOs, and archives whose
-member count or total uncompressed size exceeds a cap (zip bombs). Sizes are enforced on the bytes
-actually written, not only on the sizes declared in the archive headers.
+`safe_extract` refuses, with an `ArchiveError` naming the archive and the member: absolute paths, `..`
+components, every link (symbolic or hard, zip symlinks included: dataset releases hold none, and a link
+that is harmless when written can be redirected by a later member), device files and FIFOs, any member
+(directories included) whose resolved path is outside the destination, and archives whose member count
+or total uncompressed size exceeds a cap (zip bombs). Sizes are enforced on the bytes actually written,
+not only on the sizes declared in the archive headers.
+Every path is built and checked here (tarfile's and zipfile's `extract`/`extractall` are never called),
+so the checks do not depend on the interpreter's own path filters, which differ between Python patch
+releases.
 `extract_once` extracts into a scratch folder once and reuses the result on later runs.
 """
 
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_TOTAL_BYTES = 64 * 1024**3  # 64 GiB: the largest ReID release (CUHK-SYSU scenes) is ~8 GB
 MAX_MEMBERS = 2_000_000
 _CHUNK = 1 << 20
+_MAX_LINK_TARGET = 4096  # bytes of a zip symlink's target read for the message
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DONE = ".extracted"
 
@@ -82,24 +88,36 @@ class _Budget:
             )
 
 
-def _write_file(src: IO[bytes], out: Path, name: str, budget: _Budget, dest: Path) -> None:
+def _destination(dest: Path, rel: PurePosixPath, name: str, budget: _Budget) -> Path:
+    """dest/rel, or ArchiveError if it resolves outside `dest` (through a link already there) or is a link."""
+    out = dest / rel
+    if not _inside(dest, out) or (rel != PurePosixPath(".") and out.is_symlink()):
+        raise ArchiveError(
+            f"{budget.archive}: member '{name}' would be written outside {dest} (its path goes through a "
+            "link); refusing to extract"
+        )
+    return out
+
+
+def _refuse_link(archive: Path, name: str, kind: str, target: str) -> ArchiveError:
+    return ArchiveError(
+        f"{archive}: member '{name}' is a {kind} (to '{target}'); dataset releases hold no links, "
+        "refusing to extract"
+    )
+
+
+def _make_dir(dest: Path, rel: PurePosixPath, name: str, budget: _Budget) -> None:
+    _destination(dest, rel, name, budget).mkdir(parents=True, exist_ok=True)
+
+
+def _write_file(src: IO[bytes], dest: Path, rel: PurePosixPath, name: str, budget: _Budget) -> None:
+    out = _destination(dest, rel, name, budget)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not _inside(dest, out.parent) or out.is_symlink():
-        raise ArchiveError(f"{budget.archive}: member '{name}' would be written outside {dest}")
-    with open(out, "wb") as fh:
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with open(fd, "wb") as fh:
         while chunk := src.read(_CHUNK):
             budget.add(name, len(chunk))
             fh.write(chunk)
-
-
-def _make_symlink(out: Path, target: str, name: str, budget: _Budget, dest: Path) -> None:
-    if os.path.isabs(target) or not _inside(dest, out.parent / target):
-        raise ArchiveError(
-            f"{budget.archive}: member '{name}' is a link to '{target}', outside the destination; "
-            "refusing to extract"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(target, out)
 
 
 def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
@@ -107,16 +125,15 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
         for info in zf.infolist():
             budget.member(info.filename)
             rel = _safe_relpath(archive, info.filename)
-            out = dest / rel
-            mode = info.external_attr >> 16
+            if stat.S_ISLNK(info.external_attr >> 16):
+                with zf.open(info) as link:  # the target, for the message (read capped: no bomb)
+                    target = link.read(_MAX_LINK_TARGET).decode("utf-8", errors="replace")
+                raise _refuse_link(archive, info.filename, "symbolic link", target)
             if info.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
-            elif stat.S_ISLNK(mode):
-                target = zf.read(info).decode("utf-8", errors="replace")
-                _make_symlink(out, target, info.filename, budget, dest)
+                _make_dir(dest, rel, info.filename, budget)
             else:
                 with zf.open(info) as src:
-                    _write_file(src, out, info.filename, budget, dest)
+                    _write_file(src, dest, rel, info.filename, budget)
 
 
 def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
@@ -124,28 +141,15 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
         for m in _tar_members(tf):
             budget.member(m.name)
             rel = _safe_relpath(archive, m.name)
-            out = dest / rel
+            if m.issym() or m.islnk():
+                raise _refuse_link(archive, m.name, "symbolic link" if m.issym() else "hard link", m.linkname)
             if m.isdir():
-                out.mkdir(parents=True, exist_ok=True)
-            elif m.issym():
-                _make_symlink(out, m.linkname, m.name, budget, dest)
-            elif m.islnk():
-                try:
-                    src = dest / _safe_relpath(archive, m.linkname)
-                except ArchiveError:
-                    src = dest.parent  # absolute or '..': outside, reported below
-                if not _inside(dest, src) or not src.is_file():
-                    raise ArchiveError(
-                        f"{archive}: member '{m.name}' is a hard link to '{m.linkname}', which is not an "
-                        "extracted file inside the destination; refusing to extract"
-                    )
-                with open(src, "rb") as fh:
-                    _write_file(fh, out, m.name, budget, dest)
+                _make_dir(dest, rel, m.name, budget)
             elif m.isfile():
                 member = tf.extractfile(m)
                 assert member is not None
                 with member:
-                    _write_file(member, out, m.name, budget, dest)
+                    _write_file(member, dest, rel, m.name, budget)
             else:
                 raise ArchiveError(f"{archive}: member '{m.name}' is a device or FIFO; refusing to extract")
 
