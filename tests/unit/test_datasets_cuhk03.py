@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +218,96 @@ def test_unreadable_or_malformed_mat_files_name_the_file(tmp_path, raw):
         parse("cuhk03", root, tmp_path / "work", cuhk03_protocol="classic")
     with pytest.raises(DatasetError, match=f"{config}: is a file, not a folder"):
         parse("cuhk03", config, tmp_path / "work")
+
+
+def _traced_peak(fn):
+    """(fn's result or exception, peak bytes allocated by Python and numpy while it ran)."""
+    tracemalloc.start()
+    try:
+        try:
+            result = fn()
+        except DatasetError as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+HUGE_REASON = (
+    "stored array (3, 12000, 12000) uint8 is larger than 2048 px per side (CUHK03 crops are a few "
+    "hundred); not read"
+)
+CHUNK_REASON = (
+    "stored in HDF5 chunks of (3, 3000, 3000) (27000000 bytes), over the 12582912-byte cap; not read"
+)
+
+
+@pytest.mark.parametrize(
+    "shape, chunks, reason",
+    [((3, 12000, 12000), (3, 1000, 1000), HUGE_REASON), ((3, 8, 4), (3, 3000, 3000), CHUNK_REASON)],
+    ids=["shape", "chunks"],
+)
+def test_oversized_image_cell_is_skipped_without_reading_it(tmp_path, shape, chunks, reason):
+    # before: the cell was read whole (432 MB here, 4.8 GB for the issue's (3, 40000, 40000)) and
+    # written out as a PNG; a cell of normal shape in huge chunks was read and extracted
+    mat = fx.write_cuhk03_mat(
+        tmp_path / "cuhk-03.mat", huge=("labeled", 2, 3, 5), huge_shape=shape, huge_chunks=chunks
+    )
+    skipped, peak = _traced_peak(lambda: extract_images(mat, "labeled", tmp_path / "out"))
+    assert skipped == [("2_003_2_06.png", reason)]
+    assert peak < 32 * 2**20, f"{peak} bytes allocated"
+    assert not (tmp_path / "out" / "2_003_2_06.png").exists()
+    assert len(list((tmp_path / "out").glob("*.png"))) == 330
+
+
+def test_oversized_cell_array_is_refused_before_reading(tmp_path):
+    import h5py
+
+    mat = fx.write_cuhk03_mat(tmp_path / "cuhk-03.mat")
+    with h5py.File(mat, "r+") as f:  # 'detected': (1, 20M) references instead of (1, 5): 160 MB
+        del f["detected"]
+        f.create_dataset("detected", shape=(1, 20_000_000), dtype=h5py.ref_dtype, chunks=(1, 1_000_000))
+    err, peak = _traced_peak(lambda: extract_images(mat, "detected", tmp_path / "out"))
+    assert isinstance(err, DatasetError)
+    assert str(err) == (
+        f"{mat}: '/detected' is (1, 20000000) object (160000000 bytes), over the 16777216-byte cap for "
+        "this entry; not read. Use the original cuhk-03.mat of the release"
+    )
+    assert peak < 32 * 2**20, f"{peak} bytes allocated"
+
+
+def test_preprocess_skips_the_hostile_cell_in_one_line_under_2_gb(tmp_path):
+    """The issue's run: preprocess --dataset cuhk03 on a cuhk-03.mat whose one image cell asks for a
+    huge allocation (here (3, 20000, 20000): 1.2 GB; before: read, transposed, written as a 400 Mpx PNG,
+    peak RSS well over 2 GB). Now it is a reported skip, and the run's peak RSS stays under 2 GB."""
+    root = tmp_path / "raw"
+    fx.write_cuhk03_mat(
+        root / "cuhk03_release" / "cuhk-03.mat", huge=("detected", 1, 1, 0), huge_shape=(3, 20000, 20000)
+    )
+    fx.write_new_protocol(root / "cuhk03_new_protocol_config_detected.mat", *fx.new_protocol_for("detected"))
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    script = shutil.which("spherereid") or str(Path(sys.executable).parent / "spherereid")
+    out = tmp_path / "out"
+    measure = (  # a fresh process: its RUSAGE_CHILDREN holds only the preprocess run (and its workers)
+        "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+    )
+    args = ["preprocess", "--params", str(params), "--dataset", "cuhk03"]
+    args += ["--raw", str(root), "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", measure, script, *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    peak_kib = int(proc.stdout.strip().splitlines()[-1])
+    assert peak_kib < 2 * 1024**2, f"peak RSS {peak_kib} KiB"
+    assert "1 skipped" in proc.stdout
+    reason = (
+        "stored array (3, 20000, 20000) uint8 is larger than 2048 px per side (CUHK03 crops are a few "
+        "hundred); not read"
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["skipped"]["files"] == [
+        {"path": "cuhk03_release/cuhk-03.mat#detected/1_001_1_01.png", "reason": reason}
+    ]
+    assert not (out / "work" / "cuhk03" / "images_detected" / "1_001_1_01.png").exists()

@@ -30,7 +30,7 @@ import numpy as np
 
 from .archive import extract_once
 from .base import DatasetError, Item, Skipped, Splits
-from .matfile import load_v5, mat_str, open_v73, reading
+from .matfile import load_v5, mat_str, open_v73, read_v73, reading, v73_bytes
 from .naming import inside_root, require_folder
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ RELEASE_MAT = "cuhk-03.mat of the release"
 NP_MAT = "cuhk03_new_protocol_config_*.mat (CUHK03-NP)"
 _DONE = ".complete"
 _SKIPPED = "skipped.json"
+# Sizes checked before a dataset of cuhk-03.mat is read (a 1.4 kB dataset can declare gigabytes):
+MAX_CELL_SIDE = 2048  # px per side of a stored image; the release's crops are a few hundred px at most
+MAX_CELL_BYTES = 3 * MAX_CELL_SIDE**2
+MAX_INDEX_BYTES = 16 * 1024**2  # a cell array of references or the testsets (release: (10, 843) refs)
 
 
 def _parse_name(name: str) -> tuple[int, int, int, int] | None:
@@ -49,10 +53,32 @@ def _parse_name(name: str) -> tuple[int, int, int, int] | None:
     return tuple(int(g) for g in m.groups()) if m else None  # type: ignore[return-value]
 
 
-def _key(f: Any, key: str, path: Path) -> Any:
+def _key(f: Any, key: str, path: Path) -> np.ndarray:
+    """The (size-checked) contents of top-level dataset `key`."""
     if key not in f:
         raise DatasetError(f"{path}: key '{key}' missing; is this the original cuhk-03.mat?")
-    return f[key]
+    return _index(f[key], path)
+
+
+def _index(ds: Any, path: Path) -> np.ndarray:
+    """A cell array of references (or the testsets), read after its size is checked."""
+    return read_v73(ds, path, RELEASE_MAT, MAX_INDEX_BYTES)
+
+
+def _cell_problem(ds: Any) -> str | None:
+    """Why an image cell is not extracted (its shape, type or size, known before reading), or None."""
+    shape, dtype = ds.shape, ds.dtype
+    if len(shape) != 3 or shape[0] != 3 or dtype != np.uint8:
+        return f"stored array {shape} {dtype} is not a (3, W, H) uint8 image"
+    if max(shape[1:]) > MAX_CELL_SIDE:
+        return (
+            f"stored array {shape} {dtype} is larger than {MAX_CELL_SIDE} px per side (CUHK03 crops are a "
+            "few hundred); not read"
+        )
+    if (need := v73_bytes(ds)) > MAX_CELL_BYTES:
+        cap = MAX_CELL_BYTES
+        return f"stored in HDF5 chunks of {ds.chunks} ({need} bytes), over the {cap}-byte cap; not read"
+    return None
 
 
 def pairs_sizes(mat: Path, kind: str) -> list[int]:
@@ -66,6 +92,8 @@ def extract_images(mat: Path, kind: str, out_dir: Path) -> list[tuple[str, str]]
 
     Stored cells: `mat[kind]` is (1, 5) refs; each pair derefs to (10, n_pids) refs (transposed:
     columns 0-4 view 1, 5-9 view 2); an image is stored (3, W, H) uint8; an empty cell has < 3 dims.
+    Every size is checked before a dataset is read: an image cell of the wrong shape or type, or over
+    MAX_CELL_SIDE, is skipped (reported) unread; an oversized cell array is refused (DatasetError).
     """
     from PIL import Image
 
@@ -82,19 +110,17 @@ def extract_images(mat: Path, kind: str, out_dir: Path) -> list[tuple[str, str]]
     count = 0
     with open_v73(mat, RELEASE_MAT) as f, reading(mat, RELEASE_MAT):
         for c, pair_ref in enumerate(_key(f, kind, mat)[0], start=1):
-            cells = f[pair_ref][:].T  # (n_pids, 10)
+            cells = _index(f[pair_ref], mat).T  # (n_pids, 10)
             for p in range(cells.shape[0]):
                 for k in range(cells.shape[1]):
-                    arr = f[cells[p, k]][:]
-                    if arr.size == 0 or arr.ndim < 3:
+                    ds = f[cells[p, k]]
+                    if len(ds.shape or ()) < 3 or ds.size == 0:
                         continue  # empty cell: that person has fewer images
                     name = f"{c}_{p + 1:03d}_{1 if k < 5 else 2}_{k + 1:02d}.png"
-                    if arr.ndim != 3 or arr.shape[0] != 3 or arr.dtype != np.uint8:
-                        skipped.append(
-                            (name, f"stored array {arr.shape} {arr.dtype} is not a (3, W, H) uint8 image")
-                        )
+                    if reason := _cell_problem(ds):
+                        skipped.append((name, reason))
                         continue
-                    Image.fromarray(np.ascontiguousarray(arr.T)).save(tmp / name)
+                    Image.fromarray(np.ascontiguousarray(ds[()].T)).save(tmp / name)
                     count += 1
     (tmp / _SKIPPED).write_text(json.dumps(skipped))
     (tmp / _DONE).write_text(stamp)
@@ -196,7 +222,7 @@ def _classic(mat: Path, labels: str, split: int, images: dict[str, Path], prefix
         tests = _key(f, "testsets", mat)
         if split >= tests.shape[-1]:
             raise DatasetError(f"{mat}: testsets holds {tests.shape[-1]} splits, not split {split}")
-        test = f[tests[0][split]][:].T.astype(np.int64)  # (100, 2): [campair, pid], 1-based
+        test = _index(f[tests[0][split]], mat).T.astype(np.int64)  # (100, 2): [campair, pid], 1-based
     sizes = pairs_sizes(mat, labels)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     test_ids = {(int(c), int(p)) for c, p in test}
