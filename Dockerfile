@@ -7,7 +7,7 @@
 # constraints.txt, so only the NVIDIA driver is needed on the node (GPU operator / container toolkit).
 # A CUDA base image would add a second, unused copy of those libraries and another Python version.
 # No apt packages: DVC fetches raw data from a git URL with dulwich (pure Python), no git binary needed.
-# BASE_IMAGE: where python:3.11.7-slim-bookworm cannot be pulled, scripts/build_image.sh builds a Debian 12
+# BASE_IMAGE: where python:3.11.14-slim-bookworm cannot be pulled, scripts/build_image.sh builds a Debian 12
 # stand-in (python3, python3-venv, ca-certificates) from Debian's packages and passes it here.
 #
 #   bash scripts/build_image.sh        # tags localhost/spherereid:<short commit>; see the README
@@ -17,7 +17,7 @@
 #
 # No params.yaml and no credentials in the image: hyper-parameters arrive as pipeline parameters,
 # credentials as env vars from a Kubernetes Secret.
-ARG BASE_IMAGE=python:3.11.7-slim-bookworm
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG FETCH_IMAGENET=0

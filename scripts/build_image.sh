@@ -5,7 +5,7 @@
 #   podman and no CONTAINERS_CONF, it uses the one scripts/podman_host.sh writes (ulimits, runc, host network).
 # - Tag: localhost/spherereid:<short commit> (immutable: the KFP cache keys on the image string), with
 #   -dirty appended when files that go into the image differ from that commit. --tag overrides it.
-# - Base: the Dockerfile's python:3.11.7-slim-bookworm (SPHEREREID_BASE_IMAGE overrides it) if present or
+# - Base: the Dockerfile's python:3.11.14-slim-bookworm (SPHEREREID_BASE_IMAGE overrides it) if present or
 #   pullable; else a Debian 12 stand-in built with mmdebstrap from Debian's packages (it says so).
 # - A CA bundle configured for pip (PIP_CERT, `pip config get global.cert`, else SSL_CERT_FILE) is passed as
 #   the build secret pip_ca, for pip behind a TLS-intercepting proxy.
@@ -81,7 +81,7 @@ if [ "$engine" = podman ] && [ -z "${CONTAINERS_CONF:-}" ]; then
   say "podman: using $CONTAINERS_CONF (from scripts/podman_host.sh)"
 fi
 [ -n "$tag" ] || tag=$(default_tag)
-base=${SPHEREREID_BASE_IMAGE:-python:3.11.7-slim-bookworm}
+base=${SPHEREREID_BASE_IMAGE:-python:3.11.14-slim-bookworm}
 start=$SECONDS
 base=$(resolve_base)
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)

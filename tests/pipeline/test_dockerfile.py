@@ -119,6 +119,41 @@ def test_base_is_pinned_user_is_not_root_and_imagenet_is_optional():
     assert ("ARG", "FETCH_IMAGENET=0") in instructions
 
 
+def _base_default() -> str:
+    (default,) = [
+        a.split("=", 1)[1] for w, a in _instructions() if w == "ARG" and a.startswith("BASE_IMAGE=")
+    ]
+    return default
+
+
+def test_base_python_has_the_tarfile_and_zipfile_fixes():
+    """CPython 3.11.8 fixed CVE-2024-0450 (zipfile: overlapping entries) and 3.11.10 CVE-2024-6232 (tarfile:
+    header parsing ReDoS); the image's base must be a 3.11 slim-bookworm at 3.11.10 or later."""
+    default = _base_default()
+    m = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-bookworm(@sha256:[0-9a-f]{64})?", default)
+    assert m, f"BASE_IMAGE={default}: expected python:3.11.<patch>-slim-bookworm"
+    assert (int(m[1]), int(m[2])) == (3, 11) and int(m[3]) >= 10, f"BASE_IMAGE={default}: need >= 3.11.10"
+
+
+def test_every_place_naming_the_base_image_names_the_dockerfiles():
+    default = _base_default().split("@")[0]
+    files = [ROOT / "Dockerfile", ROOT / "README.md", ROOT / "DEVELOPERS.md"]
+    for folder, pattern in (
+        ("scripts", "*"),
+        ("docs", "*.md"),
+        ("pipeline", "*.py"),
+        ("tests", "*.py"),
+        (".ci", "*"),
+    ):
+        files += [p for p in (ROOT / folder).rglob(pattern) if p.is_file()]
+    named = {
+        (p.relative_to(ROOT).as_posix(), tag)
+        for p in files
+        for tag in re.findall(r"python:3\.\d+\.\d+-slim-\w+", p.read_text(errors="replace"))
+    }
+    assert named and {tag for _, tag in named} == {default}, sorted(t for t in named if t[1] != default)
+
+
 def test_oci_labels_come_from_build_args_and_git_stays_quiet():
     instructions = _instructions()
     labels = " ".join(args for word, args in instructions if word == "LABEL")
