@@ -400,7 +400,9 @@ def test_summary_reports_metrics_registration_and_unreadable_files_without_a_tra
     metrics = {"rank1": 0.5, "rank5": 0.75, "mAP": 0.25, "mAP_official": 0.125, "mINP": 0.0625}
     (ok / "eval" / "metrics.json").write_text(json.dumps(metrics))
     (ok / "register").mkdir()
-    reg = {"name": "spherereid-ok", "version": 3, "aliases": ["challenger"], "passed_gate": True}
+    page = "http://127.0.0.1:5000/#/experiments/1/models?workflowType=machine_learning"
+    reg = {"name": "spherereid-ok", "version": 3, "aliases": ["challenger"], "passed_gate": True,
+           "mlflow_ui": {"models": page}}  # fmt: skip
     (ok / "register" / "registration.json").write_text(json.dumps(reg))
     (cut / "eval").mkdir(parents=True)
     (cut / "eval" / "metrics.json").write_text('{"rank1": 0.5, "mA')  # a killed evaluate stage
@@ -411,7 +413,9 @@ def test_summary_reports_metrics_registration_and_unreadable_files_without_a_tra
     ).splitlines()
     assert lines[0] == ("[ok] rank-1 50.0%  rank-5 75.0%  mAP 25.0%  mAP(official) 12.5%  mINP 6.2%")
     assert lines[1] == ("[ok] registered spherereid-ok version 3; aliases: challenger; quality gate passed")
+    assert lines[2] == f"[ok] MLflow UI models: {page}"
+    lines.pop(2)
     assert lines[2].startswith(f"[cut] {cut / 'eval' / 'metrics.json'} unreadable (JSONDecodeError)")
     assert lines[3] == "[partial] rank-1 50.0%  rank-5 n/a  mAP 25.0%  mAP(official) n/a  mINP n/a"
     assert lines[4].startswith("[none] not evaluated yet")
-    assert lines[5] == f"MLflow UI: mlflow ui --backend-store-uri {store}  (then open http://127.0.0.1:5000)"
+    assert lines[5] == f"MLflow UI: mlflow ui --backend-store-uri {store}, then open the pages above"

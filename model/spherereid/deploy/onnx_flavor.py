@@ -16,16 +16,14 @@ import numpy as np
 from ..data.image_chain import ImageChain, model_key
 from ..data.manifest import PreparedSet
 from ..tracking import runs
-from ..tracking.mlflow_compat import using_tracking_uri
 from ..tracking.runs import RunRef
 from ..training import checkpoint
-from .flavors import log_once, pip_pins
+from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from .parity import ParityReport, check_parity
 
 log = logging.getLogger(__name__)
 
-ONNX_NAME = "onnx"
 ONNX_FILE = "model.onnx"
 ONNX_URI_TAG = "spherereid.onnx_model_uri"
 ONNX_KEY_TAG = "spherereid.onnx_key"  # sha256 of model.pt + chain: one logged ONNX model per pair
@@ -50,7 +48,7 @@ class OnnxExport:
 
 
 def export_and_log(
-    ref: RunRef, model_pt: Path, *, chain: ImageChain, prepared_dir: Path, out_dir: Path
+    ref: RunRef, model_pt: Path, *, chain: ImageChain, prepared_dir: Path, out_dir: Path, dataset: str
 ) -> OnnxExport:
     """Export, prove parity (ParityError / ExportError on failure) and log the ONNX model into run `ref`."""
     net = checkpoint.load_model(Path(model_pt))
@@ -65,12 +63,19 @@ def export_and_log(
         uri_tag=ONNX_URI_TAG,
         key_tag=ONNX_KEY_TAG,
         what="ONNX model",
-        log_model=lambda: _log(ref, path, chain=chain, report=report, dim=net.embedding_dim),
+        log_model=lambda: _log(
+            ref,
+            path,
+            chain=chain,
+            report=report,
+            dim=net.embedding_dim,
+            name=logged_model_name(dataset, net.constructor_args, suffix="onnx"),
+        ),  # fmt: skip
     )
     return OnnxExport(uri, report, path, chain)
 
 
-def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, dim: int) -> str:
+def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, dim: int, name: str) -> str:
     runs.client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
     import onnx
@@ -82,18 +87,22 @@ def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, di
         inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, h, w, 3), INPUT_NAME)]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim), OUTPUT_NAME)]),
     )
-    with using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
-        info = mlflow.onnx.log_model(
+    uri = log_as_run_output(
+        ref,
+        name,
+        lambda model_id: mlflow.onnx.log_model(
             onnx.load(str(path)),
-            name=ONNX_NAME,
+            name=name,
+            model_id=model_id,
             signature=signature,
             pip_requirements=pip_pins(("onnx", "onnxruntime", "numpy", "mlflow")),
             onnx_execution_providers=["CPUExecutionProvider"],
             save_as_external_data=False,
             metadata={"image_chain": chain.to_dict(), "parity": report.tags(prefix="")},
-        )
-    log.info("logged ONNX model %s (input uint8 (N, %d, %d, 3))", info.model_uri, h, w)
-    return info.model_uri
+        ),
+    )
+    log.info("logged ONNX model %s as %s (input uint8 (N, %d, %d, 3))", uri, name, h, w)
+    return uri
 
 
 def usage_markdown(export: OnnxExport) -> str:

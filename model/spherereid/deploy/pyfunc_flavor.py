@@ -31,13 +31,11 @@ import numpy as np
 from ..data.image_chain import ImageChain, model_key
 from ..data.imageio import BadImage
 from ..tracking import runs
-from ..tracking.mlflow_compat import using_tracking_uri
 from ..tracking.runs import RunRef
-from .flavors import log_once, pip_pins
+from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "model"
 CONFIG_ARTIFACT = "config"
 WEIGHTS_ARTIFACT = "weights"
 IMAGE_COLUMN = "image"
@@ -174,10 +172,11 @@ def example_png(chain: ImageChain) -> bytes:
 
 
 def log_reid_model(
-    ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None = None
+    ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, registered_name: str | None = None
 ) -> str:
-    """Log model.pt with its evaluated chain as a pyfunc LoggedModel linked to the run; return its
-    `models:/m-...` URI. Logged once per model file and chain (a run tag records the pair)."""
+    """Log model.pt with its evaluated chain as a pyfunc LoggedModel (named `spherereid-<dataset>-
+    <backbone>-<head>`) output by the run; return its `models:/m-...` URI. Logged once per model file and
+    chain (a run tag records the pair)."""
     model_pt = Path(model_pt)
     return log_once(
         ref,
@@ -185,11 +184,11 @@ def log_reid_model(
         uri_tag=MODEL_URI_TAG,
         key_tag=MODEL_SHA_TAG,
         what="pyfunc model",
-        log_model=lambda: _log(ref, model_pt, chain=chain, registered_name=registered_name),
+        log_model=lambda: _log(ref, model_pt, chain=chain, dataset=dataset, registered_name=registered_name),
     )
 
 
-def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str | None) -> str:
+def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, registered_name: str | None) -> str:
     import pandas as pd
     import torch
 
@@ -216,15 +215,20 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, registered_name: str
         torch.save(net.state_dict(), weights_path)
         entry = Path(tmp) / "reid_model.py"
         entry.write_text(ENTRY_SCRIPT)
-        with using_tracking_uri(ref.tracking_uri), mlflow.start_run(run_id=ref.run_id):
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_NAME,
+        name = logged_model_name(dataset, constructor)
+        uri = log_as_run_output(
+            ref,
+            name,
+            lambda model_id: mlflow.pyfunc.log_model(
+                name=name,
+                model_id=model_id,
                 python_model=str(entry),
                 artifacts={CONFIG_ARTIFACT: str(config_path), WEIGHTS_ARTIFACT: str(weights_path)},
                 signature=signature,
                 input_example=example,
                 pip_requirements=pip_pins(),
                 registered_model_name=registered_name,
-            )
-    log.info("logged pyfunc model %s (embedding dim %d, chain %s)", info.model_uri, dim, chain.to_dict())
-    return info.model_uri
+            ),
+        )
+    log.info("logged pyfunc model %s as %s (embedding dim %d, chain %s)", uri, name, dim, chain.to_dict())
+    return uri

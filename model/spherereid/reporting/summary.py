@@ -53,7 +53,8 @@ def summarize(outputs: Path, datasets: list[str], tracking_uri: str) -> str:
                 f"[{name}] registered {r.get('name')} version {r.get('version')}; aliases: {aliases}; "
                 f"quality gate {gate}"
             )
-    lines.append(
-        f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}  (then open http://127.0.0.1:5000)"
-    )
+            pages = r.get("mlflow_ui") or {}
+            lines += [f"[{name}] MLflow UI {page}: {url}" for page, url in pages.items()]
+    if not tracking_uri.startswith(("http://", "https://")):
+        lines.append(f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}, then open the pages above")
     return "\n".join(lines)

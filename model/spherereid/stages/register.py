@@ -59,6 +59,7 @@ class RegisterResult:
     run_id: str
     tracking_uri: str
     path: Path
+    ui: dict[str, str]  # the MLflow UI pages of the run, the experiment's models and the version
 
 
 def _read_json(path: Path, fix: str) -> dict[str, Any]:
@@ -140,8 +141,9 @@ def _export_onnx(
             "(parity with PyTorch is shown on its query and gallery)"
         )
     return export_and_log(
-        given.ref, given.model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir
-    )
+        given.ref, given.model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir,
+        dataset=given.dataset,
+    )  # fmt: skip
 
 
 def _describe(
@@ -164,6 +166,15 @@ def _describe(
     return card
 
 
+def _ui_links(ref: runs.RunRef, name: str, version: int) -> dict[str, str]:
+    """The UI pages a person opens next, in MLflow's training layout."""
+    return {
+        "runs": runs.ui_url(ref.tracking_uri, ref.experiment_id, "runs"),
+        "models": runs.ui_url(ref.tracking_uri, ref.experiment_id, "models"),
+        "version": runs.version_ui_url(ref.tracking_uri, name, version),
+    }
+
+
 def _write_record(
     out_dir: Path, reg: RegistrationResult, given: _Inputs, *, model_uri: str, dataset_hash: str | None,
     register: RegisterConfig, onnx: OnnxExport | None,
@@ -179,6 +190,7 @@ def _write_record(
         "min_rank1": register.min_rank1,
         "min_map": register.min_map,
         "metrics": {k: v for k, v in given.metrics.items() if not math.isnan(v)},
+        "mlflow_ui": _ui_links(given.ref, reg.name, reg.version),
     }
     if onnx is not None:
         record["onnx"] = onnx.record()
@@ -214,7 +226,7 @@ def run(
     gate = registry.gate(given.metrics, min_rank1=register.min_rank1, min_map=register.min_map)  # early
     chain = _chain(eval_dir)
     onnx = _export_onnx(given, chain, register, prepared_dir, out_dir)
-    ref, model_uri = given.ref, log_reid_model(given.ref, given.model_pt, chain=chain)
+    ref, model_uri = given.ref, log_reid_model(given.ref, given.model_pt, chain=chain, dataset=given.dataset)
     run_tags = runs.get_run_tags(ref)
     dataset_hash = given.lineage.get("dataset_hash") or run_tags.get("dataset_hash")
     _log_model_metrics(given, model_uri, prepared_dir or eval_dir, dataset_hash)
@@ -234,7 +246,7 @@ def run(
     )
     return RegisterResult(
         reg.name, reg.version, reg.passed_gate, reg.reason, reg.aliases, reg.champion_version,
-        model_uri, ref.run_id, ref.tracking_uri, path,
+        model_uri, ref.run_id, ref.tracking_uri, path, _ui_links(ref, reg.name, reg.version),
     )  # fmt: skip
 
 
@@ -249,12 +261,9 @@ def summary(res: RegisterResult) -> str:
         if res.champion_version is not None
         else "  no champion",
     ]
-    if res.tracking_uri.startswith(("http://", "https://")):
-        lines.append(f"  MLflow UI: {res.tracking_uri}")
-    else:
-        lines.append(
-            f"  MLflow UI: mlflow ui --backend-store-uri {res.tracking_uri}  (http://127.0.0.1:5000)"
-        )
+    if not res.tracking_uri.startswith(("http://", "https://")):
+        lines.append(f"  MLflow UI: mlflow ui --backend-store-uri {res.tracking_uri}, then open:")
+    lines += [f"    {page}: {res.ui[page]}" for page in ("runs", "models", "version")]
     lines.append(f"  serve: mlflow models serve -m models:/{res.name}@champion --env-manager local")
     return "\n".join(lines)
 

@@ -89,3 +89,22 @@ def _finish(monitor: Any) -> None:
         monitor.mlflow_logger.flush()
     except Exception as exc:  # noqa: BLE001
         log.warning("last system metrics sample not recorded: %s", exc)
+
+
+def link_model_version(client: Any, model_id: str, name: str, version: int) -> None:
+    """Record registered version `name` v`version` on LoggedModel `model_id`, as MLflow's own
+    `mlflow.register_model` does, so the Models view's "Registered models" column shows it.
+
+    mlflow 3.17.2: the LoggedModel tag `mlflow.utils.mlflow_tags.MLFLOW_MODEL_VERSIONS`
+    ("mlflow.modelVersions"), a JSON list of {"name", "version"}. The tracking server's create-version
+    handler writes it, but a client on a direct sqlite/database store does not (only the fluent
+    register_model does). Idempotent: a version already listed (int or str) is kept once."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    tags = client.get_logged_model(model_id).tags or {}
+    listed = json.loads(tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    if not any(e.get("name") == name and str(e.get("version")) == str(version) for e in listed):
+        entry = {"name": name, "version": int(version)}
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*listed, entry])})

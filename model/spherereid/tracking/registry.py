@@ -21,6 +21,7 @@ from typing import Any
 
 from . import runs
 from .alias_lock import alias_lock
+from .mlflow_compat import link_model_version
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,8 @@ def _register(
         log.info("%s is already %s version %d; updating its tags", model_uri, name, version)
         for key, value in version_tags.items():
             c.set_model_version_tag(name, str(version), key, value)
+    if (model_id := _model_id(model_uri)) is not None:
+        link_model_version(c, model_id, name, version)
     if describe is not None:
         c.update_model_version(name, str(version), description=describe(version))
 

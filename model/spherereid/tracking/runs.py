@@ -107,6 +107,39 @@ def _read_run_ref(path: Path) -> RunRef:
 
 # ---------------------------------------------------------------- runs
 
+# MLflow's experiment tag for the UI layout: the training layout (Runs / Models) rather than the GenAI one.
+EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
+
+
+def ensure_training_kind(c, experiment_id: str) -> None:
+    """Tag the experiment `mlflow.experimentKind=custom_model_development` unless it already is."""
+    exp = c.get_experiment(experiment_id)
+    if (exp.tags or {}).get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
+        c.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+
+
+def ui_base(tracking_uri: str) -> str:
+    """Where the MLflow UI of `tracking_uri` is served: the server itself for an http(s) store (without
+    credentials or query), `mlflow ui`'s default address for a local store."""
+    from urllib.parse import urlsplit
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return DEFAULT_UI
+    parts = urlsplit(tracking_uri)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
+
+
+def ui_url(tracking_uri: str, experiment_id: str, view: str = "runs") -> str:
+    """The experiment's `view` page ("runs" or "models") in the UI's training layout."""
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/{view}?workflowType=machine_learning"
+
+
+def version_ui_url(tracking_uri: str, name: str, version: int) -> str:
+    """The UI page of registered model version `name` v`version` (its model card)."""
+    return f"{ui_base(tracking_uri)}/#/models/{name}/versions/{version}"
+
 
 def _get_or_create_experiment(c, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
@@ -119,7 +152,9 @@ def _get_or_create_experiment(c, name: str, uri: str) -> str:
     root = local_artifact_root(uri)
     location = (root / name).as_uri() if root is not None else None
     try:
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
+        )
     except MlflowException as exc:  # another process created it in between
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -138,6 +173,7 @@ def start_run(
 
         c = client(uri)
         exp_id = plugin.experiment_id(c) or _get_or_create_experiment(c, experiment, uri)
+        ensure_training_kind(c, exp_id)
         run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
         flat = flatten_params(params)
         items = [Param(k, v) for k, v in flat.items()]
