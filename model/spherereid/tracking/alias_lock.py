@@ -36,8 +36,9 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from .connection import is_connection_error
 
@@ -53,8 +54,34 @@ _HELD: dict[str, tuple[str, int]] = {}  # lock name -> (token, depth) held by th
 _OWNER: tuple[int, str] = (-1, "")  # (pid, owner) of this process, made on first use
 
 
-class AliasLockTimeout(RuntimeError):
+Clock = Callable[[], float]  # seconds since the epoch; tests inject one to expire a lease without sleeping
+
+
+def _no_pause() -> None:
+    """The default of the test hook `_between_read_and_delete`: release runs straight through."""
+
+
+_between_read_and_delete: Callable[[], None] = _no_pause  # tests only: a pause inside release
+
+
+class AliasLockError(RuntimeError):
+    """The registry lock could not be taken or was lost."""
+
+
+class AliasLockTimeout(AliasLockError):
     """Another writer held the registry lock for longer than we were willing to wait."""
+
+
+class AliasLockLost(AliasLockError):
+    """This writer's lease on the registry lock ended (expired or broken) before an alias move."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lock of a registered model now, and until when (ms since the epoch)."""
+
+    owner: str
+    expires_ms: int
 
 
 def lock_name(name: str) -> str:
@@ -88,10 +115,20 @@ def _holder(c, lock: str) -> dict[str, str] | None:
         raise
 
 
-def _try_create(c, lock: str, name: str, *, owner: str, token: str, ttl_s: float) -> bool:
+def current_holder(c, name: str) -> Holder | None:
+    """The holder of the lock of registered model `name`, or None when it is free."""
+    held = _holder(c, lock_name(name))
+    if held is None:
+        return None
+    return Holder(held.get(OWNER_TAG, "?"), int(held.get(EXPIRES_TAG, "0") or 0))
+
+
+def _try_create(
+    c, lock: str, name: str, *, owner: str, token: str, ttl_s: float, clock: Clock = time.time
+) -> bool:
     from mlflow.exceptions import MlflowException
 
-    expires = int(time.time() * 1000 + ttl_s * 1000)
+    expires = int(clock() * 1000 + ttl_s * 1000)
     tags = {OWNER_TAG: owner, TOKEN_TAG: token, EXPIRES_TAG: str(expires)}
     try:
         c.create_registered_model(lock, tags=tags, description=LOCK_DESCRIPTION.format(name=name))
@@ -118,19 +155,26 @@ def _break(c, lock: str, held: dict[str, str], *, owner: str) -> None:
 
 
 def acquire(
-    c, name: str, *, owner: str, ttl_s: float = 120.0, wait_s: float = 300.0, poll_s: float = 0.2
+    c,
+    name: str,
+    *,
+    owner: str,
+    ttl_s: float = 120.0,
+    wait_s: float = 300.0,
+    poll_s: float = 0.2,
+    clock: Clock = time.time,
 ) -> str:
     """Take the lock of registered model `name`; return its token. Raises AliasLockTimeout after
     `wait_s` s of a live holder (naming it and the fix)."""
     lock, token = lock_name(name), uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
-    while not _try_create(c, lock, name, owner=owner, token=token, ttl_s=ttl_s):
+    while not _try_create(c, lock, name, owner=owner, token=token, ttl_s=ttl_s, clock=clock):
         held = _holder(c, lock)
         if held is None:
             continue  # released in between: try again at once
         if held.get(OWNER_TAG) == owner:  # left by this process's own failed attempt
             return held.get(TOKEN_TAG, token)
-        if int(held.get(EXPIRES_TAG, "0") or 0) < time.time() * 1000:
+        if int(held.get(EXPIRES_TAG, "0") or 0) < clock() * 1000:
             _break(c, lock, held, owner=owner)
             continue
         if time.monotonic() > deadline:
@@ -150,12 +194,19 @@ def release(c, name: str, token: str) -> None:
     if held is None or held.get(TOKEN_TAG) != token:
         log.warning("%s: the lock was broken while held (its ttl is too short); not released", lock)
         return
+    _between_read_and_delete()
     c.delete_registered_model(lock)
 
 
 @contextmanager
 def alias_lock(
-    c, name: str, *, owner: str | None = None, ttl_s: float = 120.0, wait_s: float = 300.0
+    c,
+    name: str,
+    *,
+    owner: str | None = None,
+    ttl_s: float = 120.0,
+    wait_s: float = 300.0,
+    clock: Clock = time.time,
 ) -> Iterator[str]:
     """Hold the registry lock of `name` for the block (re-entrant within this process)."""
     lock = lock_name(name)
@@ -163,7 +214,7 @@ def alias_lock(
         token, depth = _HELD[lock]
         _HELD[lock] = (token, depth + 1)
     else:
-        token = acquire(c, name, owner=owner or default_owner(), ttl_s=ttl_s, wait_s=wait_s)
+        token = acquire(c, name, owner=owner or default_owner(), ttl_s=ttl_s, wait_s=wait_s, clock=clock)
         _HELD[lock] = (token, 1)
     try:
         yield token
