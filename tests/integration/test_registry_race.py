@@ -17,7 +17,7 @@ import pytest
 from fixtures.mlflow_server import LocalMlflowServer
 from fixtures.registry_race import Entry, worker
 
-from spherereid.tracking.alias_lock import lock_name
+from spherereid.tracking.alias_lock import current_holder, lock_name
 from spherereid.tracking.connection import client
 from spherereid.tracking.registry import CHALLENGER, CHAMPION, PROMOTED_AT, PROMOTED_BY, PROMOTED_FROM
 
@@ -94,12 +94,9 @@ def check_round(c, files: list[Entry], versions_seen: set[int]) -> list[str]:
     if aliases.get(CHALLENGER) != max(versions):
         wrong.append(f"{name}: challenger {aliases.get(CHALLENGER)}, newest version {max(versions)}")
     wrong += check_moves(name, versions, aliases.get(CHAMPION))
-    try:
-        c.get_registered_model(lock_name(name))
-        wrong.append(f"{lock_name(name)} left behind")
-    except Exception as exc:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST is the good outcome
-        if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")):
-            raise
+    left = current_holder(c, name)
+    if left is not None:
+        wrong.append(f"{lock_name(name)}: ticket {left.number} of {left.owner} left behind")
     return wrong
 
 

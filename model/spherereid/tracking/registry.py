@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import runs
-from .alias_lock import alias_lock
+from .alias_lock import alias_lock, ensure_held
 from .mlflow_compat import link_model_version
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,7 @@ def _register(
     aliases = _aliases(c, name)
     current = aliases.get(CHALLENGER)
     if current is None or current <= version:
+        ensure_held(c, name)  # a writer whose lease on the registry lock ended moves nothing
         c.set_registered_model_alias(name, CHALLENGER, str(version))
     move, decision = _champion_decision(
         c, name, version, aliases.get(CHAMPION), float(metrics["mAP"]), dataset_hash, promotion
@@ -270,7 +271,9 @@ def _champion_decision(
 
 
 def _move_champion(c, name: str, version: int, previous: int | None, *, by: str, reason: str) -> None:
-    """Point `champion` at `version` and record who, when, why and from which version as version tags."""
+    """Point `champion` at `version` and record who, when, why and from which version as version tags
+    (under the registry lock: ensure_held raises AliasLockLost, moving nothing, once its lease ended)."""
+    ensure_held(c, name)
     c.set_registered_model_alias(name, CHAMPION, str(version))
     record = {
         PROMOTED_BY: by,
