@@ -4,7 +4,9 @@
 
 Sends the spool's remaining metrics (with their steps and timestamps), params and tags in order, to the
 tracking URI recorded in DIR/spool.json (a set MLFLOW_TRACKING_URI wins, with a warning). Replaying twice
-sends nothing twice. A server that stays unreachable is one line naming its URI, and exit 2.
+sends nothing twice. Records of a run the store does not hold (a removed mlflow.db, a deleted run) are set
+aside in DIR/spool.dead.jsonl and named; the rest is sent. A server that stays unreachable, a busy store
+or a refused record is one line naming the URI and what to do, and exit 2.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from ..entrypoint import run_cli
 from .spool import replay
-from .spool_journal import META_FILE
+from .spool_journal import DEAD_FILE, META_FILE
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ def replay_main(argv: Sequence[str], prog: str) -> int:
         runs = ", ".join(res.runs) or "none"
         print(f"replayed {args.dir} to {res.tracking_uri}: {s.metrics} metric values, {s.params} params, "
               f"{s.tags} tags sent (run {runs}); {s.skipped} metric values were already there")  # fmt: skip
+        if s.set_aside:
+            print(f"{s.set_aside} records of runs not in {res.tracking_uri} set aside in "
+                  f"{res.directory / DEAD_FILE} (run {', '.join(res.gone)})")  # fmt: skip
         return 0
 
     return run_cli(body)

@@ -241,12 +241,12 @@ def _resumable(ref: RunRef, flat: dict[str, str]) -> bool:
     return True
 
 
-def _on_run(ref: RunRef, fn: Callable[[], T], *, what: str) -> T:
+def _on_run(ref: RunRef, fn: Callable[[], T], *, what: str, attempts: int | None = None) -> T:
     """`with_retries(fn)` for a call on run `ref`; a run the store does not hold raises RunRefError."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return with_retries(fn, what=what, uri=ref.tracking_uri)
+        return with_retries(fn, what=what, uri=ref.tracking_uri, attempts=attempts)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
@@ -296,10 +296,13 @@ def get_run_params(ref: RunRef) -> dict[str, str]:
     return dict(run.data.params)
 
 
-def finish_run(ref: RunRef, status: str = "FINISHED") -> None:
-    """Mark the run terminated with `status` (FINISHED, FAILED, KILLED)."""
+def finish_run(ref: RunRef, status: str = "FINISHED", attempts: int | None = None) -> None:
+    """Mark the run terminated with `status` (FINISHED, FAILED, KILLED); `attempts` as in with_retries."""
     _on_run(
-        ref, lambda: client(ref.tracking_uri).set_terminated(ref.run_id, status=status), what="finish run"
+        ref,
+        lambda: client(ref.tracking_uri).set_terminated(ref.run_id, status=status),
+        what="finish run",
+        attempts=attempts,
     )
 
 

@@ -3,8 +3,11 @@ daemon thread drains it to MLflow in order, with `MlflowClient.log_batch`.
 
 - `log_metrics` / `log_params` / `set_tags` append, flush and fsync one batch and return; they never
   touch the network. Each metric keeps the step and the wall-clock timestamp (ms) of its call.
-- The drain thread retries connection errors (and 429/5xx) with exponential backoff, for ever; any other
-  error (e.g. a changed param value) stops it, with the message kept in `error`.
+- The drain thread retries connection errors (and 429/5xx, and a busy store: sqlite's "database is
+  locked" while an `mlflow ui` writes) with exponential backoff, for ever. Records of a run the store
+  does not hold (a removed mlflow.db, a deleted run) are set aside in spool.dead.jsonl with one warning
+  naming the run and the file, and the other runs' records go on. Any other error (e.g. a changed param
+  value) stops it, with the message kept in `error`.
 - After each batch the drained high-water mark is persisted atomically. The one batch whose fate is
   unknown (the first one after opening, or one sent while the connection broke) is compared with the
   run's metric history first, so a replay after a partial flush duplicates nothing. Params are
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .connection import client, is_connection_error, non_api_status, with_retries
-from .spool_journal import META_FILE, Record, SpoolError, SpoolJournal
+from .spool_journal import DEAD_FILE, META_FILE, Record, SpoolError, SpoolJournal
 
 __all__ = ["MetricSpool", "ReplayResult", "SpoolError", "replay"]
 
@@ -80,25 +84,88 @@ def send_batch(c, batch: list[Record], *, dedupe: bool) -> Counts:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A connection error, or a 429/5xx answer that is not MLflow's (a restarting server or its proxy)."""
+    """A connection error, a 429/5xx answer that is not MLflow's (a restarting server or its proxy), or a
+    store that is busy for now (`store_busy`)."""
     status = non_api_status(exc)
-    return is_connection_error(exc) or (status is not None and (status == 429 or status >= 500))
+    busy = status is not None and (status == 429 or status >= 500)
+    return is_connection_error(exc) or busy or store_busy(exc)
+
+
+SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def store_busy(exc: BaseException) -> bool:
+    """MLflow's TEMPORARILY_UNAVAILABLE (its answer to every database OperationalError, e.g. sqlite's
+    "database is locked" after its busy timeout), or such a sqlite error itself."""
+    from mlflow.exceptions import MlflowException
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, MlflowException) and cur.error_code == "TEMPORARILY_UNAVAILABLE":
+            return True
+        if isinstance(cur, sqlite3.OperationalError) and any(m in str(cur) for m in SQLITE_BUSY):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def run_is_gone(c, run: str) -> bool:
+    """True when the store holds no run `run`, or holds it deleted: MLflow refuses its records for good."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_run(run).info.lifecycle_stage == "deleted"
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return True
+        raise
+
+
+def deliver(c, journal: SpoolJournal, batch: list[Record], *, dedupe: bool, gone: set[str]) -> Counts:
+    """`send_batch`, unless the batch's run is not in the store: then the batch is set aside in
+    spool.dead.jsonl (the run joins `gone`, with one warning, and its later batches are set aside unsent).
+    The caller marks the batch sent either way."""
+    run = batch[0].run
+    if run not in gone:
+        try:
+            return send_batch(c, batch, dedupe=dedupe)
+        except Exception as exc:  # noqa: BLE001 - only a refusal for a missing run is handled here
+            if is_transient(exc) or not run_is_gone(c, run):
+                raise
+        gone.add(run)
+        log.warning(
+            "%s: run %s is not in %s (a removed store or a deleted run): its %d unsent records are set "
+            "aside in %s; the other runs' records go on", journal.dir, run, journal.tracking_uri,
+            sum(r.run == run for r in journal.pending()), journal.dir / DEAD_FILE,
+        )  # fmt: skip
+    journal.set_aside(batch)
+    return Counts(set_aside=len(batch))
+
+
+def summary(exc: BaseException) -> str:
+    """`Type: first line of the message`."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Records sent by kind, and metric values skipped because MLflow already had them."""
+    """Records sent by kind, metric values skipped because MLflow already had them, and records set aside
+    because their run is not in the store."""
 
     metrics: int = 0
     params: int = 0
     tags: int = 0
     skipped: int = 0
+    set_aside: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(a + b for a, b in zip(self._tuple(), other._tuple(), strict=True)))
 
-    def _tuple(self) -> tuple[int, int, int, int]:
-        return self.metrics, self.params, self.tags, self.skipped
+    def _tuple(self) -> tuple[int, int, int, int, int]:
+        return self.metrics, self.params, self.tags, self.skipped, self.set_aside
 
 
 class MetricSpool:
@@ -111,7 +178,8 @@ class MetricSpool:
     ) -> None:  # fmt: skip
         self.run_id, self.tracking_uri = run_id, tracking_uri
         self.journal = SpoolJournal(directory, tracking_uri)
-        self.error: str | None = None
+        self.error: str | None = None  # why the drain stopped for good
+        self.retrying: str | None = None  # the transient error the drain is waiting out, if any
         self.sent_counts = Counts()
         self._delays = (base_delay, max_delay)
         self._cond = threading.Condition()
@@ -174,9 +242,13 @@ class MetricSpool:
             self.journal.close()
         if not done:
             log.warning("%s: %d records not sent to %s (%s); replay with `spherereid tracking replay %s`",
-                        self.journal.dir, self.pending, self.tracking_uri, self.error or "server unreachable",
+                        self.journal.dir, self.pending, self.tracking_uri, self.why_unsent(),
                         self.journal.dir)  # fmt: skip
         return done
+
+    def why_unsent(self) -> str:
+        """Why records are still pending: the drain's error, the error it is retrying, or an outage."""
+        return self.error or self.retrying or "server unreachable"
 
     # ------------------------------------------------------------ the drain thread
 
@@ -193,18 +265,20 @@ class MetricSpool:
             return None
 
     def _drain(self) -> None:
-        c, uncertain, delay, outage = None, True, self._delays[0], False
+        c, uncertain, delay, outage, gone = None, True, self._delays[0], False, set[str]()
         while (batch := self._next_batch()) is not None:
             try:
                 c = c or client(self.tracking_uri)
-                counts = send_batch(c, batch, dedupe=uncertain)
+                counts = deliver(c, self.journal, batch, dedupe=uncertain, gone=gone)
             except Exception as exc:  # noqa: BLE001 - transient errors are retried, others kept
                 if not is_transient(exc):
                     self._fail(exc)
                     return
+                self.retrying = summary(exc)
                 if not outage:
-                    log.warning("tracking server %s unreachable; spooling in %s and retrying",
-                                self.tracking_uri, self.journal.dir)  # fmt: skip
+                    state = "unreachable" if is_connection_error(exc) else f"busy ({self.retrying})"
+                    log.warning("tracking server %s %s; spooling in %s and retrying",
+                                self.tracking_uri, state, self.journal.dir)  # fmt: skip
                 uncertain, outage = True, True
                 self._sleep(delay)
                 delay = min(2 * delay, self._delays[1])
@@ -215,7 +289,7 @@ class MetricSpool:
                 self._cond.notify_all()
             if outage:
                 log.info("tracking server %s is back; draining %s", self.tracking_uri, self.journal.dir)
-            uncertain, delay, outage = False, self._delays[0], False
+            uncertain, delay, outage, self.retrying = False, self._delays[0], False, None
 
     def _sleep(self, seconds: float) -> None:
         with self._cond:
@@ -224,25 +298,27 @@ class MetricSpool:
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.error = summary(exc)
             self._cond.notify_all()
         log.error("%s: draining to %s stopped: %s", self.journal.dir, self.tracking_uri, self.error)
 
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What a replay sent, where to."""
+    """What a replay sent, where to; `gone`: the runs not in the store, whose records were set aside."""
 
     directory: Path
     tracking_uri: str
     sent: Counts
     runs: tuple[str, ...]
+    gone: tuple[str, ...] = ()
 
 
 def replay(directory: str | Path, *, tracking_uri: str | None = None) -> ReplayResult:
     """Send a spool's remaining records now, in order, to its recorded server (or `tracking_uri`); each
-    batch is checked against the run's history first, so nothing is sent twice. An unreachable server
-    raises TrackingUnavailableError (after the usual retries); what was sent until then stays sent."""
+    batch is checked against the run's history first, so nothing is sent twice. Records of a run the store
+    does not hold are set aside in spool.dead.jsonl. An unreachable server raises TrackingUnavailableError
+    (after the usual retries), a busy or refusing store SpoolError; what was sent until then stays sent."""
     if not (Path(directory) / META_FILE).is_file():
         raise SpoolError(
             f"{directory}: no spool here ({META_FILE} missing); the train stage writes one next to its "
@@ -250,15 +326,34 @@ def replay(directory: str | Path, *, tracking_uri: str | None = None) -> ReplayR
         )
     journal = SpoolJournal(directory, tracking_uri, redirect=True)
     try:
-        uri, total, runs = journal.tracking_uri, Counts(), list[str]()
+        uri, total, runs, gone = journal.tracking_uri, Counts(), list[str](), set[str]()
         c = client(uri)
         for batch in batches(journal.pending()):
-            send = functools.partial(send_batch, c, batch, dedupe=True)
-            counts = with_retries(send, what=f"replay spool {journal.dir}", uri=uri)
+            counts = _replay_batch(c, journal, batch, gone)
             journal.mark_sent(batch[-1].seq)
             total += counts
-            if batch[0].run not in runs:
+            if batch[0].run not in runs and batch[0].run not in gone:
                 runs.append(batch[0].run)
-        return ReplayResult(journal.dir, uri, total, tuple(runs))
+        return ReplayResult(journal.dir, uri, total, tuple(runs), tuple(sorted(gone)))
     finally:
         journal.close()
+
+
+def _replay_batch(c, journal: SpoolJournal, batch: list[Record], gone: set[str]) -> Counts:
+    """`deliver` one batch with the usual retries on connection errors; a busy store or a refusal is one
+    SpoolError saying what to do (the batch and those after it stay in the spool)."""
+    from mlflow.exceptions import MlflowException
+
+    uri = journal.tracking_uri
+    send = functools.partial(deliver, c, journal, batch, dedupe=True, gone=gone)
+    try:
+        return with_retries(send, what=f"replay spool {journal.dir}", uri=uri)
+    except MlflowException as exc:
+        if store_busy(exc):
+            todo = "another process (e.g. `mlflow ui`) holds the sqlite store: replay when it is done"
+        else:
+            todo = f"MLflow refuses them; to go on without them, move {journal.dir} away (it keeps them)"
+        raise SpoolError(
+            f"{journal.dir}: records {batch[0].seq}-{batch[-1].seq} of run {batch[0].run} not sent to {uri} "
+            f"({summary(exc)}); {todo}"
+        ) from None

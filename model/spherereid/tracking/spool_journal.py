@@ -1,13 +1,18 @@
 """The on-disk spool of tracking records: an append-only JSON-lines journal plus a drained high-water mark.
 
     <dir>/spool.jsonl   one record a line: {"seq", "run", "kind", "key", "value", "step", "ts"}
-    <dir>/spool.offset  {"sent": SEQ}: every record up to SEQ reached MLflow (replaced atomically)
+    <dir>/spool.offset  {"sent": SEQ}: every record up to SEQ reached MLflow or was set aside (replaced
+                        atomically)
+    <dir>/spool.dead.jsonl  records set aside because their run is not in the store (a removed mlflow.db,
+                        a deleted run), in the format of spool.jsonl, each once
     <dir>/spool.json    {"tracking_uri": URI}: where the records go
     <dir>/spool.lock    flock'ed by the one process that drains this spool
 
 `kind` is metric, param or tag; `ts` is the wall clock in ms when the record was made, `step` the
 metric's step (0 for params and tags). A torn last line (a crash mid-append) is dropped with a warning
-(its call never returned); any other unreadable line is an error naming the file and line.
+(its call never returned); any other unreadable line is an error naming the file and line. An append is
+all-or-nothing: a write that fails part-way (a full disk) is cut back off the file, so no record is torn
+and no sequence number is used twice.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 SPOOL_FILE, OFFSET_FILE, META_FILE, LOCK_FILE = "spool.jsonl", "spool.offset", "spool.json", "spool.lock"
+DEAD_FILE = "spool.dead.jsonl"
 KINDS = ("metric", "param", "tag")
 
 
@@ -54,13 +60,40 @@ def _parse(line: str, where: str) -> Record:
     return rec
 
 
+def _lines(records: list[Record]) -> bytes:
+    return "".join(json.dumps(asdict(r)) + "\n" for r in records).encode()
+
+
+def _append_whole(f: IO[bytes], end: int, data: bytes) -> None:
+    """Write `data` at `end` (the end of the last whole record) of the unbuffered file `f` and fsync; on
+    an OSError (a full disk) cut the file back to `end` and raise it: all or nothing."""
+    fd = f.fileno()
+    try:
+        if os.fstat(fd).st_size != end:  # an earlier cut-back failed: finish it first
+            os.ftruncate(fd, end)
+        done = 0
+        while done < len(data):  # a short write is continued; nothing stays queued in a buffer
+            done += f.write(data[done:])
+        os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, end)
+        except OSError as exc:  # the next append tries again before writing
+            log.warning("%s: could not cut a failed append back off (%s)", getattr(f, "name", f), exc)
+        raise
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -80,7 +113,8 @@ class SpoolJournal:
         self.records = self._load()
         self.sent = self._load_offset()
         self.tracking_uri = self._meta_uri(tracking_uri, redirect)
-        self._out: IO[str] = open(self.dir / SPOOL_FILE, "a")  # noqa: SIM115 - closed in close()
+        self._out: IO[bytes] = open(self.dir / SPOOL_FILE, "ab", buffering=0)  # noqa: SIM115 - close()
+        self._size = os.fstat(self._out.fileno()).st_size  # the end of the last whole record
 
     def _take_lock(self) -> IO[str]:
         lock = open(self.dir / LOCK_FILE, "w")  # noqa: SIM115 - held until close()
@@ -142,14 +176,37 @@ class SpoolJournal:
         return [r for r in self.records if r.seq > self.sent]
 
     def append(self, records: list[Record]) -> None:
-        """Append, flush and fsync one batch of records (one write per call)."""
-        self._out.write("".join(json.dumps(asdict(r)) + "\n" for r in records))
-        self._out.flush()
-        os.fsync(self._out.fileno())
+        """Append and fsync one batch of records, all or nothing: when a write fails part-way (ENOSPC,
+        EFBIG) the file is cut back to its previous end and SpoolError names it; `records` and
+        `next_seq` then stay as they were."""
+        data = _lines(records)
+        try:
+            _append_whole(self._out, self._size, data)
+        except OSError as exc:
+            raise SpoolError(
+                f"{self.dir / SPOOL_FILE}: could not append {len(records)} tracking records "
+                f"({exc.strerror or exc}); the spool is unchanged - free disk space and rerun"
+            ) from exc
+        self._size += len(data)
         self.records.extend(records)
 
+    def set_aside(self, records: list[Record]) -> Path:
+        """Keep `records` (whose run the store does not hold) in spool.dead.jsonl, each once, fsynced;
+        the caller then marks them sent. Returns the file."""
+        path = self.dir / DEAD_FILE
+        with open(path, "ab+", buffering=0) as f:
+            f.seek(0)
+            held = f.read()
+            whole = held[: held.rfind(b"\n") + 1]  # a torn last line (a crash mid-write) is written again
+            lines = whole.decode(errors="replace").splitlines()
+            kept = {_parse(line, str(path)).seq for line in lines if line}
+            new = [r for r in records if r.seq not in kept]
+            if new:
+                _append_whole(f, len(whole), _lines(new))
+        return path
+
     def mark_sent(self, seq: int) -> None:
-        """Persist that every record up to `seq` reached MLflow."""
+        """Persist that every record up to `seq` reached MLflow (or was set aside)."""
         _write_atomic(self.dir / OFFSET_FILE, json.dumps({"sent": seq}) + "\n")
         self.sent = seq
 

@@ -4,7 +4,8 @@ The run's lifecycle across the stages (one MLflow run is one training from scrat
 - train opens it (`start`, called by fit once it knows whether a checkpoint resumes): a resumed checkpoint
   continues the run recorded beside it (same params), training from scratch (no checkpoint, changed code
   or data, fewer epochs) starts a new one. It logs params, lineage tags, the datasets panel, system metrics
-  and per-epoch metrics, marks the run FAILED when training raises, and leaves it RUNNING on success;
+  and per-epoch metrics, marks the run FAILED when training raises (a server that cannot be told is a
+  warning: the training's own error, or a SIGTERM's exit 143, stands), and leaves it RUNNING on success;
   `<train_dir>/mlflow_run.json` carries it on. Per-epoch metrics and the resume tags go through a
   `MetricSpool` in `<train_dir>/checkpoints/spool/` (beside the checkpoint, kept by DVC's persist), so a
   tracking outage never blocks training; if the server is still down at the end, `finish` raises
@@ -26,6 +27,7 @@ from typing import Any
 
 from ..device import effective_precision, resolve_device
 from ..training.step import EpochStats
+from ..training.termination import Terminated
 from ..training.trainer import FitConfig
 from . import runs
 from .spool import MetricSpool
@@ -103,7 +105,7 @@ class TrainRunLogger:
         if self.spool is not None:  # wait for the backlog (briefly after an error); the rest stays spooled
             self.drained = self.spool.close(timeout=5.0 if exc is not None else _close_timeout())
         if exc is not None:
-            self.fail()
+            self._fail_quietly(once=isinstance(exc, Terminated))
 
     def start(self, resumed: list[EpochStats]) -> None:
         """Open the run (or continue the checkpoint's, when `resumed` holds its epochs) and record the
@@ -148,10 +150,21 @@ class TrainRunLogger:
             step=stats.epoch,
         )
 
-    def fail(self) -> None:
+    def fail(self, attempts: int | None = None) -> None:
         """Mark the run FAILED (nothing when it was never opened, e.g. on ranks other than 0)."""
         if self.ref is not None:
-            runs.finish_run(self.ref, status="FAILED")
+            runs.finish_run(self.ref, status="FAILED", attempts=attempts)
+
+    def _fail_quietly(self, *, once: bool) -> None:
+        """`fail()` when the block raised: a server that cannot be told is a warning, so the block's own
+        error (or a SIGTERM's exit 143) stands. After a SIGTERM one attempt (the grace period is short)."""
+        from mlflow.exceptions import MlflowException
+
+        errs = (MlflowException, runs.TrackingUnavailableError, runs.TrackingServerError, runs.RunRefError)
+        try:
+            self.fail(attempts=1 if once else None)
+        except errs as err:
+            log.warning("run %s is not marked FAILED: %s", self.ref.run_id if self.ref else "?", err)
 
     def finish(self, artifacts: list[Path]) -> str:
         """Log the trained model's `artifacts` (e.g. the history plot) and return the run id. The run stays
@@ -162,7 +175,7 @@ class TrainRunLogger:
             spool = self.spool.journal.dir
             raise TrackingBacklog(
                 f"{spool}: {self.spool.pending} tracking records not sent to {ref.tracking_uri} "
-                f"({self.spool.error or 'server unreachable'}); the model is saved - replay with "
+                f"({self.spool.why_unsent()}); the model is saved - replay with "
                 f"`spherereid tracking replay {spool}` or rerun the stage (it does not retrain)"
             )
         for path in artifacts:
