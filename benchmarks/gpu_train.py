@@ -12,8 +12,8 @@ Prints (and with --json writes) images/s of
 then the ratio fit / bare graph step (goal >= 0.90) and the projected wall time of the paper schedule
 (140 epochs at Market-1501 size, goal <= 2 minutes on an H100/H200).
 On CUDA the default case is the paper recipe at Market size; on the CPU (or with --quick) a small
-ResNet-18 case, eager only. --precision auto resolves as train.precision does (bf16 on CUDA and on CPUs
-with native bf16).
+ResNet-18 case, eager only. --precision auto resolves as train.precision does (bf16 on CUDA devices of
+compute capability >= 8.0 and on CPUs with native bf16, else fp32).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from spherereid.training.trainer import FitConfig, fit  # noqa: E402
 
 PAPER_EPOCHS = 140
 LOSS = dict(type="sphere", scale=14.0, margin=0.0)
-OPTIM = dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999))
+OPTIM = dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.99), eps=1e-8)  # params.yaml's Adam
 
 
 def bare_step(recipe, device, precision: str, graphs: bool, steps: int, warmup: int = 5) -> float:

@@ -150,10 +150,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Sphere Softmax (paper eq. for normalised softmax) or plain softmax for ablation."""
+    """Sphere Softmax (paper eq. for normalised softmax) or plain softmax for ablation (a linear classifier
+    with bias on the head's output before the L2 normalisation; evaluated on the normalised embedding)."""
 
     type: str = "sphere"  # sphere | softmax
-    scale: float = 14.0
+    scale: float = 14.0  # s: not stated by the paper; 14 as the one public reimplementation
     margin: float = 0.0  # additive cosine margin; 0 reproduces the paper
 
     def __post_init__(self) -> None:
@@ -188,16 +189,24 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam (paper: lr 1e-3, weight decay 5e-4)."""
+    """Adam. The paper states lr 1e-3, betas (0.9, 0.99) and eps 1e-8; it states no weight decay (5e-4 is
+    ours, the usual ReID value: coupled L2, as torch's Adam applies it)."""
 
     lr: float = 1e-3
     weight_decay: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "eps", float(self.eps))
         _require(self.lr > 0, "optim.lr must be > 0")
         _require(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+        _require(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+            f"optim.betas must be two values in [0, 1), e.g. [0.9, 0.99], got {list(self.betas)}",
+        )
+        _require(self.eps > 0, f"optim.eps must be > 0 (e.g. 1.0e-8), got {self.eps}")
 
 
 @dataclass(frozen=True)
@@ -227,6 +236,7 @@ class ScheduleConfig:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CUDA_GRAPHS_SETTINGS = (True, False, "auto")
 
 
 @dataclass(frozen=True)
@@ -236,8 +246,12 @@ class TrainConfig:
     epochs: int = 140
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (cuda without a usable GPU is an error)
-    precision: str = "auto"  # auto (bf16 on CUDA / native-bf16 CPUs, else fp32) | fp32 | bf16 | fp16 (CUDA)
-    cuda_graphs: bool = False  # capture the whole training step in a CUDA graph (CUDA only)
+    # auto (bf16 on CUDA with compute capability >= 8.0 and on native-bf16 CPUs, else fp32) | fp32 | bf16 |
+    # fp16 (CUDA)
+    precision: str = "auto"
+    # capture the whole training step in a CUDA graph (CUDA only): true | false | auto (on for one GPU, off
+    # under DDP, where true is refused)
+    cuda_graphs: bool | str = False
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over the global batch (CUDA only)
     on_corrupt_checkpoint: str = "fail"  # fail | restart (move a damaged last.pt aside, train fresh)
@@ -250,8 +264,13 @@ class TrainConfig:
         )
         _require(self.precision in PRECISIONS, "train.precision must be auto|fp32|bf16|fp16")
         _require(
-            not (self.cuda_graphs and self.precision == "fp16"),
-            "train.cuda_graphs needs precision fp32 or bf16 (fp16's GradScaler syncs every step)",
+            self.cuda_graphs in CUDA_GRAPHS_SETTINGS and isinstance(self.cuda_graphs, bool | str),
+            f"train.cuda_graphs must be true|false|auto, got {self.cuda_graphs!r}",
+        )
+        _require(
+            not (self.cuda_graphs is True and self.precision == "fp16"),
+            "train.cuda_graphs needs precision fp32 or bf16 (fp16's GradScaler syncs every step); set it to "
+            "auto or false",
         )
         _require(self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1 (epochs)")
 
@@ -262,7 +281,9 @@ class EvaluateConfig:
 
     metric: str = "cosine"  # cosine | euclidean
     flip: bool = True  # average features of the image and its mirror
-    precision: str = "auto"  # extraction: auto (bf16 on CUDA / native-bf16 CPUs, else fp32) | fp32 | bf16
+    precision: str = (
+        "auto"  # extraction: auto (as train.precision: bf16 where native, else fp32) | fp32 | bf16
+    )
     max_rank: int = 50
     batch_size: int = 128
     query_chunk: int = 1024  # queries per chunk of the distance matrix

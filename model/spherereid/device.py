@@ -1,11 +1,13 @@
-"""Device and precision policy shared by training and inference: which device, whether it works, and
-which autocast dtype a precision name means there."""
+"""Device and precision policy shared by training and inference: which device (made the current CUDA device
+before any CUDA work), whether it works, and which autocast dtype a precision name means there ('auto':
+bf16 only where the hardware computes it natively)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +34,16 @@ def resolve_device(name: str) -> torch.device:
             f"not usable ({_cuda_failure()}); fix the node's NVIDIA driver / GPU request, or set "
             "train.device to auto or cpu"
         )
+    return device
+
+
+def activate_device(device: torch.device, set_device: Callable[[int], None] | None = None) -> torch.device:
+    """Make `device` this process's current CUDA device (`set_device`, torch.cuda.set_device by default), to
+    be called before any CUDA work: streams, CUDA-graph capture and new tensors otherwise go to the current
+    device (cuda:0), and a graph captured for cuda:N on cuda:0's stream records nothing. No-op off CUDA and
+    for 'cuda' without an index (the current device). Returns `device`."""
+    if device.type == "cuda" and device.index is not None:
+        (set_device or torch.cuda.set_device)(device.index)
     return device
 
 
@@ -88,16 +100,48 @@ def cpu_has_native_bf16() -> bool:
     return found
 
 
+NATIVE_BF16_CUDA_CAPABILITY = (8, 0)  # Ampere and later compute in bf16; V100 (7.0) and T4 (7.5) emulate it
+
+
+def auto_precision(device_type: str, cuda_capability: tuple[int, int] | None, cpu_bf16: bool) -> str:
+    """What 'auto' means: bf16 where the hardware computes it natively (CUDA compute capability >= 8.0,
+    or a CPU with AMX / AVX512-BF16), fp32 elsewhere."""
+    if device_type == "cuda":
+        native = cuda_capability is not None and tuple(cuda_capability) >= NATIVE_BF16_CUDA_CAPABILITY
+        return "bf16" if native else "fp32"
+    return "bf16" if cpu_bf16 else "fp32"
+
+
+_LOGGED_FP32_DEVICES: set[str] = set()
+
+
+def _cuda_auto_precision(device: torch.device) -> str:
+    """'auto' on one CUDA device ('cuda' alone: the current one) from its compute capability; an fp32 choice
+    is logged once per device."""
+    major, minor = torch.cuda.get_device_capability(device)
+    chosen = auto_precision("cuda", (major, minor), cpu_bf16=False)
+    if chosen == "fp32" and str(device) not in _LOGGED_FP32_DEVICES:
+        _LOGGED_FP32_DEVICES.add(str(device))
+        log.info(
+            "%s has compute capability %d.%d (< %d.%d): no native bf16, precision auto is fp32",
+            device, major, minor, *NATIVE_BF16_CUDA_CAPABILITY,
+        )  # fmt: skip
+    return chosen
+
+
 def effective_precision(precision: str, device: torch.device) -> str:
-    """The precision a run uses on `device`: 'auto' is bf16 on CUDA and on CPUs with native bf16, fp32
-    elsewhere; fp32 and bf16 as asked on any device; fp16 on CUDA only (an error naming train.precision
-    on the CPU, where fp16 autocast is slow and has no GradScaler benefit)."""
+    """The precision a run uses on `device`: 'auto' is bf16 where the hardware computes bf16 (CUDA compute
+    capability >= 8.0; CPUs with native bf16), fp32 elsewhere (`auto_precision`); fp32 and bf16 as asked on
+    any device; fp16 on CUDA only (an error naming train.precision on the CPU, where fp16 autocast is slow
+    and has no GradScaler benefit)."""
     if precision not in PRECISION_NAMES:
         raise ValueError(
             f"unknown precision '{precision}' (known: {', '.join(PRECISION_NAMES)}); check train.precision"
         )
     if precision == "auto":
-        return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+        if device.type == "cuda":
+            return _cuda_auto_precision(device)
+        return auto_precision(device.type, None, cpu_has_native_bf16())
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(
             f"precision fp16 needs CUDA but the device is {device.type}; set train.precision to auto, "

@@ -30,9 +30,9 @@ def extract_features(
     With `flip`, the embeddings of each image and its mirror are summed before normalising. The next
     batch is gathered while this one runs and the features stay on the device until the end (no host
     sync per batch). The network runs under autocast in `precision` (resolved as in
-    `device.effective_precision`: 'auto' is bf16 on CUDA and native-bf16 CPUs), in `device.memory_format`'s
-    layout (channels_last except fp32 on the CPU). The layout
-    conversion happens outside inference mode, so the parameters stay ordinary tensors (trainable after).
+    `device.effective_precision`: 'auto' is bf16 where the device computes bf16 natively), in
+    `device.memory_format`'s layout (channels_last except fp32 on the CPU). The layout conversion happens
+    outside inference mode, so the parameters stay ordinary tensors (trainable after).
     """
     model.eval()
     device = torch.device(device)

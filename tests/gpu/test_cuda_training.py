@@ -20,7 +20,7 @@ pytestmark = [
 MODEL = dict(backbone="resnet18", head="D", embedding_dim=256, last_stride=1, dropout=0.5, pretrained="none")
 LOSS = dict(type="sphere", scale=14.0, margin=0.0)
 SAMPLER = dict(p=16, k=4, batch_size=64)
-OPTIM = dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.999))
+OPTIM = dict(lr=1e-3, weight_decay=5e-4, betas=(0.9, 0.99), eps=1e-8)
 SCHEDULE = dict(warmup_start_lr=5e-5, warmup_epochs=2, milestones=(20,), gamma=0.1, step_per="epoch")
 EPOCHS = 12
 
@@ -85,6 +85,20 @@ def test_bf16_graph_training_lowers_the_loss_on_the_synthetic_set(trained):
     assert losses[-1] < 0.7 * losses[0], losses
     assert trained.history[-1].accuracy > trained.history[0].accuracy
     assert next(trained.model.parameters()).is_cuda
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
+def test_one_process_on_a_gpu_other_than_the_current_one_trains_under_cuda_graphs(splits, tmp_path):
+    """train.device cuda:N (N not the current device) in one process: the device is set before any CUDA
+    work, so the captured graph holds the step (an empty graph fails at capture: GraphCaptureError)."""
+    import dataclasses
+
+    last = torch.device("cuda", torch.cuda.device_count() - 1)
+    config = _config(2)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=str(last)))
+    result = _fit(splits, tmp_path / "last.pt", 2, config=config)
+    assert next(result.model.parameters()).device == last
+    assert all(np.isfinite(h.loss) for h in result.history) and result.history[-1].images > 0
 
 
 def _step_pair(precision: str):

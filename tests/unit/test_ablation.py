@@ -101,13 +101,14 @@ def test_markdown_puts_the_papers_figures_beside_ours():
     )
     assert (
         "| D-sphere-warmup-balanced | D | sphere | on | balanced | 50.00% | 25.00% | 20.00% | 12.50% "
-        "| 94.4% | not found |" in md
+        "| 94.4% | 83.6% |" in md
     )
     assert (
         "| A-sphere-warmup-balanced | D | sphere | on | balanced | 50.00% | 25.00% | 20.00% | 12.50% "
         "| not found | not found |" in md
     )
     assert "paper's reported figures, not ours" in md and "Market-1501" in md
+    assert "Fan et al. 2018, arXiv 1807.00537" in md  # the paper column names its source
 
 
 @pytest.mark.slow

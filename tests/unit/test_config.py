@@ -22,19 +22,60 @@ def test_shipped_params_load(name):
 
 
 def test_paper_recipe_matches_the_paper():
+    """The settings the paper states (Fan et al. 2018, arXiv 1807.00537, Sec. 4), and our two choices where
+    it states none (weight decay 5e-4, scale s = 14)."""
     p = load_params(ROOT / "params-paper.yaml")
     assert (p.model.backbone, p.model.head, p.model.embedding_dim) == ("resnet50", "D", 1024)
-    assert (p.sampler.p, p.sampler.k) == (16, 4)
-    assert (p.optim.lr, p.optim.weight_decay) == (1e-3, 5e-4)
+    assert (p.model.dropout, p.model.pretrained) == (0.5, "imagenet")
+    assert (p.sampler.p, p.sampler.k, p.sampler.batch_size, p.sampler.type) == (16, 4, 64, "balanced")
+    assert (p.optim.lr, p.optim.betas, p.optim.eps) == (1e-3, (0.9, 0.99), 1e-8)  # Adam, as stated
     assert (p.schedule.warmup_start_lr, p.schedule.warmup_epochs, p.schedule.milestones) == (
         5e-5,
         20,
         (80, 100),
     )
+    assert (p.schedule.gamma, p.schedule.step_per) == (0.1, "epoch")
     assert p.train.epochs == 140
     assert (p.transform.resize_height, p.transform.resize_width) == (288, 144)
     assert (p.transform.crop_height, p.transform.crop_width) == (256, 128)
-    assert p.loss.scale == 14.0 and p.loss.margin == 0.0
+    assert p.loss.type == "sphere" and p.loss.margin == 0.0
+    assert p.loss.scale == 14.0 and p.optim.weight_decay == 5e-4  # not stated by the paper: our choices
+    assert p.train.cuda_graphs == "auto"  # the same file on one GPU and under torchrun
+
+
+def test_the_quickstart_shares_the_papers_adam_betas_and_eps():
+    quick, paper = load_params(ROOT / "params.yaml"), load_params(ROOT / "params-paper.yaml")
+    assert (quick.optim.betas, quick.optim.eps) == (paper.optim.betas, paper.optim.eps) == ((0.9, 0.99), 1e-8)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("betas", [0.9], "optim.betas must be two values"),
+        ("betas", [0.9, 1.0], "optim.betas must be two values"),
+        ("eps", 0.0, "optim.eps must be > 0"),
+    ],
+)
+def test_bad_adam_settings_are_named(key, value, message):
+    raw = _raw()
+    raw["optim"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        params_from_dict(raw, "x.yaml")
+
+
+@pytest.mark.parametrize("value", [True, False, "auto"])
+def test_cuda_graphs_takes_true_false_or_auto(value):
+    raw = _raw()
+    raw["train"]["cuda_graphs"] = value
+    assert params_from_dict(raw).train.cuda_graphs == value
+
+
+@pytest.mark.parametrize("value", ["on", 1, None])
+def test_other_cuda_graphs_values_are_refused(value):
+    raw = _raw()
+    raw["train"]["cuda_graphs"] = value
+    with pytest.raises(ConfigError, match=r"train\.cuda_graphs must be true\|false\|auto"):
+        params_from_dict(raw)
 
 
 def test_unknown_key_is_named_with_file(tmp_path):

@@ -29,6 +29,7 @@ def test_from_config_records_the_resolved_evaluate_precision(monkeypatch):
     monkeypatch.setattr(device_policy, "cpu_has_native_bf16", lambda: True)
     resolved = device_policy.effective_precision(EvaluateConfig().precision, torch.device("cpu"))
     assert ImageChain.from_config((36, 18), tf, True, resolved).precision == "bf16"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     assert device_policy.effective_precision("auto", torch.device("cuda")) == "bf16"
 
 

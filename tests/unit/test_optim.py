@@ -1,10 +1,15 @@
 """The optimizer: fused Adam on the CPU too; a restored state keeps the implementation and the layouts."""
 
+import dataclasses
+
 import pytest
 import torch
+from fixtures.tiny_training import fit_config, identity_patterns
 from torch import nn
 
+from spherereid.config import OptimConfig
 from spherereid.training.optim import build_optimizer, load_optimizer_state
+from spherereid.training.trainer import fit
 
 
 def test_the_cpu_optimizer_is_fused_adam_without_graph_capture():
@@ -51,3 +56,15 @@ def test_loading_an_optimizer_state_keeps_the_implementation_and_the_lr_tensor()
     state = next(iter(fast.state.values()))
     assert state["step"].item() == 1 and state["step"].dtype == torch.float32
     assert torch.equal(state["exp_avg"], eager.state[eager.param_groups[0]["params"][0]]["exp_avg"])
+
+
+def test_fit_builds_adam_with_the_configured_betas_and_eps(tmp_path):
+    """OptimConfig's betas and eps reach torch.optim.Adam (read back from the checkpoint's optimizer)."""
+    config = dataclasses.replace(
+        fit_config(1), optim=OptimConfig(lr=1e-3, weight_decay=5e-4, betas=(0.8, 0.95), eps=1e-6)
+    )
+    images, labels = identity_patterns(ids=4, per_id=6)
+    fit(images=images, labels=labels, num_classes=4, checkpoint_path=tmp_path / "last.pt", config=config,
+        progress=False)  # fmt: skip
+    group = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert (tuple(group["betas"]), group["eps"]) == ((0.8, 0.95), 1e-6)

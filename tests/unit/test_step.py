@@ -60,3 +60,46 @@ def test_eager_step_matches_a_hand_written_step_and_records_the_stats():
         assert torch.equal(a, b)
     loss_sum, _, first_bad = step.stats.read()
     assert loss_sum == pytest.approx(5 * sum(losses), rel=1e-6) and first_bad == -1
+
+
+def test_a_graph_replay_that_did_not_advance_the_step_counter_is_an_error():
+    from spherereid.training.step import GraphCaptureError, check_replay_advanced
+
+    check_replay_advanced(5, 6, torch.device("cuda", 1))  # one step per replay: fine
+    for after in (5, 7):
+        with pytest.raises(GraphCaptureError, match=r"did no work on replay on cuda:1 \(step counter 5 -> "):
+            check_replay_advanced(5, after, torch.device("cuda", 1))
+
+
+def test_cuda_graphs_auto_is_on_for_one_gpu_and_off_under_ddp_or_off_cuda(caplog):
+    from spherereid.training.step import resolve_cuda_graphs
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    caplog.set_level("INFO", logger="spherereid.training.step")
+    assert resolve_cuda_graphs("auto", cuda, 1, "auto") is True
+    assert resolve_cuda_graphs(True, cuda, 1, "bf16") is True
+    assert (
+        resolve_cuda_graphs("auto", cpu, 1, "auto") is False
+        and resolve_cuda_graphs(True, cpu, 1, "fp32") is False
+    )
+    assert resolve_cuda_graphs(False, cuda, 1, "auto") is False
+    assert not caplog.records
+    assert resolve_cuda_graphs("auto", cuda, 2, "auto") is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "train.cuda_graphs auto: off, 2 processes train under DDP (its all-reduce runs eagerly)"
+    ]
+    assert resolve_cuda_graphs("auto", cuda, 1, "fp16") is False  # GradScaler: not capturable
+    with pytest.raises(ValueError, match=r"train.cuda_graphs is true but training runs in 2 processes.*auto"):
+        resolve_cuda_graphs(True, cuda, 2, "auto")
+
+
+def test_the_paper_params_capture_on_one_gpu_and_run_eagerly_under_torchrun():
+    from pathlib import Path
+
+    from spherereid.config import load_params
+    from spherereid.training.step import resolve_cuda_graphs
+
+    train = load_params(Path(__file__).resolve().parents[2] / "params-paper.yaml").train
+    cuda = torch.device("cuda", 0)
+    assert resolve_cuda_graphs(train.cuda_graphs, cuda, 1, train.precision) is True
+    assert resolve_cuda_graphs(train.cuda_graphs, cuda, 4, train.precision) is False  # not refused

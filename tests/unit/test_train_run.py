@@ -58,10 +58,10 @@ def test_run_params_name_every_field_of_every_section_and_the_dataset():
     flat = run_params(CONFIG, "toy", "fp-1")
     assert flat["model.backbone"] == "tiny" and flat["train.seed"] == 3 and flat["optim.lr"] == 1e-3
     assert flat["dataset.name"] == "toy" and flat["dataset.fingerprint"] == "fp-1"
-    # 6 model + 3 loss + 4 sampler (p, k, batch_size, type) + 3 optim + 5 schedule + 8 train + 8 transform
+    # 6 model + 3 loss + 4 sampler (p, k, batch_size, type) + 4 optim + 5 schedule + 8 train + 8 transform
     # fields, + 2 dataset keys, + the precision actually used
     assert flat["sampler.type"] == "balanced"
-    assert len(flat) == 6 + 3 + 4 + 3 + 5 + 8 + 8 + 2 + 1
+    assert len(flat) == 6 + 3 + 4 + 4 + 5 + 8 + 8 + 2 + 1
     assert flat["train.precision"] == "auto" and flat["train.precision_used"] in ("bf16", "fp32")
 
 

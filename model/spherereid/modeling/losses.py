@@ -1,7 +1,11 @@
 """Classification losses on the embedding: Sphere Softmax (the paper's) and plain softmax (ablation).
 
-Both take embeddings (B, D) and int64 labels (B,) in 0..num_classes-1 and return
-`(loss scalar, logits (B, num_classes))`; the logits are those the cross-entropy saw.
+Both take features (B, D) and int64 labels (B,) in 0..num_classes-1 and return
+`(loss scalar, logits (B, num_classes))`; the logits are those the cross-entropy saw. A loss whose class
+attribute `features_before_l2` is True (the softmax baseline) is given the head's output before the
+network's L2 normalisation during training (`ReIDNet.forward(x, normalise=False)`, chosen by
+`training.step.TrainStep`); the Sphere Softmax gets the normalised embedding. Evaluation always uses the
+normalised embedding.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ class SphereSoftmaxLoss(nn.Module):
     Computed in float32 even under autocast. Weight: (num_classes, embedding_dim).
     """
 
+    features_before_l2 = False  # trained on ReIDNet's L2-normalised embedding, as evaluated
+
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 14.0, margin: float = 0.0):
         super().__init__()
         if embedding_dim < 1 or num_classes < 1:
@@ -98,10 +104,17 @@ class SphereSoftmaxLoss(nn.Module):
 
 
 class SoftmaxLoss(nn.Module):
-    """Plain softmax cross-entropy: a linear classifier with bias on the embedding (ablation baseline).
+    """Plain softmax cross-entropy (the ablation's baseline): a linear classifier with bias on the head's
+    output BEFORE the L2 normalisation, as torchreid's softmax engine and the strong ReID baselines train it;
+    the network is evaluated with the normalised embedding.
 
-    logits = x W^T + b, L = cross_entropy(logits, y). Weight (num_classes, embedding_dim), bias (C,).
+    logits = f W^T + b, L = cross_entropy(logits, y), f the un-normalised feature. Weight (num_classes,
+    embedding_dim), bias (C,). On the unit-norm embedding instead, and without a scale, the logits are bounded
+    by the weight norms (|W_j^T x| <= ||W_j||, tiny from this initialisation) and training stalls near chance
+    (as NormFace, Wang et al. 2017, shows): that is not a fair baseline, and it is not built.
     """
+
+    features_before_l2 = True  # TrainStep passes ReIDNet's output before the L2 normalisation
 
     def __init__(self, embedding_dim: int, num_classes: int):
         super().__init__()
@@ -115,10 +128,10 @@ class SoftmaxLoss(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.001)
         nn.init.zeros_(self.classifier.bias)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """embeddings (B, D), labels (B,) int64 -> (mean loss, logits (B, C))."""
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, D) (before the L2 normalisation), labels (B,) int64 -> (mean loss, logits (B, C))."""
         _check_labels(self, labels)
-        logits = self.classifier(embeddings)
+        logits = self.classifier(features)
         return F.cross_entropy(logits.float(), labels), logits
 
 

@@ -49,7 +49,8 @@ def build_head(head: str, in_dim: int, embedding_dim: int, dropout: float) -> tu
 
 
 class ReIDNet(nn.Module):
-    """Images (B, 3, H, W) -> L2-normalised float32 embeddings (B, embedding_dim).
+    """Images (B, 3, H, W) -> L2-normalised float32 embeddings (B, embedding_dim) (the head's output before
+    the normalisation with `forward(x, normalise=False)`, for the softmax baseline's training).
 
     `embedding_dim` (the attribute) is the real output size: the backbone's channels for head A,
     the `embedding_dim` argument otherwise. `constructor_args` holds the keyword arguments with
@@ -92,9 +93,13 @@ class ReIDNet(nn.Module):
         net.load_state_dict(state_dict)
         return net.eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embedding_dim), each row of unit L2 norm."""
+    def forward(self, x: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, embedding_dim) float32, each row of unit L2 norm: the embedding every
+        evaluation, export and search uses. `normalise=False` (training only: the softmax baseline's
+        classifier, see `losses.SoftmaxLoss`) returns the head's output before the L2 normalisation."""
         fmap = self.backbone(x)  # (B, C, h, w)
         pooled = F.adaptive_avg_pool2d(fmap, 1).flatten(1)  # (B, C)
         emb = self.head(pooled)
+        if not normalise:
+            return emb.float()
         return F.normalize(emb.float(), p=2.0, dim=1)

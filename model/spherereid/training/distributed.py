@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..device import resolve_device
+from ..device import activate_device, resolve_device
 from .step import EpochAccumulator, EpochStats
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,10 @@ def setup(device: str = "auto", timeout_s: float | None = None) -> DistContext:
     The timeout (default SPHEREREID_DIST_TIMEOUT_S or 600 s) bounds every collective. Called again while
     the group exists, it returns this process's context without joining twice."""
     rank, world_size, local_rank = env_world()
-    dev = device_for(device, local_rank, world_size)
+    dev = activate_device(device_for(device, local_rank, world_size))  # before any CUDA work, one GPU too
     if world_size <= 1:
         return DistContext(device=dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
     timeout = timedelta(seconds=timeout_s or float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
     if not dist.is_initialized():
         try:

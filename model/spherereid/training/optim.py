@@ -17,17 +17,19 @@ def build_optimizer(
     weight_decay: float,
     betas: tuple[float, float],
     device: torch.device,
+    eps: float = 1e-8,
     capturable: bool = False,
 ) -> torch.optim.Adam:
-    """Adam (coupled L2 weight decay, as the paper's), fused (one kernel for all parameters) on CUDA and on
-    the CPU alike; `capturable` (CUDA graphs, CUDA only) also makes the learning rate a device tensor that
-    the scheduler updates in place."""
+    """Adam with `betas` and `eps` as given (the paper's: (0.9, 0.99) and 1e-8) and coupled L2 weight decay,
+    fused (one kernel for all parameters) on CUDA and on the CPU alike; `capturable` (CUDA graphs, CUDA
+    only) also makes the learning rate a device tensor that the scheduler updates in place."""
     capturable = capturable and device.type == "cuda"
     optimizer = torch.optim.Adam(
         params,
         lr=torch.tensor(lr, dtype=torch.float32, device=device) if capturable else lr,
         weight_decay=weight_decay,
         betas=betas,
+        eps=eps,
         fused=True,
         capturable=capturable,
     )

@@ -95,6 +95,8 @@ class TrainStep:
         if cuda_graphs and scaler is not None:
             raise ValueError("CUDA graphs cannot capture the fp16 GradScaler; use precision bf16 or fp32")
         self.cuda_graphs, self.warmup = cuda_graphs, warmup
+        # a loss on the head's output before the L2 normalisation (softmax) gets it from the network
+        self.features_before_l2 = takes_features_before_l2(criterion)
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -107,7 +109,10 @@ class TrainStep:
             enabled=self.dtype is not None,
             cache_enabled=not self.cuda_graphs,
         ):
-            embeddings = self.model(images)
+            if self.features_before_l2:
+                embeddings = self.model(images, normalise=False)
+            else:
+                embeddings = self.model(images)
             loss, logits = self.criterion(embeddings, labels)
         if zero_grad:
             self.optimizer.zero_grad(set_to_none=True)
@@ -152,5 +157,57 @@ class TrainStep:
         # thread_local: the batch-gathering thread keeps pinning memory and waiting on copy events meanwhile
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._forward_backward(*self.static, zero_grad=False)
+        before = int(self.stats.steps.item())  # one host read per training, at capture
         self.graph.replay()  # capturing records the kernels without running them
+        check_replay_advanced(before, int(self.stats.steps.item()), images.device)
         log.info("captured the training step in a CUDA graph after %d eager steps", self.calls - 1)
+
+
+def takes_features_before_l2(criterion: nn.Module) -> bool:
+    """Whether `criterion` (or the module a DDP wrapper holds) is trained on the head's output before the L2
+    normalisation (`features_before_l2`, the softmax baseline's classifier); the Sphere Softmax is not."""
+    inner = getattr(criterion, "module", criterion)
+    return bool(getattr(inner, "features_before_l2", False))
+
+
+class GraphCaptureError(RuntimeError):
+    """A CUDA graph of the training step did no work on replay."""
+
+
+def check_replay_advanced(before: int, after: int, device: torch.device) -> None:
+    """The step counter must advance by one over the first replay of the captured graph. A capture on
+    another device's stream (train.device cuda:N while the current CUDA device is another) runs the step
+    eagerly, records nothing, and every replay would silently train nothing: GraphCaptureError."""
+    if after != before + 1:
+        raise GraphCaptureError(
+            f"the CUDA graph of the training step did no work on replay on {device} (step counter "
+            f"{before} -> {after}): the capture recorded nothing. Is {device} the current CUDA device "
+            "(torch.cuda.set_device before any CUDA work)? Set train.cuda_graphs false to train eagerly"
+        )
+
+
+DDP_GRAPHS_MESSAGE = (
+    "train.cuda_graphs is true but training runs in {world} processes: the step is not captured under "
+    "DistributedDataParallel. Choose: set train.cuda_graphs auto (off under DDP) or false for this multi-GPU "
+    "run (eager DDP), or train in one process (one GPU) to keep the graph"
+)
+
+
+def resolve_cuda_graphs(setting: bool | str, device: torch.device, world_size: int, precision: str) -> bool:
+    """Whether the step is replayed from a CUDA graph, for train.cuda_graphs `setting` (true | false | auto)
+    and the train.precision setting: never off CUDA; `auto` is on for a single process and off (one log line
+    saying why) under DDP or fp16; `true` under DDP is a ValueError naming the choices. Not captured under
+    DDP, by choice: a graph of DDP's bucketed all-reduce needs static_graph DDP and capture-safe NCCL, a path
+    nobody can test without several GPUs; a clear choice beats an untested one."""
+    if device.type != "cuda" or setting is False:
+        return False
+    if world_size > 1:
+        if setting is True:
+            raise ValueError(DDP_GRAPHS_MESSAGE.format(world=world_size))
+        log.info("train.cuda_graphs auto: off, %d processes train under DDP (its all-reduce runs eagerly)",
+                 world_size)  # fmt: skip
+        return False
+    if precision == "fp16":  # `true` with fp16 is refused by TrainConfig
+        log.info("train.cuda_graphs auto: off, fp16's GradScaler cannot be captured (use bf16 or fp32)")
+        return False
+    return True

@@ -4,7 +4,8 @@ Policy (explicit): checkpoints are written at epoch boundaries only, so a SIGTER
 epoch finishes the current optimizer step, discards the rest of that epoch and keeps the last epoch
 checkpoint (the pending background write is completed first); a SIGTERM that lands between epochs
 checkpoints the epoch just finished, even off the `train.checkpoint_every` cadence. The next run resumes
-from that checkpoint exactly (bit-identical final weights vs an uninterrupted run). Writing a mid-epoch
+from that checkpoint exactly (on the CPU, bit-identical final weights vs an uninterrupted run; on CUDA up
+to the run-to-run noise of cudnn.benchmark's kernels, see `trainer`). Writing a mid-epoch
 checkpoint would need the sampler's and prefetched augmentation's position inside the epoch; one
 epoch of work is the most a SIGTERM loses.
 

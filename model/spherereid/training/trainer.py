@@ -3,13 +3,16 @@ and exact resume.
 
 A checkpoint holds model, classifier (loss), optimizer, scheduler, sampler and RNG state, the epoch,
 the history and the resume key (see `resume`). Resuming from it continues the same random streams: on
-the CPU an interrupted run ends with the same weights as an uninterrupted one; on CUDA with the same up to
-the run-to-run noise of non-deterministic kernels (cuDNN autotuning, atomics), as two uninterrupted CUDA
-runs differ, unless torch.use_deterministic_algorithms(True) is set by the caller.
+the CPU an interrupted run ends with bit-identical weights to an uninterrupted one. On CUDA only up to the
+run-to-run noise of non-deterministic kernels, as two uninterrupted CUDA runs differ: fit turns
+cudnn.benchmark on (autotuned kernels may differ per run), and even torch.use_deterministic_algorithms(True)
+would also need CUBLAS_WORKSPACE_CONFIG=:4096:8 (or :16:8) in the environment and cudnn.benchmark off.
 
-One fast path on every device: autocast in `train.precision` (auto: bf16 on CUDA and on native-bf16 CPUs,
-else fp32; fp16 with a GradScaler on CUDA only), channels_last and fused Adam, the same TrainStep code on
-the CPU and CUDA. CUDA-only: cudnn.benchmark and, with `train.cuda_graphs`, the step replayed from a graph.
+One fast path on every device: autocast in `train.precision` (auto: bf16 on CUDA devices of compute
+capability >= 8.0 and on native-bf16 CPUs, else fp32; fp16 with a GradScaler on CUDA only), channels_last
+and fused Adam, the same TrainStep code on the CPU and CUDA. CUDA-only: the training device is made the
+current CUDA device first, cudnn.benchmark and, with `train.cuda_graphs` (true, or auto: one process), the
+step replayed from a graph.
 Every `train.checkpoint_every` epochs (and after the last) the state is snapshotted to host memory and
 written in the background. Labels are checked once, loss and accuracy are read once per epoch.
 
@@ -43,7 +46,7 @@ from ..config import (
 from ..data.batches import TrainBatches
 from ..data.sampler import build_sampler
 from ..data.transforms import TrainTransform, build_transforms
-from ..device import check_device, effective_precision, memory_format, resolve_device
+from ..device import activate_device, check_device, effective_precision, memory_format, resolve_device
 from ..modeling import losses
 from ..modeling.net import ReIDNet
 from . import checkpoint, distributed, resume, termination
@@ -51,7 +54,7 @@ from .loop import train_one_epoch
 from .optim import build_optimizer
 from .resume import TrainingParts
 from .schedule import build_scheduler
-from .step import EpochStats, TrainStep
+from .step import EpochStats, TrainStep, resolve_cuda_graphs
 
 log = logging.getLogger(__name__)
 
@@ -141,24 +144,14 @@ def fit(
     return FitResult(parts.model, parts.criterion, history=history, resumed_from_epoch=start_epoch)
 
 
-# Not captured under DDP, by choice: a graph of DDP's bucketed all-reduce needs static_graph DDP and
-# capture-safe NCCL, a path nobody can test without several GPUs; a clear choice beats an untested one.
-DDP_GRAPHS_MESSAGE = (
-    "train.cuda_graphs is true but training runs in {world} processes: the step is not captured under "
-    "DistributedDataParallel. Choose: set train.cuda_graphs false for this multi-GPU run (eager DDP), or "
-    "train in one process (one GPU) to keep the graph"
-)
-
-
 def _placement(train: TrainConfig, dist: distributed.DistContext | None) -> Placement:
-    """The process context (a single process without `dist`), its checked device and the precision there."""
+    """The process context (a single process without `dist`), its checked device and the precision there.
+    The device is made the process's current CUDA device before any CUDA work (`activate_device`)."""
     ctx = dist if dist is not None else distributed.DistContext(device=resolve_device(train.device))
-    dev = ctx.device
-    if train.cuda_graphs and ctx.distributed and dev.type == "cuda":
-        raise ValueError(DDP_GRAPHS_MESSAGE.format(world=ctx.world_size))
+    graphs = resolve_cuda_graphs(train.cuda_graphs, ctx.device, ctx.world_size, train.precision)
+    dev = activate_device(ctx.device)
     info = check_device(dev)  # a GPU this build cannot drive fails here, not hours later
     precision = effective_precision(train.precision, dev)
-    graphs = bool(train.cuda_graphs) and dev.type == "cuda"  # CUDA only; never with several processes
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static P x K shapes: pick the fastest kernels once
     layout = memory_format(dev, precision)
@@ -185,7 +178,7 @@ def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place:
     params = list(net.parameters()) + list(criterion.parameters())
     optimizer = build_optimizer(
         params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.betas[0], optim.betas[1]),
-        device=dev, capturable=place.graphs,
+        eps=optim.eps, device=dev, capturable=place.graphs,
     )  # fmt: skip
     sampler = build_sampler(
         config.sampler, labels.tolist(), seed=seed, rank=ctx.rank, world_size=ctx.world_size
