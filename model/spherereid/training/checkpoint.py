@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -82,17 +82,18 @@ def save_atomic(
 def _write_and_rename(obj: Any, path: Path, tmp: Path, checksum: bool, keep_previous: bool) -> None:
     """The steps of `save_atomic`: the new file and its sidecar complete under temporary names (a full
     disk can only hit here), the current pair kept as the previous one, then one rename each."""
-    torch.save(obj, tmp)
-    digest = _fsync_and_hash(tmp)
     if checksum:
-        _write_text_synced(sidecar(tmp), f"{digest}  {path.name}\n")
+        _write_text_synced(sidecar(tmp), f"{_save_hashed(obj, tmp)}  {path.name}\n")
+    else:  # e.g. model.pt: torch's own file writer, the same bytes as ever
+        torch.save(obj, tmp)
+        _fsync(tmp)
     if keep_previous:
         _keep_as_previous(path, _previous_temp(tmp))
     os.replace(tmp, path)
     _fault_point("renamed", path)
     if checksum:
         os.replace(sidecar(tmp), sidecar(path))
-    _fsync_dir(path.parent)
+    _fsync(path.parent)
 
 
 def previous(path: str | Path) -> Path:
@@ -122,7 +123,7 @@ def _keep_as_previous(path: Path, tmp: Path) -> None:
     _fault_point("previous", path)
     _link_or_copy(path, tmp)
     os.replace(tmp, prev)
-    _fsync_dir(path.parent)
+    _fsync(path.parent)
 
 
 def promote_previous(path: str | Path) -> Path:
@@ -140,7 +141,7 @@ def promote_previous(path: str | Path) -> Path:
     digest = sidecar(prev).read_text().split()[0]
     _write_text_synced(sidecar(tmp), f"{digest}  {path.name}\n")
     os.replace(sidecar(tmp), sidecar(path))
-    _fsync_dir(path.parent)
+    _fsync(path.parent)
     return aside
 
 
@@ -181,13 +182,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         if exc.errno in DISK_FULL:
             raise
         shutil.copyfile(src, dst)
-        with open(dst, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _fsync(dst)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames in `folder` durable (a crash after this keeps them)."""
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """fsync a file, or a folder (making the renames in it durable: a crash after this keeps them)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -199,14 +199,30 @@ def _unlink(paths: Sequence[Path]) -> None:
         p.unlink(missing_ok=True)
 
 
-def _fsync_and_hash(path: Path) -> str:
-    """fsync `path` and return its sha256 hex digest (read back once, in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb+") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+class _HashingFile:
+    """A binary file that feeds every byte written to it into a sha256 as well."""
+
+    def __init__(self, fh: BinaryIO):
+        self._fh, self.sha256 = fh, hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        written = self._fh.write(data)  # a buffered file writes it all or raises
+        self.sha256.update(data)
+        return written
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _save_hashed(obj: Any, tmp: Path) -> str:
+    """torch.save `obj` to `tmp`, hashing the bytes on their way to the disk, then fsync; the sha256 hex
+    digest costs no read of the file."""
+    with open(tmp, "wb") as fh:
+        out = _HashingFile(fh)
+        torch.save(obj, out)  # type: ignore[arg-type]  # a file-like object: torch writes and flushes it
+        fh.flush()
         os.fsync(fh.fileno())
-    return digest.hexdigest()
+    return out.sha256.hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -264,40 +280,57 @@ def _pid_alive(pid: str) -> bool:
     return True
 
 
-def snapshot(obj: Any) -> Any:
+def snapshot(obj: Any, into: Any = None) -> Any:
     """A copy of `obj` (nested dicts / lists / tuples of tensors and plain values) whose tensors live in
     host memory and no longer alias the training state, with each tensor's layout (strides, e.g.
     channels_last) kept. Device tensors are copied into pinned memory with non-blocking copies and one
-    synchronisation at the end."""
+    synchronisation at the end. `into`: an earlier snapshot of the same structure, no longer in use,
+    whose tensors are refilled where shape, dtype and strides still fit (no new allocation)."""
     synced: list[torch.device] = []
 
-    def copy(value: Any) -> Any:
+    def copy(value: Any, old: Any) -> Any:
         if isinstance(value, torch.Tensor):
-            value = value.detach()
-            if value.device.type == "cpu":
-                return value.clone(memory_format=torch.preserve_format)
-            out = torch.empty_like(value, device="cpu", pin_memory=True)  # same strides (channels_last)
-            out.copy_(value, non_blocking=True)
-            if value.device not in synced:
-                synced.append(value.device)
-            return out
+            return _copy_tensor(value.detach(), old, synced)
         if isinstance(value, dict):
-            return {k: copy(v) for k, v in value.items()}
+            named = old if isinstance(old, dict) else {}
+            return {k: copy(v, named.get(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(copy(v) for v in value)
+            same = isinstance(old, list | tuple) and len(old) == len(value)
+            items = old if same else [None] * len(value)
+            return type(value)(copy(v, o) for v, o in zip(value, items, strict=True))
         return value
 
-    out = copy(obj)
+    out = copy(obj, into)
     for device in synced:
         torch.cuda.synchronize(device)
+    return out
+
+
+def _copy_tensor(value: torch.Tensor, old: Any, synced: list[torch.device]) -> torch.Tensor:
+    """`value` copied to host memory: into `old` when it fits, else a new tensor of the same strides
+    (pinned for a device tensor); device copies are asynchronous, their device noted in `synced`."""
+    on_device = value.device.type != "cpu"
+    fits = (
+        isinstance(old, torch.Tensor)
+        and old.device.type == "cpu"
+        and (old.dtype, old.shape, old.stride()) == (value.dtype, value.shape, value.stride())
+        and (old.is_pinned() or not on_device)
+    )
+    if not on_device and not fits:
+        return value.clone(memory_format=torch.preserve_format)
+    out = old if fits else torch.empty_like(value, device="cpu", pin_memory=True)  # same strides
+    out.copy_(value, non_blocking=on_device)
+    if on_device and value.device not in synced:
+        synced.append(value.device)
     return out
 
 
 class CheckpointWriter:
     """Writes checkpoints with `save_atomic` in one background thread, one at a time.
 
-    `submit` first waits for the previous write (and re-raises its error), so at most one snapshot is
-    held besides the one being written. `close` waits for the last write; use it in a `finally`, so a
+    `submit_snapshot` first waits for the previous write (and re-raises its error), then refills the one
+    snapshot it holds (pinned host memory for device tensors, allocated once) from the live state and
+    writes it: one snapshot at a time. `close` waits for the last write; use it in a `finally`, so a
     failing run still leaves its last good checkpoint complete.
     """
 
@@ -307,6 +340,15 @@ class CheckpointWriter:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") if background else None
         )
         self._pending: Future | None = None
+        self._snapshot: Any = None
+
+    def submit_snapshot(self, state: dict[str, Any], path: str | Path) -> Any:
+        """Snapshot the live `state` (once the previous write is done, into the buffers it used) and
+        write it to `path`; returns the snapshot being written."""
+        self.wait()
+        self._snapshot = snapshot(state, into=self._snapshot)
+        self.submit(self._snapshot, path)
+        return self._snapshot
 
     def submit(self, state: dict[str, Any], path: str | Path) -> None:
         """Write `state` (already a `snapshot`: it must not change while written) to `path`."""
@@ -326,6 +368,7 @@ class CheckpointWriter:
         try:
             self.wait()
         finally:
+            self._snapshot = None  # the pinned buffers go back
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
 
