@@ -6,8 +6,10 @@
 A killed run resumes from <out>/checkpoints/last.pt when started again with the same params. SIGTERM stops
 after the current step with exit 143 (training/termination.py); a tracking server still down at the end
 leaves model.pt and <out>/checkpoints/spool/ and exits non-zero naming the replay command, and a rerun
-drains the spool without retraining; a corrupt last.pt is refused unless train.on_corrupt_checkpoint is
-restart (docs/faults.md).
+drains the spool without retraining; a last.pt that fails verification falls back to last.prev.pt (one
+warning), and with both damaged training is refused unless train.on_corrupt_checkpoint is restart. One
+training holds <out> at a time (<out>/.train.lock, train_lock.py): a second one is refused in one line
+(docs/faults.md).
 
 Several processes (DistributedDataParallel; NCCL on GPUs, gloo on the CPU; the global batch stays P x K):
 
