@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spherereid.config import ConfigError
+from spherereid.config import ConfigError, check_datasets
 from spherereid.entrypoint import configure_logging
 
 from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError
@@ -214,6 +214,8 @@ def _compile(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "datasets", None):  # an override of params.yaml's list, checked as that list is
+        check_datasets(list(args.datasets), "--datasets")
     if args.command == "compile":
         _compile(args)
     elif args.command == "submit":

@@ -424,12 +424,28 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
     if missing:
         raise ConfigError(f"{source}: missing section '{missing[0]}'")
     datasets = raw["datasets"]
-    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
-        raise ConfigError(f"{source}: 'datasets' must be a non-empty list of dataset names")
-    for entry in datasets:
-        _check_combined_entry(entry, source)
+    check_datasets(datasets, source)
     sections = {name: build_section(name, raw[name], source) for name in SECTIONS}
     return Params(datasets=tuple(datasets), source=source, **sections)
+
+
+def check_datasets(datasets: Any, source: str) -> None:
+    """A non-empty list of dataset names, each once (each is one chain: one output folder, one training;
+    'a+b' and 'b+a' are one union); ConfigError naming `source` otherwise."""
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+        raise ConfigError(f"{source}: 'datasets' must be a non-empty list of dataset names")
+    seen: dict[frozenset[str], str] = {}
+    for entry in datasets:
+        _check_combined_entry(entry, source)
+        key = frozenset(entry.split("+"))
+        if key in seen:
+            first = seen[key]
+            twice = f"'{entry}' twice" if first == entry else f"'{first}' and '{entry}' (one union)"
+            raise ConfigError(
+                f"{source}: datasets lists {twice}; each entry is one chain writing its own output "
+                "folders, so list each dataset once"
+            )
+        seen[key] = entry
 
 
 def _check_combined_entry(entry: str, source: str) -> None:

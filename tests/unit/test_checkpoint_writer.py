@@ -151,3 +151,60 @@ def test_labels_are_checked_once_before_training(tmp_path):
     with pytest.raises(ValueError, match=rf"labels must lie in 0\.\.{IDS - 1}, got 0\.\.{IDS}"):
         _fit(tmp_path / "last.pt", epochs=1, labels=bad)
     assert not (tmp_path / "last.pt").exists()
+
+
+def test_a_checkpoint_is_hashed_as_it_is_written_and_never_read_back(tmp_path, monkeypatch):
+    import builtins
+    import hashlib
+
+    opened = []
+    real_open = builtins.open
+
+    def recording_open(file, mode="r", *args, **kwargs):
+        opened.append((os.path.basename(str(file)), mode))
+        return real_open(file, mode, *args, **kwargs)
+
+    path = tmp_path / "last.pt"
+    writer = checkpoint.CheckpointWriter(background=False)
+    monkeypatch.setattr(builtins, "open", recording_open)
+    writer.submit({"epoch": 1, "w": torch.arange(300_000.0)}, path)  # 1.2 MB: more than one read block
+    monkeypatch.undo()
+    writer.close()
+    written = [(name, mode) for name, mode in opened if not name.endswith(".sha256")]
+    assert written == [(f".last.pt.tmp-{os.getpid()}", "wb")]  # opened once, to write; never read back
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (tmp_path / "last.pt.sha256").read_text() == f"{digest}  last.pt\n"
+    assert checkpoint.load(path)["epoch"] == 1
+
+
+def _one_snapshot_at_a_time(tmp_path, device):
+    live = {
+        "epoch": 1,
+        "w": torch.zeros(1000, device=device),
+        "opt": [{"m": torch.zeros(3, 4, device=device)}],
+    }
+    path = tmp_path / "last.pt"
+    writer = checkpoint.CheckpointWriter()
+    first = writer.submit_snapshot(live, path)
+    live["epoch"] = 2  # training goes on, in place
+    live["w"].add_(1)
+    live["opt"][0]["m"].add_(2)
+    second = writer.submit_snapshot(live, path)  # after epoch 1's write: its buffers are refilled
+    writer.close()
+    assert second["w"].data_ptr() == first["w"].data_ptr()
+    assert second["opt"][0]["m"].data_ptr() == first["opt"][0]["m"].data_ptr()
+    previous = checkpoint.load(checkpoint.previous(path))
+    assert previous["epoch"] == 1 and torch.equal(previous["w"], torch.zeros(1000))  # written before refill
+    state = checkpoint.load(path)
+    assert state["epoch"] == 2 and torch.equal(state["opt"][0]["m"], torch.full((3, 4), 2.0))
+    return second
+
+
+def test_the_writer_refills_one_snapshot_instead_of_allocating_one_per_checkpoint(tmp_path):
+    _one_snapshot_at_a_time(tmp_path, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_writer_holds_one_pinned_snapshot_of_device_state(tmp_path):
+    snap = _one_snapshot_at_a_time(tmp_path, "cuda")
+    assert snap["w"].is_pinned() and snap["opt"][0]["m"].is_pinned()

@@ -23,6 +23,7 @@ HISTORY_FILE = "history.csv"  # one row per epoch
 HISTORY_PLOT = "history.png"
 CHECKPOINTS_DIR = "checkpoints"  # train's resume state; never copied to a KFP Model artifact
 LAST_CHECKPOINT = "last.pt"  # <out>/checkpoints/last.pt: the checkpoint a restarted train resumes
+TRAIN_LOCK_FILE = ".train.lock"  # flock'ed by the one training writing the folder (stages/train_lock.py)
 # evaluate -> register
 METRICS_FILE = "metrics.json"
 CHAIN_FILE = "chain.json"  # the ImageChain evaluated; register serves exactly this chain
@@ -37,5 +38,6 @@ REGISTRATION_FILE = "registration.json"
 
 
 def copy_train_output(train_dir: Path, dest: Path) -> None:
-    """Copy a train stage's output folder into `dest` without its resume state (CHECKPOINTS_DIR)."""
-    shutil.copytree(train_dir, dest, ignore=shutil.ignore_patterns(CHECKPOINTS_DIR), dirs_exist_ok=True)
+    """Copy a train stage's output folder into `dest` without its resume state (CHECKPOINTS_DIR) and lock."""
+    ignore = shutil.ignore_patterns(CHECKPOINTS_DIR, TRAIN_LOCK_FILE)
+    shutil.copytree(train_dir, dest, ignore=ignore, dirs_exist_ok=True)

@@ -6,8 +6,10 @@
 A killed run resumes from <out>/checkpoints/last.pt when started again with the same params. SIGTERM stops
 after the current step with exit 143 (training/termination.py); a tracking server still down at the end
 leaves model.pt and <out>/checkpoints/spool/ and exits non-zero naming the replay command, and a rerun
-drains the spool without retraining; a corrupt last.pt is refused unless train.on_corrupt_checkpoint is
-restart (docs/faults.md).
+drains the spool without retraining; a last.pt that fails verification falls back to last.prev.pt (one
+warning), and with both damaged training is refused unless train.on_corrupt_checkpoint is restart. One
+training holds <out> at a time (<out>/.train.lock, train_lock.py): a second one is refused in one line
+(docs/faults.md).
 
 Several processes (DistributedDataParallel; NCCL on GPUs, gloo on the CPU; the global batch stays P x K):
 
@@ -44,6 +46,7 @@ from ..tracking.train_run import TrainRunLogger
 from ..training import checkpoint, distributed
 from ..training.step import EpochStats
 from ..training.trainer import FitConfig, FitResult, fit
+from . import train_lock
 from .artifacts import LINEAGE_FILE, MODEL_FILE, RESULT_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
@@ -73,16 +76,25 @@ def run(
     transform: TransformConfig,
 ) -> TrainResult:
     """Train on the prepared set's train split, logging to its MLflow run (see tracking.train_run). Under
-    torchrun every rank calls this; rank 0 alone writes files and MLflow (others return no run id)."""
+    torchrun every rank calls this; rank 0 alone writes files and MLflow (others return no run id). The
+    output folder is held for the whole run (train_lock): a second training on it is refused."""
     ctx = distributed.setup(train.device)  # a plain single process outside torchrun
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     prepared = PreparedSet(prepared_dir)
-    split = prepared.split("train")
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset, fingerprint = prepared.info.get("dataset", prepared_dir.name), prepared.fingerprint()
     config = FitConfig(model, loss, sampler, optim, schedule, train, transform)
+    with train_lock.holding(out_dir, ctx):  # before anything is written there
+        return _train(prepared, prepared_dir, out_dir, config, ctx)
+
+
+def _train(
+    prepared: PreparedSet, prepared_dir: Path, out_dir: Path, config: FitConfig, ctx: distributed.DistContext
+) -> TrainResult:
+    """`run` inside the held output folder."""
+    split = prepared.split("train")
+    dataset, fingerprint = prepared.info.get("dataset", prepared_dir.name), prepared.fingerprint()
     if ctx.is_main:
-        _write_lineage(out_dir / LINEAGE_FILE, dataset, fingerprint, transform)
+        _write_lineage(out_dir / LINEAGE_FILE, dataset, fingerprint, config.transform)
     logger = TrainRunLogger(
         run_file=out_dir / RUN_FILE, checkpoint_run_file=out_dir / "checkpoints" / RUN_FILE,
         prepared_dir=prepared_dir, dataset=dataset, fingerprint=fingerprint, config=config,

@@ -10,7 +10,10 @@ The run's lifecycle across the stages (one MLflow run is one training from scrat
   `MetricSpool` in `<train_dir>/checkpoints/spool/` (beside the checkpoint, kept by DVC's persist), so a
   tracking outage never blocks training; if the server is still down at the end, `finish` raises
   `TrackingBacklog` (one line naming the spool and the replay command) after model.pt is written, and a
-  rerun of the stage resumes the finished checkpoint (no training) and drains the spool;
+  rerun of the stage resumes the finished checkpoint (no training) and drains the spool. Each epoch's
+  metrics are logged once: an epoch trained again after a kill (its checkpoint was not yet durable, or
+  `checkpoint_every` > 1) is not logged again when the run already holds it (the spool's journal, which
+  travels with the checkpoint, and the run's metric history say so);
 - evaluate reopens it by id and logs the metrics and plots into it;
 - register logs the model into it (a model version) and ends it.
 """
@@ -30,11 +33,13 @@ from ..training.step import EpochStats
 from ..training.termination import Terminated
 from ..training.trainer import FitConfig
 from . import runs
+from .connection import client, with_retries
 from .spool import MetricSpool
 
 log = logging.getLogger(__name__)
 SPOOL_DIR = "spool"
 CLOSE_ENV = "SPHEREREID_SPOOL_CLOSE_S"  # how long the end of training waits for the spool (default 30 s)
+EPOCH_METRICS = ("loss", "accuracy", "lr", "images_per_second")  # logged at step = 0-based epoch
 
 
 class TrackingBacklog(RuntimeError):
@@ -89,6 +94,7 @@ class TrainRunLogger:
             self.tags["dvc_data_hash"] = dvc_hash
         self.ref: runs.RunRef | None = None
         self.spool: MetricSpool | None = None
+        self.logged: set[tuple[str, int]] = set()  # (metric, step) the run holds or the spool will send
         self.drained = False  # set when the block ends: did every spooled record reach MLflow?
         self._monitor = ExitStack()
 
@@ -122,6 +128,7 @@ class TrainRunLogger:
         runs.write_run_ref(self.run_file, self.ref)
         spool = self.checkpoint_run_file.parent / SPOOL_DIR
         self.spool = MetricSpool(spool, self.ref.run_id, self.ref.tracking_uri)  # sends a left-over backlog
+        self.logged = self._already_logged(continued=bool(resumed) and self.ref.run_id == before)
         if resumed and self.ref.run_id != before:  # a continued checkpoint under new params: whole curves
             self.spool.set_tags({"resumed_from_epoch": len(resumed), "resumed_from_run": before or "unknown"})
             for stats in resumed:
@@ -137,18 +144,44 @@ class TrainRunLogger:
 
     def epoch(self, stats: EpochStats) -> None:
         """One epoch's loss, accuracy, learning rate and throughput, at step `stats.epoch` (spooled: returns
-        without waiting for the server)."""
+        without waiting for the server). A value the run already holds at that step is not logged again:
+        an epoch logged before a kill that came before its checkpoint was durable is trained again on
+        resume, and keeps its first values (equal on the CPU: the resume is exact)."""
         self._started()
         assert self.spool is not None
-        self.spool.log_metrics(
-            {
-                "loss": stats.loss,
-                "accuracy": stats.accuracy,
-                "lr": stats.lr,
-                "images_per_second": stats.images_per_second,
-            },
-            step=stats.epoch,
+        values = dict(
+            zip(EPOCH_METRICS, (stats.loss, stats.accuracy, stats.lr, stats.images_per_second), strict=True)
         )
+        todo = {key: value for key, value in values.items() if (key, stats.epoch) not in self.logged}
+        if len(todo) < len(values):
+            log.info(
+                "epoch %d is already in MLflow run %s; not logged again", stats.epoch + 1, self.ref.run_id
+            )
+        if todo:
+            self.spool.log_metrics(todo, step=stats.epoch)
+            self.logged.update((key, stats.epoch) for key in todo)
+
+    def _already_logged(self, continued: bool) -> set[tuple[str, int]]:
+        """(metric, step) of the epoch metrics this run holds or will: every record of it in the spool's
+        journal (sent or not: the journal travels with the checkpoint) and, when a resumed checkpoint
+        continues the run, its MLflow metric history (the server was just reached to reopen the run)."""
+        ref, spool = self._started(), self.spool
+        assert spool is not None
+        logged = {
+            (r.key, r.step)
+            for r in spool.journal.records
+            if r.run == ref.run_id and r.kind == "metric" and r.key in EPOCH_METRICS
+        }
+        if continued:
+            c = client(ref.tracking_uri)
+            for key in EPOCH_METRICS:
+                history = with_retries(
+                    lambda key=key: c.get_metric_history(ref.run_id, key),
+                    what=f"read run {ref.run_id}'s {key} history",
+                    uri=ref.tracking_uri,
+                )
+                logged.update((key, int(m.step)) for m in history)
+        return logged
 
     def fail(self, attempts: int | None = None) -> None:
         """Mark the run FAILED (nothing when it was never opened, e.g. on ranks other than 0)."""

@@ -4,8 +4,11 @@ Training does not wait for the disk: `snapshot` copies the state to host memory 
 `CheckpointWriter` writes it in a background thread with `save_atomic`, so a kill during the write leaves
 the previous complete file in place. Cadence: the trainer submits one after every `train.checkpoint_every`
 epochs and after the last one; each write is `torch.save` to a temporary path, fsync, rename, then (for
-checkpoints) the sha256 sidecar `<name>.sha256`, written in full first and renamed right after. `load` checks
-the sidecar when present, so a truncated or overwritten file is `CheckpointCorrupt`, never a silent resume.
+checkpoints) the sha256 sidecar `<name>.sha256`, written in full first and renamed right after, then the
+directory fsynced. `load` checks the sidecar when present, so a truncated or overwritten file is
+`CheckpointCorrupt`, never a silent resume. The checkpoint being replaced is kept as `previous(path)`
+(`last.prev.pt`, with its sidecar; a hard link, no copy): when `last.pt` fails verification (damaged, or a
+kill between its two renames) training resumes from that one (training/resume.py).
 A full disk (ENOSPC / EFBIG / EDQUOT) is `CheckpointDiskFull`: one line with the path and the free space,
 the temporary file removed and the previous file intact.
 """
@@ -17,9 +20,10 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -44,39 +48,58 @@ DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 SIDECAR_SUFFIX = ".sha256"
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path, checksum: bool = False) -> None:
+def save_atomic(
+    obj: dict[str, Any], path: str | Path, checksum: bool = False, keep_previous: bool = False
+) -> None:
     """torch.save to a temporary path beside `path`, fsync, then rename: a kill never leaves half a file.
-    With `checksum`, `<path>.sha256` (hex digest of the file) too, renamed right after the file (a kill
-    between the two renames, microseconds apart, reads as a corrupt checkpoint). A full disk raises
-    `CheckpointDiskFull` naming `path` and the free space, after removing the temporary file."""
+    With `checksum`, `<path>.sha256` (hex digest of the file) too, renamed right after the file. With
+    `keep_previous`, the file being replaced first becomes `previous(path)` (with its sidecar), so a kill
+    between the two renames (the new file beside the old sidecar: it fails verification) leaves a verified
+    previous checkpoint to resume. The directory is fsynced after the renames. A full disk raises
+    `CheckpointDiskFull` naming `path` and the free space, after removing the temporary files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    side_tmp = sidecar(tmp)
+    temps = (tmp, sidecar(tmp), _previous_temp(tmp), sidecar(_previous_temp(tmp)))
     try:
-        torch.save(obj, tmp)
-        digest = _fsync_and_hash(tmp)
-        if checksum:  # written in full before either rename: a full disk can only hit before them
-            _write_text_synced(side_tmp, f"{digest}  {path.name}\n")
-        os.replace(tmp, path)
-        if checksum:
-            os.replace(side_tmp, sidecar(path))
+        _write_and_rename(obj, path, tmp, checksum, keep_previous)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        side_tmp.unlink(missing_ok=True)
+        _unlink(temps)
         if exc.errno in DISK_FULL:
             raise _disk_full(path) from None
         raise
     except RuntimeError:  # torch.save's writer reports a failed write as an opaque RuntimeError
         full = _write_fails_for_space(tmp)
-        tmp.unlink(missing_ok=True)
-        side_tmp.unlink(missing_ok=True)
+        _unlink(temps)
         if full:
             raise _disk_full(path) from None
         raise
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed while writing
-        if stale != tmp and stale != side_tmp and not _pid_alive(stale.name.rsplit("-", 1)[-1].split(".")[0]):
+        if stale not in temps and not _pid_alive(stale.name.rsplit("-", 1)[-1].split(".")[0]):
             stale.unlink(missing_ok=True)
+
+
+def _write_and_rename(obj: Any, path: Path, tmp: Path, checksum: bool, keep_previous: bool) -> None:
+    """The steps of `save_atomic`: the new file and its sidecar complete under temporary names (a full
+    disk can only hit here), the current pair kept as the previous one, then one rename each."""
+    if checksum:
+        _write_text_synced(sidecar(tmp), f"{_save_hashed(obj, tmp)}  {path.name}\n")
+    else:  # e.g. model.pt: torch's own file writer, the same bytes as ever
+        torch.save(obj, tmp)
+        _fsync(tmp)
+    if keep_previous:
+        _keep_as_previous(path, _previous_temp(tmp))
+    os.replace(tmp, path)
+    _fault_point("renamed", path)
+    if checksum:
+        os.replace(sidecar(tmp), sidecar(path))
+    _fsync(path.parent)
+
+
+def previous(path: str | Path) -> Path:
+    """The checkpoint kept from before the last write: `last.pt` -> `last.prev.pt`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def sidecar(path: str | Path) -> Path:
@@ -85,14 +108,121 @@ def sidecar(path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def _fsync_and_hash(path: Path) -> str:
-    """fsync `path` and return its sha256 hex digest (read back once, in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb+") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+def _keep_as_previous(path: Path, tmp: Path) -> None:
+    """Make `path` and its sidecar `previous(path)` before `path` is replaced: the sidecar (rewritten to
+    name the previous file) by one rename, then the file by one rename of a hard link (no copy where the
+    file system links). `path` stays whole throughout; a kill in between leaves only the previous pair
+    mismatched. A file without a sidecar is not kept (an unverifiable fallback is no fallback)."""
+    prev = previous(path)
+    digest = sidecar(path).read_text().split()[:1] if sidecar(path).is_file() else []
+    if not path.is_file() or not digest:
+        _unlink((prev, sidecar(prev)))
+        return
+    _write_text_synced(sidecar(tmp), f"{digest[0]}  {prev.name}\n")
+    os.replace(sidecar(tmp), sidecar(prev))
+    _fault_point("previous", path)
+    _link_or_copy(path, tmp)
+    os.replace(tmp, prev)
+    _fsync(path.parent)
+
+
+def promote_previous(path: str | Path) -> Path:
+    """After `path` failed verification and `previous(path)` passed: keep the damaged pair as
+    `<name>.corrupt` and make the previous checkpoint `path` again (hard links, one rename each; the file
+    before its sidecar, so a kill in between still fails verification and falls back again). The next
+    write keeps it as the previous one. Returns where the damaged file went."""
+    path = Path(path)
+    aside, prev = path.with_name(path.name + ".corrupt"), previous(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    for src, dst in ((path, aside), (sidecar(path), sidecar(aside)), (prev, path)):
+        if src.is_file():
+            _link_or_copy(src, tmp)
+            os.replace(tmp, dst)
+    digest = sidecar(prev).read_text().split()[0]
+    _write_text_synced(sidecar(tmp), f"{digest}  {path.name}\n")
+    os.replace(sidecar(tmp), sidecar(path))
+    _fsync(path.parent)
+    return aside
+
+
+def set_aside(path: str | Path, suffix: str) -> list[Path]:
+    """Move `path` and `previous(path)`, each with its sidecar, to `<name><suffix>` (e.g. `.stale`);
+    returns the checkpoints moved."""
+    moved = []
+    for gen in (Path(path), previous(path)):
+        dst = gen.with_name(gen.name + suffix)
+        if sidecar(gen).is_file():
+            sidecar(gen).replace(sidecar(dst))
+        if gen.is_file():
+            gen.replace(dst)
+            moved.append(dst)
+    return moved
+
+
+# Test seam: called with (point, path) at "previous" (between the previous pair's two renames) and at
+# "renamed" (between the new file's rename and its sidecar's); a fault test raises there.
+fault_hook: Callable[[str, Path], None] | None = None
+
+
+def _fault_point(point: str, path: Path) -> None:
+    if fault_hook is not None:
+        fault_hook(point, path)
+
+
+def _previous_temp(tmp: Path) -> Path:
+    return tmp.with_name(tmp.name + ".prev")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` = a hard link to `src` (replacing `dst`), or a synced copy where the file system has none."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise
+        shutil.copyfile(src, dst)
+        _fsync(dst)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file, or a folder (making the renames in it durable: a crash after this keeps them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(paths: Sequence[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+class _HashingFile:
+    """A binary file that feeds every byte written to it into a sha256 as well."""
+
+    def __init__(self, fh: BinaryIO):
+        self._fh, self.sha256 = fh, hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        written = self._fh.write(data)  # a buffered file writes it all or raises
+        self.sha256.update(data)
+        return written
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _save_hashed(obj: Any, tmp: Path) -> str:
+    """torch.save `obj` to `tmp`, hashing the bytes on their way to the disk, then fsync; the sha256 hex
+    digest costs no read of the file."""
+    with open(tmp, "wb") as fh:
+        out = _HashingFile(fh)
+        torch.save(obj, out)  # type: ignore[arg-type]  # a file-like object: torch writes and flushes it
+        fh.flush()
         os.fsync(fh.fileno())
-    return digest.hexdigest()
+    return out.sha256.hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -150,57 +280,83 @@ def _pid_alive(pid: str) -> bool:
     return True
 
 
-def snapshot(obj: Any) -> Any:
+def snapshot(obj: Any, into: Any = None) -> Any:
     """A copy of `obj` (nested dicts / lists / tuples of tensors and plain values) whose tensors live in
     host memory and no longer alias the training state, with each tensor's layout (strides, e.g.
     channels_last) kept. Device tensors are copied into pinned memory with non-blocking copies and one
-    synchronisation at the end."""
+    synchronisation at the end. `into`: an earlier snapshot of the same structure, no longer in use,
+    whose tensors are refilled where shape, dtype and strides still fit (no new allocation)."""
     synced: list[torch.device] = []
 
-    def copy(value: Any) -> Any:
+    def copy(value: Any, old: Any) -> Any:
         if isinstance(value, torch.Tensor):
-            value = value.detach()
-            if value.device.type == "cpu":
-                return value.clone(memory_format=torch.preserve_format)
-            out = torch.empty_like(value, device="cpu", pin_memory=True)  # same strides (channels_last)
-            out.copy_(value, non_blocking=True)
-            if value.device not in synced:
-                synced.append(value.device)
-            return out
+            return _copy_tensor(value.detach(), old, synced)
         if isinstance(value, dict):
-            return {k: copy(v) for k, v in value.items()}
+            named = old if isinstance(old, dict) else {}
+            return {k: copy(v, named.get(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(copy(v) for v in value)
+            same = isinstance(old, list | tuple) and len(old) == len(value)
+            items = old if same else [None] * len(value)
+            return type(value)(copy(v, o) for v, o in zip(value, items, strict=True))
         return value
 
-    out = copy(obj)
+    out = copy(obj, into)
     for device in synced:
         torch.cuda.synchronize(device)
+    return out
+
+
+def _copy_tensor(value: torch.Tensor, old: Any, synced: list[torch.device]) -> torch.Tensor:
+    """`value` copied to host memory: into `old` when it fits, else a new tensor of the same strides
+    (pinned for a device tensor); device copies are asynchronous, their device noted in `synced`."""
+    on_device = value.device.type != "cpu"
+    fits = (
+        isinstance(old, torch.Tensor)
+        and old.device.type == "cpu"
+        and (old.dtype, old.shape, old.stride()) == (value.dtype, value.shape, value.stride())
+        and (old.is_pinned() or not on_device)
+    )
+    if not on_device and not fits:
+        return value.clone(memory_format=torch.preserve_format)
+    out = old if fits else torch.empty_like(value, device="cpu", pin_memory=True)  # same strides
+    out.copy_(value, non_blocking=on_device)
+    if on_device and value.device not in synced:
+        synced.append(value.device)
     return out
 
 
 class CheckpointWriter:
     """Writes checkpoints with `save_atomic` in one background thread, one at a time.
 
-    `submit` first waits for the previous write (and re-raises its error), so at most one snapshot is
-    held besides the one being written. `close` waits for the last write; use it in a `finally`, so a
+    `submit_snapshot` first waits for the previous write (and re-raises its error), then refills the one
+    snapshot it holds (pinned host memory for device tensors, allocated once) from the live state and
+    writes it: one snapshot at a time. `close` waits for the last write; use it in a `finally`, so a
     failing run still leaves its last good checkpoint complete.
     """
 
-    def __init__(self, background: bool = True, checksum: bool = True):
-        self.background, self.checksum = background, checksum
+    def __init__(self, background: bool = True, checksum: bool = True, keep_previous: bool = True):
+        self.background, self.checksum, self.keep_previous = background, checksum, keep_previous
         self._pool = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") if background else None
         )
         self._pending: Future | None = None
+        self._snapshot: Any = None
+
+    def submit_snapshot(self, state: dict[str, Any], path: str | Path) -> Any:
+        """Snapshot the live `state` (once the previous write is done, into the buffers it used) and
+        write it to `path`; returns the snapshot being written."""
+        self.wait()
+        self._snapshot = snapshot(state, into=self._snapshot)
+        self.submit(self._snapshot, path)
+        return self._snapshot
 
     def submit(self, state: dict[str, Any], path: str | Path) -> None:
         """Write `state` (already a `snapshot`: it must not change while written) to `path`."""
         self.wait()
         if self._pool is None:
-            save_atomic(state, path, self.checksum)
+            save_atomic(state, path, self.checksum, self.keep_previous)
         else:
-            self._pending = self._pool.submit(save_atomic, state, path, self.checksum)
+            self._pending = self._pool.submit(save_atomic, state, path, self.checksum, self.keep_previous)
 
     def wait(self) -> None:
         """Block until the pending write is on disk; raise its error, if any."""
@@ -212,6 +368,7 @@ class CheckpointWriter:
         try:
             self.wait()
         finally:
+            self._snapshot = None  # the pinned buffers go back
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,10 +284,3 @@ def restore_rank_rng(generator: torch.Generator, state: dict[str, Any], ctx: Dis
             ctx.world_size,
         )
         generator.set_state(state["aug_rng"].cpu())
-
-
-def retire(path: Path, to: Path, ctx: DistContext) -> None:
-    """Move an unusable checkpoint aside: rank 0 does it, after every rank has read it."""
-    barrier(ctx)
-    if ctx.is_main:
-        path.replace(to)

@@ -2,7 +2,8 @@
 holds, and the decision to resume a checkpoint or retire it.
 
 A checkpoint resumes only when it was written with the same key and holds at most the epochs asked for;
-otherwise it is moved aside to `<name>.stale` and training starts from scratch.
+otherwise it is moved aside to `<name>.stale` and training starts from scratch. A checkpoint that fails
+verification falls back to the previous one (`checkpoint.previous`) with one warning.
 """
 
 from __future__ import annotations
@@ -140,30 +141,31 @@ def resume_or_retire(
     on_corrupt: str = "fail",
 ) -> tuple[list[EpochStats], int]:
     """(history, epochs done): restore `parts` from the checkpoint at `path` when its key is `config` and it
-    holds at most `epochs` epochs; otherwise move it to `<name>.stale` (after every rank has read it) and
-    return ([], 0), as with no checkpoint at all. A corrupt checkpoint (sha256 mismatch, truncated,
-    garbage) raises `CheckpointCorrupt` offering the fix, or with `on_corrupt="restart"` is moved to
-    `<name>.corrupt` and training starts fresh."""
+    holds at most `epochs` epochs; otherwise move it (and the previous one) to `<name>.stale` (after every
+    rank has read it) and return ([], 0), as with no checkpoint at all. A `path` that fails verification
+    falls back to the previous checkpoint (see `load_or_set_aside`)."""
     if not path.is_file():
+        _set_aside_orphan(path, ctx)
         return [], 0
     state = load_or_set_aside(path, parts.device, on_corrupt, ctx)
     if state is None:
         return [], 0
     same_config = state.get("format") == CHECKPOINT_FORMAT and state.get("config") == config
-    stale = path.with_name(path.name + ".stale")
     if same_config and int(state["epoch"]) > epochs:  # never return a longer-trained model
-        distributed.retire(path, stale, ctx)
+        _set_aside(path, ".stale", ctx)
         log.warning(
-            "%s holds %d epochs but %d were asked; moved to %s, training from scratch",
+            "%s holds %d epochs but %d were asked; moved to %s.stale, training from scratch",
             path,
             int(state["epoch"]),
             epochs,
-            stale,
+            path.name,
         )
         return [], 0
     if not same_config:
-        distributed.retire(path, stale, ctx)
-        log.warning("%s was written with another configuration; moved to %s, starting fresh", path, stale)
+        _set_aside(path, ".stale", ctx)
+        log.warning(
+            "%s was written with another configuration; moved to %s.stale, starting fresh", path, path.name
+        )
         return [], 0
     restore(parts, state, ctx)
     log.info("resuming from %s after epoch %d", path, int(state["epoch"]))
@@ -173,23 +175,60 @@ def resume_or_retire(
 def load_or_set_aside(
     path: Path, device: torch.device, on_corrupt: str, ctx: distributed.DistContext
 ) -> dict[str, Any] | None:
-    """The checkpoint at `path`, or None after moving a corrupt one (and its sidecar) to `.corrupt` when
-    `on_corrupt` is "restart"; with "fail" a corrupt one raises a one-line `CheckpointCorrupt`."""
+    """The checkpoint at `path`. When it fails verification (sha256 mismatch, truncated, garbage) and the
+    previous checkpoint passes, that one, made `path` again (the damaged file kept as `.corrupt`), with
+    one warning. With neither verified: a one-line `CheckpointCorrupt` offering the fix, or with
+    `on_corrupt` "restart" both moved to `.corrupt` and None (training starts fresh)."""
     try:
         return checkpoint.load(path, map_location=device)
     except checkpoint.CheckpointCorrupt as exc:
-        if on_corrupt != "restart":
-            raise checkpoint.CheckpointCorrupt(
-                f"{exc}; set train.on_corrupt_checkpoint: restart in params.yaml to move it aside and "
-                "train from scratch"
-            ) from None
-    aside = path.with_name(path.name + ".corrupt")
-    distributed.retire(path, aside, ctx)
-    side = checkpoint.sidecar(path)
-    if ctx.is_main and side.is_file():
-        side.replace(aside.with_name(aside.name + checkpoint.SIDECAR_SUFFIX))
-    log.warning("%s is corrupt; moved to %s, training from scratch", path, aside)
+        damaged = str(exc)
+    prev = checkpoint.previous(path)
+    state, why_not = _load_previous(prev, device)
+    if state is not None:
+        distributed.barrier(ctx)  # every rank has read both files before rank 0 moves them
+        if ctx.is_main:
+            aside = checkpoint.promote_previous(path)
+            log.warning(
+                "%s; resuming from the previous checkpoint %s (epoch %d), the damaged file kept as %s",
+                damaged, prev.name, int(state["epoch"]), aside.name,
+            )  # fmt: skip
+        return state
+    if on_corrupt != "restart":
+        raise checkpoint.CheckpointCorrupt(
+            f"{damaged}; the previous checkpoint {prev.name} is {why_not}; set "
+            "train.on_corrupt_checkpoint: restart in params.yaml to move them aside and train from scratch"
+        )
+    _set_aside(path, ".corrupt", ctx)
+    log.warning("%s is corrupt (and %s %s); moved to %s.corrupt, training from scratch", path, prev.name,
+                why_not, path.name)  # fmt: skip
     return None
+
+
+def _load_previous(prev: Path, device: torch.device) -> tuple[dict[str, Any] | None, str]:
+    """(the previous checkpoint, "") when it exists with a sidecar that matches; else (None, why not)."""
+    if not prev.is_file() or not checkpoint.sidecar(prev).is_file():
+        return None, "absent" if not prev.is_file() else "unverifiable (no sidecar)"
+    try:
+        return checkpoint.load(prev, map_location=device), ""
+    except checkpoint.CheckpointCorrupt:
+        return None, "damaged too"
+
+
+def _set_aside(path: Path, suffix: str, ctx: distributed.DistContext) -> None:
+    """Rank 0 moves both checkpoint generations aside, after every rank has read them."""
+    distributed.barrier(ctx)
+    if ctx.is_main:
+        checkpoint.set_aside(path, suffix)
+
+
+def _set_aside_orphan(path: Path, ctx: distributed.DistContext) -> None:
+    """No `path` but a previous checkpoint (`path` deleted to start over): that one goes to `.stale`, so a
+    later fallback never reaches a checkpoint of another training."""
+    if checkpoint.previous(path).is_file():
+        _set_aside(path, ".stale", ctx)
+        log.warning("%s: no %s beside it; moved to .stale, training from scratch", checkpoint.previous(path),
+                    path.name)  # fmt: skip
 
 
 def restore(parts: TrainingParts, state: dict[str, Any], ctx: distributed.DistContext) -> None:

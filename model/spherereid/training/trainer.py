@@ -275,7 +275,7 @@ class EpochLoop:
             state = resume.training_state(epoch + 1, parts, history, self.key)
             distributed.add_rank_rng(state, parts.aug_rng, ctx)  # collective: every rank's stream
             if ctx.is_main:
-                self.writer.submit(checkpoint.snapshot(state), self.checkpoint_path)
+                self.writer.submit_snapshot(state, self.checkpoint_path)
         _log_epoch(stats, epochs, self.place)
         return stats
 
