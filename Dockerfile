@@ -10,7 +10,7 @@
 # BASE_IMAGE: where python:3.11.14-slim-bookworm cannot be pulled, scripts/build_image.sh builds a Debian 12
 # stand-in (python3, python3-venv, ca-certificates) from Debian's packages and passes it here.
 #
-#   bash scripts/build_image.sh        # tags localhost/spherereid:<short commit>; see the README
+#   bash scripts/build_image.sh        # tags localhost/spherereid:<short commit>; see docs/kubeflow.md
 #   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t REGISTRY/spherereid:$(git rev-parse --short HEAD) .
 #   docker build --build-arg FETCH_IMAGENET=1 ...   # bake torchvision's ImageNet ResNet weights in
 #   ... --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt   # pip behind a TLS-intercepting proxy
