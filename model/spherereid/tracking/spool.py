@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..redaction import redact_text, redact_uri
 from .connection import client, is_connection_error, non_api_status, with_retries
 from .spool_journal import META_FILE, Record, SpoolError, SpoolJournal
 
@@ -174,8 +175,8 @@ class MetricSpool:
             self.journal.close()
         if not done:
             log.warning("%s: %d records not sent to %s (%s); replay with `spherereid tracking replay %s`",
-                        self.journal.dir, self.pending, self.tracking_uri, self.error or "server unreachable",
-                        self.journal.dir)  # fmt: skip
+                        self.journal.dir, self.pending, redact_uri(self.tracking_uri),
+                        self.error or "server unreachable", self.journal.dir)  # fmt: skip
         return done
 
     # ------------------------------------------------------------ the drain thread
@@ -204,7 +205,7 @@ class MetricSpool:
                     return
                 if not outage:
                     log.warning("tracking server %s unreachable; spooling in %s and retrying",
-                                self.tracking_uri, self.journal.dir)  # fmt: skip
+                                redact_uri(self.tracking_uri), self.journal.dir)  # fmt: skip
                 uncertain, outage = True, True
                 self._sleep(delay)
                 delay = min(2 * delay, self._delays[1])
@@ -214,7 +215,8 @@ class MetricSpool:
                 self.sent_counts += counts
                 self._cond.notify_all()
             if outage:
-                log.info("tracking server %s is back; draining %s", self.tracking_uri, self.journal.dir)
+                shown = redact_uri(self.tracking_uri)
+                log.info("tracking server %s is back; draining %s", shown, self.journal.dir)
             uncertain, delay, outage = False, self._delays[0], False
 
     def _sleep(self, seconds: float) -> None:
@@ -224,9 +226,10 @@ class MetricSpool:
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.error = f"{type(exc).__name__}: {redact_text(str(exc).splitlines()[0]) if str(exc) else ''}"
             self._cond.notify_all()
-        log.error("%s: draining to %s stopped: %s", self.journal.dir, self.tracking_uri, self.error)
+        shown = redact_uri(self.tracking_uri)
+        log.error("%s: draining to %s stopped: %s", self.journal.dir, shown, self.error)
 
 
 @dataclass(frozen=True)

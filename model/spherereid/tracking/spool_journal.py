@@ -2,7 +2,7 @@
 
     <dir>/spool.jsonl   one record a line: {"seq", "run", "kind", "key", "value", "step", "ts"}
     <dir>/spool.offset  {"sent": SEQ}: every record up to SEQ reached MLflow (replaced atomically)
-    <dir>/spool.json    {"tracking_uri": URI}: where the records go
+    <dir>/spool.json    {"tracking_uri": URI}: where the records go (without credentials: redact_uri)
     <dir>/spool.lock    flock'ed by the one process that drains this spool
 
 `kind` is metric, param or tag; `ts` is the wall clock in ms when the record was made, `step` the
@@ -19,6 +19,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
+
+from ..redaction import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +126,14 @@ class SpoolJournal:
             if recorded is None:
                 raise SpoolError(f"{path}: not found; {self.dir} holds no spool")
             return str(recorded)
-        if recorded not in (None, uri) and self.pending() and not redirect:
+        shown = redact_uri(uri)  # the file never holds credentials; the caller's URI carries them
+        if recorded not in (None, shown) and self.pending() and not redirect:
             raise SpoolError(
                 f"{self.dir}: {len(self.pending())} records for {recorded} are not sent yet; run "
                 f"`spherereid tracking replay {self.dir}` with that server up, or move the spool away"
             )
-        if recorded != uri:
-            _write_atomic(path, json.dumps({"tracking_uri": uri}) + "\n")
+        if recorded != shown:
+            _write_atomic(path, json.dumps({"tracking_uri": shown}) + "\n")
         return uri
 
     @property
