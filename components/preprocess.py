@@ -25,7 +25,7 @@ def preprocess(
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import preprocess as stage
     from spherereid.stages.artifacts import REPORT_MD
-    from spherereid.stages.raw_source import resolve_raw
+    from spherereid.stages.raw_source import recorded_sources, resolve_raw
 
     sources = {"raw_root": raw_root, "data_repo": data_repo, "data_rev": data_rev, "data_path": data_path}
     out = Path(prepared.path)
@@ -34,4 +34,4 @@ def preprocess(
         raw = resolve_raw(dataset=dataset, work_dir=Path(tmp), synthetic=synth, **sources)
         stage.run(dataset=dataset, raw_dir=raw.path, out_dir=out, data=build_from_struct("data", data))
     Path(report.path).write_text((out / REPORT_MD).read_text())
-    prepared.metadata.update(dataset=dataset, **sources, **raw.lineage())
+    prepared.metadata.update(dataset=dataset, **recorded_sources(sources), **raw.lineage())

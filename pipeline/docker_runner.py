@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spherereid.redaction import redact_uri
+
 from .compile import check_image
 from .settings import ClusterSettings, PipelineError
 
@@ -41,9 +43,9 @@ def task_env(root: Path, environ: dict[str, str] | None = None) -> dict[str, str
     uri = env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).resolve().is_relative_to(root):
         raise PipelineError(
-            f"MLFLOW_TRACKING_URI={uri}: --runner docker mounts only the pipeline root ({root}) into the "
-            f"tasks; unset it (the store is then {root / 'mlflow.db'}), point it at a file under --out, or "
-            "at a tracking server"
+            f"MLFLOW_TRACKING_URI={redact_uri(uri)}: --runner docker mounts only the pipeline root ({root}) "
+            f"into the tasks; unset it (the store is then {root / 'mlflow.db'}), point it at a file under "
+            "--out, or at a tracking server"
         )
     return env
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from kfp_server_api.exceptions import OpenApiException
 
+from spherereid.redaction import redact_uri
+
 from .compile import check_image, compile_pipeline
 from .settings import ClusterSettings, PipelineError, pipeline_arguments
 
@@ -78,8 +80,8 @@ def check_data_rev(data_repo: str, data_rev: str) -> None:
     if data_repo and data_rev.strip().lower() in MOVING_REVS:
         named = f"'{data_rev}'" if data_rev else "no --data-rev"
         raise PipelineError(
-            f"data repository {data_repo} with {named}: pin --data-rev to a tag or commit (a branch moves, "
-            "and the cached preprocess step would keep serving the data it first fetched)"
+            f"data repository {redact_uri(data_repo)} with {named}: pin --data-rev to a tag or commit (a "
+            "branch moves, and the cached preprocess step would keep serving the data it first fetched)"
         )
 
 

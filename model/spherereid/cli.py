@@ -78,6 +78,7 @@ def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
     """Rank-1/mAP per dataset, the registered version and its aliases, and how to open the MLflow UI."""
     from .config import load_params
     from .entrypoint import run_cli
+    from .redaction import redact_uri
     from .reporting.summary import summarize
     from .tracking.connection import tracking_uri
 
@@ -89,7 +90,7 @@ def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        print(summarize(args.outputs, list(load_params(args.params).datasets), tracking_uri()))
+        print(summarize(args.outputs, list(load_params(args.params).datasets), redact_uri(tracking_uri())))
         return 0
 
     return run_cli(body)

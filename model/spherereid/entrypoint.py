@@ -1,5 +1,5 @@
 """What every command's main() shares (stages, export/search, promote): logging set-up and one-line errors
-instead of tracebacks. Imports nothing from the package, so every front end may use it."""
+instead of tracebacks. Imports only redaction (a leaf), so every front end may use it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+
+from .redaction import redact_text
 
 log = logging.getLogger("spherereid")
 
@@ -37,6 +39,7 @@ def run_cli(body: Callable[[], int]) -> int:
     except Exception as exc:  # noqa: BLE001 - only our own error types are turned into one line
         if not is_user_error(exc):
             raise
-        sys.stderr.write(f"error: {exc}\n")  # one write: a logging thread cannot split the line
+        # one write (a logging thread cannot split the line), and no credentials of a URI it quotes
+        sys.stderr.write(f"error: {redact_text(str(exc))}\n")
         sys.stderr.flush()
         return 2

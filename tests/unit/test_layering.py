@@ -12,7 +12,8 @@ PKG = ROOT / "model" / "spherereid"
 # config, param_coercion, entrypoint and cli count as parts of their own.
 ALLOWED = {
     "config": set(),
-    "entrypoint": set(),  # logging set-up and one-line errors for every command's main()
+    "redaction": set(),  # credentials out of URIs before they are logged or written
+    "entrypoint": {"redaction"},  # logging set-up and one-line errors for every command's main()
     "param_coercion": {"config"},
     "device": set(),  # device and precision policy, shared by training and inference
     "progress": set(),  # tqdm or a silent stand-in
@@ -22,9 +23,20 @@ ALLOWED = {
     "evaluation": {"data", "config"},
     "training": {"data", "modeling", "config", "device", "progress"},
     "reporting": {"training", "evaluation", "data", "modeling", "config"},
-    "tracking": {"inference", "device", "training", "evaluation", "data", "modeling", "config", "entrypoint"},
+    "tracking": {
+        "inference",
+        "device",
+        "training",
+        "evaluation",
+        "data",
+        "modeling",
+        "config",
+        "entrypoint",
+        "redaction",
+    },  # fmt: skip
     "launch": {"config"},
     "deploy": {
+        "redaction",
         "tracking",
         "reporting",
         "inference",
@@ -37,6 +49,7 @@ ALLOWED = {
         "entrypoint",
     },  # fmt: skip
     "stages": {
+        "redaction",
         "inference",
         "device",
         "progress",
@@ -53,6 +66,7 @@ ALLOWED = {
         "launch",  # stages.cleanup deletes a failed run's TrainJob
     },  # fmt: skip
     "experiments": {
+        "redaction",
         "stages",
         "tracking",
         "reporting",
@@ -67,6 +81,7 @@ ALLOWED = {
         "progress",
     },  # fmt: skip
     "cli": {
+        "redaction",
         "experiments",
         "entrypoint",
         "inference",

@@ -27,6 +27,7 @@ from ..config import Params, load_params
 from ..data.image_chain import ImageChain, model_key
 from ..device import effective_precision
 from ..modeling.net import ReIDNet
+from ..redaction import redact_uri
 from ..training import checkpoint
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,9 @@ def _registered(
     except MlflowException as exc:
         if connection.is_connection_error(exc):
             raise
-        raise ModelSourceError(f"{what}: not found in the registry at {uri} ({exc.error_code})") from None
+        raise ModelSourceError(
+            f"{what}: not found in the registry at {redact_uri(uri)} ({exc.error_code})"
+        ) from None
     with tempfile.TemporaryDirectory(prefix="spherereid-model-") as tmp:
         local = _download(mv.source, Path(tmp), uri)
         net, weights, input_size, chain = _load_pyfunc(local, what)

@@ -6,17 +6,21 @@ Three sources, tried in this order:
   fetched with `dvc.api.DVCFileSystem`; S3 credentials come from the environment (AWS_*);
 - for `dataset == "synthetic"` (and "synthetic_b", the second camera network: synthetic.domain b, as
   DVC's synthesize_b stage makes it) only: the embedded generator (deterministic given its seed).
-The result names the revision and the data hash used, for the pipeline's lineage metadata.
+The result names the revision and the data hash used, for the pipeline's lineage metadata. A data
+repository URL may carry a token (https://TOKEN@host/..., ?token=): logs, errors and metadata name it
+without (`recorded_sources`, redaction.redact_uri).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SyntheticConfig
+from ..redaction import redact_text, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +78,17 @@ def resolve_raw(
     )
 
 
+def recorded_sources(sources: Mapping[str, str]) -> dict[str, str]:
+    """The source arguments (raw_root, data_repo, data_rev, data_path) as artifact metadata records
+    them: a URL without its credentials."""
+    return {key: redact_uri(str(value)) for key, value in sources.items()}
+
+
 def fetch_dvc(repo: str, rev: str, path: str, dest: Path) -> RawSource:
     """Download DVC-tracked `path` of git `repo` at `rev` into `dest`; record the commit and hash."""
     from dvc.api import DVCFileSystem
 
-    where = f"{repo}@{rev or 'HEAD'}:{path}"
+    where = f"{redact_uri(repo)}@{rev or 'HEAD'}:{path}"
     try:
         fs = DVCFileSystem(repo, rev=rev or None)
         info = fs.info(path)
@@ -87,8 +97,9 @@ def fetch_dvc(repo: str, rev: str, path: str, dest: Path) -> RawSource:
         commit = fs.repo.get_rev()  # the commit `rev` resolved to (not the clone's HEAD)
     except FileNotFoundError:
         raise RawSourceError(f"{where}: not found in the data repository (check data_path)") from None
-    except Exception as exc:  # noqa: BLE001 - DVC/scm raise many types; name the source and keep the cause
-        raise RawSourceError(f"{where}: cannot fetch raw data: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - DVC/scm raise many types; name the source and the cause
+        cause = redact_text(str(exc))  # git and DVC quote the URL they were given
+        raise RawSourceError(f"{where}: cannot fetch raw data: {type(exc).__name__}: {cause}") from None
     data_hash = str((info.get("dvc_info") or {}).get("md5", ""))
     log.info("fetched %s (commit %s, hash %s) into %s", where, commit, data_hash or "?", dest)
     return RawSource(dest, "dvc", commit, data_hash)

@@ -23,6 +23,7 @@ from ..data.image_chain import ImageChain
 from ..deploy.onnx_flavor import OnnxExport, export_and_log, usage_markdown
 from ..deploy.pyfunc_flavor import log_reid_model
 from ..entrypoint import run_cli
+from ..redaction import redact_uri
 from ..reporting.model_card import model_card
 from ..tracking import logged_model, registry, runs, versions
 from ..tracking.registry import RegistrationResult
@@ -57,7 +58,7 @@ class RegisterResult:
     champion_version: int | None
     model_uri: str
     run_id: str
-    tracking_uri: str
+    tracking_uri: str  # without credentials (redact_uri)
     path: Path
     ui: dict[str, str]  # the MLflow UI pages of the run, the experiment's models and the version
 
@@ -185,7 +186,7 @@ def _write_record(
         **asdict(reg),
         "model_uri": model_uri,
         "run_id": given.ref.run_id,
-        "tracking_uri": given.ref.tracking_uri,
+        "tracking_uri": redact_uri(given.ref.tracking_uri),
         "dataset_hash": dataset_hash,
         "min_rank1": register.min_rank1,
         "min_map": register.min_map,
@@ -246,7 +247,7 @@ def run(
     )
     return RegisterResult(
         reg.name, reg.version, reg.passed_gate, reg.reason, reg.aliases, reg.champion_version,
-        model_uri, ref.run_id, ref.tracking_uri, path, _ui_links(ref, reg.name, reg.version),
+        model_uri, ref.run_id, redact_uri(ref.tracking_uri), path, _ui_links(ref, reg.name, reg.version),
     )  # fmt: skip
 
 

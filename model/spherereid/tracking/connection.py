@@ -1,10 +1,12 @@
 """The connection to MLflow: the tracking URI, a client, and retries with backoff.
 
 The tracking URI comes from MLFLOW_TRACKING_URI; unset, it is `sqlite:///<repo root>/mlflow.db` with
-artifacts in `<repo root>/mlartifacts`, whatever the working directory. Calls to a tracking server are
-retried with exponential backoff on connection errors (and 429/5xx once MLflow's own retries ran
-out), then fail with `TrackingUnavailableError`; an answer that is not MLflow's (wrong port, an auth
-proxy) raises `TrackingServerError`. Both name the URI in one line. mlflow is imported lazily.
+artifacts in `<repo root>/mlartifacts`, whatever the working directory; a DVC experiment run in a
+temporary copy (`dvc exp run --queue` / `--temp`) uses the store of the repository it was queued in.
+Calls to a tracking server are retried with exponential backoff on connection errors (and 429/5xx once
+MLflow's own retries ran out), then fail with `TrackingUnavailableError`; an answer that is not MLflow's
+(wrong port, an auth proxy) raises `TrackingServerError`. Both name the URI in one line, without its
+credentials (redaction.redact_uri, as every message and file naming a URI). mlflow is imported lazily.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from ..redaction import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,64 @@ class TrackingServerError(RuntimeError):
 # ---------------------------------------------------------------- URIs and clients
 
 
-def repo_root(start: Path | None = None) -> Path:
-    """The nearest parent of `start` (default CWD) holding params.yaml or .git; else `start`."""
-    start = (start or Path.cwd()).resolve()
+class TrackingLocationError(RuntimeError):
+    """The default store's folder cannot be trusted (a DVC experiment's deleted temporary copy)."""
+
+
+DVC_EXPERIMENTS_TMP = (".dvc", "tmp", "exps")  # DVC's temporary experiment workspaces live under it
+
+
+def _nearest_checkout(start: Path) -> Path:
+    """The nearest parent of `start` (itself included) holding params.yaml or .git; else `start`."""
     for folder in (start, *start.parents):
-        if (folder / "params.yaml").is_file() or (folder / ".git").exists():
+        if _is_checkout(folder):
             return folder
     return start
+
+
+def _is_checkout(folder: Path) -> bool:
+    return (folder / "params.yaml").is_file() or (folder / ".git").exists()
+
+
+def _experiments_owner(folder: Path) -> Path | None:
+    """`<repo>` when `folder` lies under `<repo>/.dvc/tmp/exps/` (a queued or `--temp` experiment's
+    workspace, which DVC deletes after the run); else None."""
+    parts, n = folder.parts, len(DVC_EXPERIMENTS_TMP)
+    for i in range(len(parts) - n, 0, -1):
+        if parts[i : i + n] == DVC_EXPERIMENTS_TMP:
+            return Path(*parts[:i])
+    return None
+
+
+def _dvc_parent_repo(nearest: Path) -> Path | None:
+    """The repository DVC names in DVC_ROOT for an experiment's stage (DVC_EXP_BASELINE_REV set) when it
+    is not `nearest`: DVC points it at the parent repository of a temporary workspace."""
+    root = os.environ.get("DVC_ROOT", "").strip()
+    if not root or not os.environ.get("DVC_EXP_BASELINE_REV", "").strip():
+        return None
+    parent = Path(root).resolve()
+    return None if parent == nearest else parent
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The project checkout `start` (default CWD) belongs to: the nearest parent holding params.yaml or
+    .git (else `start`), except in a DVC experiment's temporary workspace (`dvc exp run --queue` or
+    `--temp`: `<repo>/.dvc/tmp/exps/...`, or DVC_ROOT naming another repository), whose repository is the
+    one that queued it. A temporary workspace whose repository cannot be found raises
+    TrackingLocationError (its own folder is deleted after the run, and the runs with it)."""
+    start = (start or Path.cwd()).resolve()
+    nearest = _nearest_checkout(start)
+    owner, parent = _experiments_owner(nearest), _dvc_parent_repo(nearest)
+    if owner is None and parent is None:
+        return nearest
+    for candidate in (parent, owner):
+        if candidate is not None and _experiments_owner(candidate) is None and _is_checkout(candidate):
+            return candidate
+    raise TrackingLocationError(
+        f"{nearest}: a DVC experiment's temporary workspace (deleted after the run) whose repository "
+        "cannot be found for the default MLflow store; set MLFLOW_TRACKING_URI (e.g. "
+        "sqlite:///<repo>/mlflow.db or the tracking server) and queue the experiment again"
+    )
 
 
 def tracking_uri() -> str:
@@ -87,6 +142,8 @@ def client(uri: str | None = None):
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
+    if redact_uri(uri) != uri:  # MLflow prints "View run ... at: <URI>" (credentials and all) otherwise
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -129,11 +186,12 @@ def with_retries(
     """Call `fn()`; on a connection error wait base_delay * 2**i and try again, `attempts` times in all.
 
     Defaults: 5 attempts, 1 s (env SPHEREREID_MLFLOW_RETRIES / SPHEREREID_MLFLOW_BACKOFF override).
-    Raises TrackingUnavailableError naming `uri` when every attempt failed; other errors pass through.
+    Raises TrackingUnavailableError naming `uri` (redacted) when every attempt failed; other errors pass
+    through.
     """
     attempts = int(os.environ.get(ENV_RETRIES, 5)) if attempts is None else attempts
     base_delay = float(os.environ.get(ENV_BACKOFF, 1.0)) if base_delay is None else base_delay
-    attempts = max(1, attempts)
+    attempts, uri = max(1, attempts), redact_uri(uri)  # `uri` names the server in messages only
     for i in range(attempts):
         try:
             return fn()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..entrypoint import run_cli
+from ..redaction import redact_uri
 from . import runs
 from .alias_lock import alias_lock
 from .registry import CHAMPION, RegistryError, _aliases, _move_champion
@@ -94,7 +95,7 @@ def _missing_version(c, name: str, version: int, uri: str) -> str:
     except MlflowException:
         found = []
     if not found:
-        return f"registered model {name!r} has no versions (or does not exist) at {uri}"
+        return f"registered model {name!r} has no versions (or does not exist) at {redact_uri(uri)}"
     return f"{name} version {version} not found; versions: {', '.join(map(str, found))}"
 
 

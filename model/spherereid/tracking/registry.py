@@ -21,7 +21,7 @@ from typing import Any
 
 from . import runs
 from .alias_lock import alias_lock, ensure_held
-from .mlflow_compat import link_model_version
+from .mlflow_compat import link_model_version, using_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,11 @@ def _register(
     )
     version = _find_version(c, name, run_id, model_uri)
     if version is None:
-        mv = c.create_model_version(
-            name, source=model_uri, run_id=run_id, tags=version_tags, model_id=_model_id(model_uri)
-        )
+        # MLflow's sqlite registry looks the logged model up through the global tracking URI
+        with using_tracking_uri(c.tracking_uri):
+            mv = c.create_model_version(
+                name, source=model_uri, run_id=run_id, tags=version_tags, model_id=_model_id(model_uri)
+            )
         version = int(mv.version)
         log.info("registered %s version %d from %s", name, version, model_uri)
     else:

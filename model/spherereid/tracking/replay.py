@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..entrypoint import run_cli
+from ..redaction import redact_uri
 from .spool import replay
 from .spool_journal import DEAD_FILE, META_FILE
 
@@ -35,8 +36,9 @@ def _target_uri(directory: Path) -> str | None:
         recorded = json.loads(meta.read_text()).get("tracking_uri")
     except (json.JSONDecodeError, AttributeError):
         recorded = None
-    if recorded != env_uri:
-        log.warning("%s: spool recorded for %s; replaying to MLFLOW_TRACKING_URI=%s", meta, recorded, env_uri)
+    if recorded != redact_uri(env_uri):  # spool.json holds the URI without credentials
+        log.warning("%s: spool recorded for %s; replaying to MLFLOW_TRACKING_URI=%s", meta, recorded,
+                    redact_uri(env_uri))  # fmt: skip
     return env_uri
 
 
@@ -49,10 +51,11 @@ def replay_main(argv: Sequence[str], prog: str) -> int:
         res = replay(args.dir, tracking_uri=_target_uri(args.dir))
         s = res.sent
         runs = ", ".join(res.runs) or "none"
-        print(f"replayed {args.dir} to {res.tracking_uri}: {s.metrics} metric values, {s.params} params, "
+        shown = redact_uri(res.tracking_uri)
+        print(f"replayed {args.dir} to {shown}: {s.metrics} metric values, {s.params} params, "
               f"{s.tags} tags sent (run {runs}); {s.skipped} metric values were already there")  # fmt: skip
         if s.set_aside:
-            print(f"{s.set_aside} records of runs not in {res.tracking_uri} set aside in "
+            print(f"{s.set_aside} records of runs not in {shown} set aside in "
                   f"{res.directory / DEAD_FILE} (run {', '.join(res.gone)})")  # fmt: skip
         return 0
 

@@ -5,6 +5,8 @@ The URI, the client and the retries live in connection.py (re-exported here); ML
 where it is needed, in mlflow_compat.py.
 Logging calls use the URI of the RunRef: `read_run_ref` gives the URI recorded by train (where the run
 lives), unless MLFLOW_TRACKING_URI is set, which always wins; a run missing there raises RunRefError.
+mlflow_run.json holds the URI without credentials (redaction.redact_uri): they come from the environment
+(MLFLOW_TRACKING_URI, or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD) in every stage.
 Nothing happens at import time; mlflow is imported inside the functions.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..redaction import redact_uri
 from . import plugin
 from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
     ARTIFACTS_DIR,
@@ -60,11 +63,12 @@ class RunRef:
 
 
 def write_run_ref(path: str | Path, ref: RunRef) -> None:
-    """Write `{"run_id", "experiment_id", "tracking_uri"}` as JSON (atomically)."""
+    """Write `{"run_id", "experiment_id", "tracking_uri"}` as JSON (atomically), the URI redacted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(ref), indent=2) + "\n")
+    record = {**asdict(ref), "tracking_uri": redact_uri(ref.tracking_uri)}
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -72,20 +76,22 @@ def read_run_ref(path: str | Path) -> RunRef:
     """Read mlflow_run.json; a missing or corrupt file raises RunRefError naming it.
 
     A set MLFLOW_TRACKING_URI replaces the recorded URI (the environment says where to log; a run that
-    is not there fails with RunRefError on first use instead of silently logging elsewhere).
+    is not there fails with RunRefError on first use instead of silently logging elsewhere), with a
+    warning when it is another store than the recorded one (not merely the recorded URI with credentials).
     """
     ref = _read_run_ref(Path(path))
     env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env_uri and env_uri != ref.tracking_uri:
+    if not env_uri or env_uri == ref.tracking_uri:
+        return ref
+    if redact_uri(env_uri) != redact_uri(ref.tracking_uri):
         log.warning(
             "%s: run %s was recorded at %s; using MLFLOW_TRACKING_URI=%s",
             path,
             ref.run_id,
-            ref.tracking_uri,
-            env_uri,
+            redact_uri(ref.tracking_uri),
+            redact_uri(env_uri),
         )
-        return RunRef(ref.run_id, ref.experiment_id, env_uri)
-    return ref
+    return RunRef(ref.run_id, ref.experiment_id, env_uri)
 
 
 def _read_run_ref(path: Path) -> RunRef:
@@ -182,7 +188,7 @@ def start_run(
         return RunRef(run.info.run_id, exp_id, uri)
 
     ref = with_retries(go, what=f"start run in experiment {experiment}", uri=uri)
-    log.info("MLflow run %s (experiment %s) at %s", ref.run_id, ref.experiment_id, uri)
+    log.info("MLflow run %s (experiment %s) at %s", ref.run_id, ref.experiment_id, redact_uri(uri))
     return ref
 
 
@@ -233,7 +239,7 @@ def _resumable(ref: RunRef, flat: dict[str, str]) -> bool:
 
     run = with_retries(get, what="look up run", uri=ref.tracking_uri)
     if run is None or run.info.lifecycle_stage == "deleted":
-        log.info("run %s not found on %s; starting a new run", ref.run_id, ref.tracking_uri)
+        log.info("run %s not found on %s; starting a new run", ref.run_id, redact_uri(ref.tracking_uri))
         return False
     if run.data.params != flat:
         log.info("params differ from run %s; starting a new run", ref.run_id)
@@ -251,8 +257,8 @@ def _on_run(ref: RunRef, fn: Callable[[], T], *, what: str, attempts: int | None
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         raise RunRefError(
-            f"MLflow run {ref.run_id} not found at {ref.tracking_uri} ({what}): mlflow_run.json points to a "
-            "run this store does not hold (another MLFLOW_TRACKING_URI, or a deleted store); set "
+            f"MLflow run {ref.run_id} not found at {redact_uri(ref.tracking_uri)} ({what}): mlflow_run.json "
+            "points to a run this store does not hold (another MLFLOW_TRACKING_URI, or a deleted store); set "
             "MLFLOW_TRACKING_URI to the store the train stage used, or run the train stage again"
         ) from None
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..redaction import redact_text, redact_uri
 from .connection import client, is_connection_error, non_api_status, with_retries
 from .spool_journal import DEAD_FILE, META_FILE, Record, SpoolError, SpoolJournal
 
@@ -145,9 +146,9 @@ def deliver(c, journal: SpoolJournal, batch: list[Record], *, dedupe: bool, gone
 
 
 def summary(exc: BaseException) -> str:
-    """`Type: first line of the message`."""
+    """`Type: first line of the message`, any URI in it without credentials."""
     text = str(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return f"{type(exc).__name__}: {redact_text(text.splitlines()[0]) if text else ''}"
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,8 @@ class MetricSpool:
             self.journal.close()
         if not done:
             log.warning("%s: %d records not sent to %s (%s); replay with `spherereid tracking replay %s`",
-                        self.journal.dir, self.pending, self.tracking_uri, self.why_unsent(),
-                        self.journal.dir)  # fmt: skip
+                        self.journal.dir, self.pending, redact_uri(self.tracking_uri),
+                        self.why_unsent(), self.journal.dir)  # fmt: skip
         return done
 
     def why_unsent(self) -> str:
@@ -278,7 +279,7 @@ class MetricSpool:
                 if not outage:
                     state = "unreachable" if is_connection_error(exc) else f"busy ({self.retrying})"
                     log.warning("tracking server %s %s; spooling in %s and retrying",
-                                self.tracking_uri, state, self.journal.dir)  # fmt: skip
+                                redact_uri(self.tracking_uri), state, self.journal.dir)  # fmt: skip
                 uncertain, outage = True, True
                 self._sleep(delay)
                 delay = min(2 * delay, self._delays[1])
@@ -288,7 +289,8 @@ class MetricSpool:
                 self.sent_counts += counts
                 self._cond.notify_all()
             if outage:
-                log.info("tracking server %s is back; draining %s", self.tracking_uri, self.journal.dir)
+                shown = redact_uri(self.tracking_uri)
+                log.info("tracking server %s is back; draining %s", shown, self.journal.dir)
             uncertain, delay, outage, self.retrying = False, self._delays[0], False, None
 
     def _sleep(self, seconds: float) -> None:
@@ -300,7 +302,8 @@ class MetricSpool:
         with self._cond:
             self.error = summary(exc)
             self._cond.notify_all()
-        log.error("%s: draining to %s stopped: %s", self.journal.dir, self.tracking_uri, self.error)
+        shown = redact_uri(self.tracking_uri)
+        log.error("%s: draining to %s stopped: %s", self.journal.dir, shown, self.error)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
                         atomically)
     <dir>/spool.dead.jsonl  records set aside because their run is not in the store (a removed mlflow.db,
                         a deleted run), in the format of spool.jsonl, each once
-    <dir>/spool.json    {"tracking_uri": URI}: where the records go
+    <dir>/spool.json    {"tracking_uri": URI}: where the records go (without credentials: redact_uri)
     <dir>/spool.lock    flock'ed by the one process that drains this spool
 
 `kind` is metric, param or tag; `ts` is the wall clock in ms when the record was made, `step` the
@@ -24,6 +24,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
+
+from ..redaction import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +160,14 @@ class SpoolJournal:
             if recorded is None:
                 raise SpoolError(f"{path}: not found; {self.dir} holds no spool")
             return str(recorded)
-        if recorded not in (None, uri) and self.pending() and not redirect:
+        shown = redact_uri(uri)  # the file never holds credentials; the caller's URI carries them
+        if recorded not in (None, shown) and self.pending() and not redirect:
             raise SpoolError(
                 f"{self.dir}: {len(self.pending())} records for {recorded} are not sent yet; run "
                 f"`spherereid tracking replay {self.dir}` with that server up, or move the spool away"
             )
-        if recorded != uri:
-            _write_atomic(path, json.dumps({"tracking_uri": uri}) + "\n")
+        if recorded != shown:
+            _write_atomic(path, json.dumps({"tracking_uri": shown}) + "\n")
         return uri
 
     @property

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from ..device import effective_precision, resolve_device
+from ..redaction import redact_uri
 from ..training.step import EpochStats
 from ..training.termination import Terminated
 from ..training.trainer import FitConfig
@@ -207,7 +208,7 @@ class TrainRunLogger:
         if self.spool is not None and not self.drained:
             spool = self.spool.journal.dir
             raise TrackingBacklog(
-                f"{spool}: {self.spool.pending} tracking records not sent to {ref.tracking_uri} "
+                f"{spool}: {self.spool.pending} tracking records not sent to {redact_uri(ref.tracking_uri)} "
                 f"({self.spool.why_unsent()}); the model is saved - replay with "
                 f"`spherereid tracking replay {spool}` or rerun the stage (it does not retrain)"
             )
