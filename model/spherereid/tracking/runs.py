@@ -132,9 +132,8 @@ def ui_base(tracking_uri: str) -> str:
 
     if not tracking_uri.startswith(("http://", "https://")):
         return DEFAULT_UI
-    parts = urlsplit(tracking_uri)
-    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
-    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
+    parts = urlsplit(redact_uri(tracking_uri))
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def ui_url(tracking_uri: str, experiment_id: str, view: str = "runs") -> str:
