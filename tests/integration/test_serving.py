@@ -28,6 +28,15 @@ CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)
 @contextmanager
 def served(model_uri: str, tracking_uri: str, workdir: Path, server_tools) -> Iterator[str]:
     """`mlflow models serve -m model_uri --env-manager local` on a free port; yields its base URL."""
+    with served_process(model_uri, tracking_uri, workdir, server_tools) as (url, _):
+        yield url
+
+
+@contextmanager
+def served_process(
+    model_uri: str, tracking_uri: str, workdir: Path, server_tools
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As `served`, yielding (base URL, the `mlflow models serve` process: uvicorn is its child)."""
     free_port, wait_http, stop = server_tools
     port = free_port()
     # mlflow starts `uvicorn` by name: the venv's bin directory must be on PATH (an activated venv)
@@ -50,7 +59,7 @@ def served(model_uri: str, tracking_uri: str, workdir: Path, server_tools) -> It
             wait_http(f"http://127.0.0.1:{port}/ping", timeout=180, proc=proc)
         except (RuntimeError, TimeoutError) as exc:
             pytest.fail(f"{exc}\n{log_path.read_text()[-3000:]}")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         stop(proc)
         log.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import TransformConfig
+from .cpu_quota import usable_cpus
 from .imageio import BadImage, check_size, decode_resized, resize_rgb
 from .transforms import EvalTransform
 
@@ -77,12 +77,15 @@ class ImageChain:
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         return cls(**values)
 
-    def stored(self, source: bytes | np.ndarray) -> np.ndarray:
-        """Encoded image bytes (JPEG, PNG, ...) or a uint8 (H, W, 3) array of any size -> uint8 at the
-        stored size (stored_h, stored_w, 3). Raises BadImage with the reason."""
+    def stored(self, source: bytes | Image.Image | np.ndarray) -> np.ndarray:
+        """Encoded image bytes (JPEG, PNG, ...), an image opened with imageio.open_header (decoded and
+        closed here) or a uint8 (H, W, 3) array of any size -> uint8 at the stored size
+        (stored_h, stored_w, 3). Raises BadImage with the reason."""
         height, width = self.stored_size
         if isinstance(source, bytes | bytearray | memoryview):
             return decode_resized(bytes(source), height, width)
+        if isinstance(source, Image.Image):
+            return decode_resized(source, height, width)
         arr = np.asarray(source)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise BadImage(f"expected uint8 (H, W, 3) pixels, got {arr.dtype} {arr.shape}")
@@ -91,12 +94,15 @@ class ImageChain:
             return np.ascontiguousarray(arr)
         return resize_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGB"), height, width)
 
-    def stored_batch(self, sources: Sequence[bytes | np.ndarray], workers: int | None = None) -> np.ndarray:
+    def stored_batch(
+        self, sources: Sequence[bytes | Image.Image | np.ndarray], workers: int | None = None
+    ) -> np.ndarray:
         """Sources -> uint8 (N, stored_h, stored_w, 3); the first bad one raises BadImage naming its row.
 
-        Rows are decoded by `workers` threads (default: one per CPU; Pillow releases the GIL while it
-        decodes and resizes), each with `stored`, straight into one preallocated array: the pixels are
-        those of a one-by-one loop, and the reported row is the first bad one in row order."""
+        Rows are decoded by `workers` threads (default: one per CPU this process may use,
+        cpu_quota.usable_cpus; Pillow releases the GIL while it decodes and resizes), each with
+        `stored`, straight into one preallocated array: the pixels are those of a one-by-one loop, and
+        the reported row is the first bad one in row order."""
         out = np.empty((len(sources), *self.stored_size, 3), dtype=np.uint8)
 
         def fill(row: int) -> str | None:
@@ -106,7 +112,7 @@ class ImageChain:
                 return f"row {row}: {exc}"
             return None
 
-        workers = min(workers or os.cpu_count() or 1, len(sources))
+        workers = min(workers or usable_cpus(), len(sources))
         if workers <= 1:
             failures: Iterable[str | None] = map(fill, range(len(sources)))
         else:

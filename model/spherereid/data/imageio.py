@@ -8,6 +8,8 @@ applies an optional (x, y, w, h) crop clipped to the image and resizes with Pill
 to the stored size. `decode_many` maps it over a process pool with an ordered, chunked `imap`;
 a task with an output array (`out`, `row`) writes the image straight into that .npy file (opened as
 a memory map in each worker), so only the hash and the failure reason travel between processes.
+`open_header` opens an image with its header alone read (serving sums the pixels of a request's images
+with it before anything is decoded, then decodes those same opened images).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 50_000_000
 # An image (or clipped crop) narrower or lower than this holds no person: a broken crop or thumbnail.
 MIN_SIDE = 4
+# Peak memory of `decode_resized` per pixel of the image (width x height): the decoded image in its own
+# mode, the codec's buffers and the RGB conversion. Measured with VmHWM, one process per format
+# (tests/unit/test_imageio.py::test_decoding_peaks_under_the_stated_bytes_per_pixel): 4 for RGB JPEG,
+# PNG, TIFF, BMP; 5 for 1-bit PNG; 8 for RGBA PNG; 10 for 16-bit grey PNG; 16 / 19.6 for RGB / RGBA WebP
+# (libwebp's canvases + Pillow's copy); 14 / 17.8 for RGB / RGBA JPEG 2000. The serving bound uses it.
+DECODE_PEAK_BYTES_PER_PIXEL = 24
 
 
 class BadImage(ValueError):
@@ -82,18 +90,24 @@ def content_hash(data: bytes, crop: tuple[int, int, int, int] | None = None) -> 
     return h.hexdigest()
 
 
-def open_checked(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode image bytes fully into an RGB image, or raise BadImage with the reason."""
+def open_header(data: bytes) -> Image.Image:
+    """An image opened from its bytes with only its header read (Pillow reads lazily: size and mode are
+    known, nothing is decoded), or BadImage with the reason."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise BadImage(f"decompression bomb refused by Pillow ({exc})") from None
     except UnidentifiedImageError:
         raise BadImage("not an image (Pillow cannot identify the format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"truncated or corrupt image header ({exc})") from None
+
+
+def open_checked(source: bytes | Image.Image, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode image bytes (or an image from `open_header`) fully into an RGB image, or raise BadImage."""
+    img = open_header(source) if isinstance(source, bytes) else source
     w, h = img.size
     if w * h > max_pixels:
         raise BadImage(f"{w}x{h} = {w * h} pixels, over the {max_pixels}-pixel cap (decompression bomb?)")
@@ -104,7 +118,7 @@ def open_checked(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if img.mode.startswith("I;16"):
         # 16-bit grey: Pillow's convert would clip at 255; keep the high byte, as Pillow does for 16-bit RGB
         return Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8)).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # convert("RGB") of RGB is a full copy
 
 
 def check_size(size: tuple[int, int], what: str = "image") -> None:
@@ -130,15 +144,23 @@ def load_image(
 
 
 def decode_resized(
-    data: bytes,
+    source: bytes | Image.Image,
     height: int,
     width: int,
     crop: tuple[int, int, int, int] | None = None,
     max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
-    """Image bytes -> (height, width, 3) uint8: decode, validate, crop, bilinear resize (preprocess's own
-    step, shared with serving, export and search through data.image_chain)."""
-    img = open_checked(data, max_pixels)
+    """Image bytes (or an image from `open_header`, closed here once used) -> (height, width, 3) uint8:
+    decode, validate, crop, bilinear resize (preprocess's own step, shared with serving, export and search
+    through data.image_chain)."""
+    opened = open_header(source) if isinstance(source, bytes) else source
+    try:
+        return _resized(open_checked(opened, max_pixels), height, width, crop)
+    finally:
+        opened.close()  # its decoded pixels are released now, not when the caller drops the image
+
+
+def _resized(img: Image.Image, height: int, width: int, crop: tuple[int, int, int, int] | None) -> np.ndarray:
     check_size(img.size)
     if crop is not None:
         box = clip_box(crop, img.size)

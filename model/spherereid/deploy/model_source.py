@@ -29,6 +29,7 @@ from ..device import effective_precision
 from ..modeling.net import ReIDNet
 from ..redaction import redact_uri
 from ..training import checkpoint
+from .weights_integrity import verify_weights
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ def _load_pyfunc(local: Path, what: str) -> tuple[ReIDNet, Path, tuple[int, int]
     if "config" not in paths or "weights" not in paths:
         raise ModelSourceError(f"{what}: not a SphereReID pyfunc model (artifacts: {sorted(paths)})")
     config = json.loads(paths["config"].read_text())
+    verify_weights(paths["weights"], config)  # WeightsMismatch: not the weights that were logged
     weights = torch.load(paths["weights"], map_location="cpu", weights_only=True)
     net = ReIDNet.from_saved(config["constructor"], weights)
     chain = ImageChain.from_dict(config["chain"]) if isinstance(config.get("chain"), dict) else None

@@ -9,6 +9,15 @@ Called in Python, a row may also hold a uint8 (H, W, 3) array of any size. Each 
 (average with the mirror image, L2): output float32 (N, D) unit rows, equal to the evaluate stage's
 features.npz for the same files. A bad row fails the request with HTTP 400 naming the row and the problem.
 
+Limits (serve_limits: SPHEREREID_SERVE_MAX_ROWS, SPHEREREID_SERVE_MAX_PIXELS, read when the model loads):
+a request over the rows per request, or whose image headers sum to more decoded pixels than the budget,
+gets a one-line HTTP 400 naming the limit and the variable that raises it, before anything is decoded.
+One request is decoded and embedded at a time per server process (ONE_REQUEST_AT_A_TIME), in as many
+threads as the server may use CPUs. The column `image` is optional in the signature so that a request
+without it reaches predict (MLflow's own "missing inputs" error would echo the request) and gets a
+one-line 400 naming the expected column. load_context refuses weights whose sha256 is not the one
+recorded when the model was logged (weights_integrity).
+
 Artifacts: config.json (constructor kwargs, embedding dim, the ImageChain) and a state_dict loaded with
 `torch.load(weights_only=True)`: no pickled network. The model is logged "from code" (an entry script
 importing ReIDEmbeddingModel), so serving needs `spherereid` importable: `mlflow models serve
@@ -23,16 +32,20 @@ import io
 import json
 import logging
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..data.image_chain import ImageChain, model_key
-from ..data.imageio import BadImage
+from ..data.imageio import BadImage, open_header
 from ..tracking import runs
 from ..tracking.runs import RunRef
 from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
+from .serve_limits import RequestTooLarge, ServeLimits
+from .weights_integrity import WEIGHTS_SHA_KEY, file_sha256, verify_weights
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,9 @@ IMAGE_COLUMN = "image"
 MODEL_URI_TAG = "spherereid.model_uri"
 MODEL_SHA_TAG = "spherereid.model_sha256"  # sha256 of model.pt + the chain: one logged model per pair
 PREDICT_BATCH = 64
+# one request decoded and embedded at a time per process: the memory bound of serve_limits holds per
+# server, whatever the number of clients (MLflow's scoring server runs each request in a thread)
+ONE_REQUEST_AT_A_TIME = threading.Lock()
 ENTRY_SCRIPT = (
     "# Model entry point (MLflow models-from-code): the network is rebuilt in load_context.\n"
     "import mlflow\n\n"
@@ -58,6 +74,10 @@ except ImportError:  # pragma: no cover
 class ReIDEmbeddingModel(_Base):
     """pyfunc wrapper: load_context rebuilds the network and the chain; predict maps images to embeddings."""
 
+    def __init__(self) -> None:
+        # built when MLflow loads the model (the entry script): the limits of the server's environment
+        self.limits = ServeLimits.from_env()
+
     def load_context(self, context) -> None:
         import torch
 
@@ -65,6 +85,7 @@ class ReIDEmbeddingModel(_Base):
         from ..modeling.net import ReIDNet
 
         config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
+        verify_weights(Path(context.artifacts[WEIGHTS_ARTIFACT]), config)
         state = torch.load(context.artifacts[WEIGHTS_ARTIFACT], map_location="cpu", weights_only=True)
         net = ReIDNet.from_saved(config["constructor"], state)
         self.device = resolve_device("auto")
@@ -80,22 +101,27 @@ class ReIDEmbeddingModel(_Base):
         from ..inference import extract_features
 
         try:
-            images = self.chain.stored_batch(image_rows(model_input))
-        except BadImage as exc:
+            values = image_column(model_input)
+            self.limits.check_rows(len(values))
+            rows = opened_rows([_row(row, value) for row, value in enumerate(values)])
+            self.limits.check_pixels([row_pixels(row) for row in rows])
+            with ONE_REQUEST_AT_A_TIME:
+                images = self.chain.stored_batch(rows, workers=self.limits.decode_threads)
+                if len(images) == 0:
+                    return np.zeros((0, self.embedding_dim), dtype=np.float32)
+                with torch.no_grad():
+                    return extract_features(
+                        self.net,
+                        images,
+                        self.chain.eval_transform(),
+                        batch_size=PREDICT_BATCH,
+                        device=self.device,
+                        flip=self.chain.flip,
+                        precision=self.chain.precision,  # exactly the evaluated chain
+                        progress=False,
+                    )
+        except (BadImage, RequestTooLarge) as exc:
             raise _bad_request(str(exc)) from None
-        if len(images) == 0:
-            return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        with torch.no_grad():
-            return extract_features(
-                self.net,
-                images,
-                self.chain.eval_transform(),
-                batch_size=PREDICT_BATCH,
-                device=self.device,
-                flip=self.chain.flip,
-                precision=self.chain.precision,  # exactly the evaluated chain
-                progress=False,
-            )
 
 
 def _bad_request(message: str) -> Exception:
@@ -126,22 +152,50 @@ def _bad_request(message: str) -> Exception:
 def image_rows(model_input: Any) -> list[bytes | np.ndarray]:
     """The `image` column of a DataFrame (or a dict of columns, or a plain list; or a uint8 (N, H, W, 3)
     array) as a list of bytes / uint8 arrays. Base64 text is decoded. Raises BadImage naming the row."""
+    return [_row(row, value) for row, value in enumerate(image_column(model_input))]
+
+
+def image_column(model_input: Any) -> list[Any]:
+    """The values of the `image` column (or of a plain list, or the images of a uint8 (N, H, W, 3)
+    array), not yet decoded; BadImage naming the expected column when there is none."""
     import pandas as pd
 
     if isinstance(model_input, pd.DataFrame | dict):
         if IMAGE_COLUMN not in model_input:
-            have = ", ".join(map(str, list(model_input.keys()))) or "none"
-            raise BadImage(f"no '{IMAGE_COLUMN}' column (columns: {have}); send one image per row in it")
-        values = list(model_input[IMAGE_COLUMN])
-    elif isinstance(model_input, np.ndarray) and model_input.dtype == np.uint8 and model_input.ndim == 4:
-        values = list(model_input)
-    elif isinstance(model_input, list | tuple):
-        values = list(model_input)
-    else:
-        raise BadImage(
-            f"expected a DataFrame with an '{IMAGE_COLUMN}' column, got {type(model_input).__name__}"
-        )
-    return [_row(row, value) for row, value in enumerate(values)]
+            # (MLflow drops the columns its signature does not name before predict: none are left)
+            have = ", ".join(map(str, list(model_input.keys())))
+            raise BadImage(
+                f"no '{IMAGE_COLUMN}' column{f' (columns: {have})' if have else ''} in the request; send "
+                f"one image per row in a column named '{IMAGE_COLUMN}'"
+            )
+        return list(model_input[IMAGE_COLUMN])
+    if isinstance(model_input, np.ndarray) and model_input.dtype == np.uint8 and model_input.ndim == 4:
+        return list(model_input)
+    if isinstance(model_input, list | tuple):
+        return list(model_input)
+    raise BadImage(f"expected a DataFrame with an '{IMAGE_COLUMN}' column, got {type(model_input).__name__}")
+
+
+def opened_rows(rows: list[bytes | np.ndarray]) -> list[bytes | Image.Image | np.ndarray]:
+    """Each row of image bytes opened with its header alone read (imageio.open_header: size known, nothing
+    decoded; the same opened image is decoded later, so the header is read once). A row whose header
+    cannot be read stays bytes: decoding names it, in row order, as before the limits existed."""
+    opened: list[bytes | Image.Image | np.ndarray] = []
+    for row in rows:
+        try:
+            opened.append(open_header(row) if isinstance(row, bytes) else row)
+        except BadImage:
+            opened.append(row)
+    return opened
+
+
+def row_pixels(row: bytes | Image.Image | np.ndarray) -> int:
+    """width x height of an opened image or an array; 0 for bytes whose header could not be read."""
+    if isinstance(row, Image.Image):
+        return int(row.size[0]) * int(row.size[1])
+    if isinstance(row, np.ndarray) and row.ndim >= 2:
+        return int(row.shape[0]) * int(row.shape[1])
+    return 0
 
 
 def _row(row: int, value: Any) -> bytes | np.ndarray:
@@ -204,15 +258,18 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, regist
     with torch.no_grad():
         dim = int(net(torch.zeros(2, 3, *chain.input_size)).shape[1])
     signature = ModelSignature(
-        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN)]),
+        # optional: a request without the column reaches predict, which names the column in a one-line
+        # 400; required, MLflow answers "Failed to predict data '<the request>'..." (the payload echoed)
+        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN, required=False)]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
     )
     example = pd.DataFrame({IMAGE_COLUMN: [example_png(chain)]})
     with tempfile.TemporaryDirectory() as tmp:
         config_path, weights_path = Path(tmp) / "config.json", Path(tmp) / "weights.pt"
-        config = {"constructor": constructor, "embedding_dim": dim, "chain": chain.to_dict()}
-        config_path.write_text(json.dumps(config, indent=2))
         torch.save(net.state_dict(), weights_path)
+        config = {"constructor": constructor, "embedding_dim": dim, "chain": chain.to_dict(),
+                  WEIGHTS_SHA_KEY: file_sha256(weights_path)}  # fmt: skip
+        config_path.write_text(json.dumps(config, indent=2))
         entry = Path(tmp) / "reid_model.py"
         entry.write_text(ENTRY_SCRIPT)
         name = logged_model_name(dataset, constructor)
