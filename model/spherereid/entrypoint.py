@@ -8,12 +8,14 @@ import os
 import sys
 from collections.abc import Callable
 
+from .contracts import LOG_LEVEL_ENV
+
 log = logging.getLogger("spherereid")
 
 
 def configure_logging() -> None:
     """INFO to stderr (SPHEREREID_LOG_LEVEL overrides); called by entry points only."""
-    level = os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper()
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "model" / "spherereid"
 # MLflow bookkeeping: a changed tracking module does not change what train or evaluate compute.
 NOT_A_DEPENDENCY = {"train": {"tracking"}, "evaluate": {"tracking"}}
-# The stages package itself and the commands' error-to-exit-code wrapper change no output.
-STAGE_PLUMBING = {"stages", "entrypoint"}
+# The stages package itself and the commands' error-to-exit-code wrapper change no output; contracts holds
+# names only (renaming an output renames it in dvc.yaml's outs as well, which reruns the stage).
+STAGE_PLUMBING = {"stages", "entrypoint", "contracts"}
 # Stages whose module is not stages.<name>: synthesize_b reruns the synthesize stage (--domain b); the
 # cross-dataset matrix is an experiments command (stages may not import experiments).
 STAGE_MODULES = {"synthesize_b": "stages.synthesize", "matrix": "experiments.matrix_cli"}

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..contracts import TRACKING_URI_ENV
 from . import plugin
 from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
     ARTIFACTS_DIR,
@@ -75,7 +76,7 @@ def read_run_ref(path: str | Path) -> RunRef:
     is not there fails with RunRefError on first use instead of silently logging elsewhere).
     """
     ref = _read_run_ref(Path(path))
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    env_uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     if env_uri and env_uri != ref.tracking_uri:
         log.warning(
             "%s: run %s was recorded at %s; using MLFLOW_TRACKING_URI=%s",
