@@ -7,7 +7,8 @@ PLACEHOLDER_IMAGE, which `compile` and `submit` refuse (local runs ignore the im
 
 import os
 
-IMAGE_ENV = "SPHEREREID_IMAGE"
+from spherereid.contracts import IMAGE_ENV
+
 PLACEHOLDER_IMAGE = "spherereid-image-unset:set-SPHEREREID_IMAGE"
 
 

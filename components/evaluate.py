@@ -30,10 +30,10 @@ def evaluate(
     """Run spherereid.stages.evaluate; log every metric, embed the figures; decide the quality gate."""
     from pathlib import Path
 
+    from spherereid.contracts import CMC_PLOT, RANKED_LISTS_PLOT
     from spherereid.param_coercion import build_from_struct
     from spherereid.reporting.plots import figures_html
     from spherereid.stages import evaluate as stage
-    from spherereid.stages.artifacts import CMC_PLOT, RANKED_LISTS_PLOT
     from spherereid.stages.gate import verdict
 
     out = Path(evaluation.path)

@@ -22,9 +22,9 @@ def preprocess(
     import tempfile
     from pathlib import Path
 
+    from spherereid.contracts import REPORT_MD
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import preprocess as stage
-    from spherereid.stages.artifacts import REPORT_MD
     from spherereid.stages.raw_source import recorded_sources, resolve_raw
 
     sources = {"raw_root": raw_root, "data_repo": data_repo, "data_rev": data_rev, "data_path": data_path}

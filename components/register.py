@@ -18,9 +18,9 @@ def register(
     import json
     from pathlib import Path
 
+    from spherereid.contracts import REGISTRATION_FILE
     from spherereid.param_coercion import build_from_struct
     from spherereid.stages import register as stage
-    from spherereid.stages.artifacts import REGISTRATION_FILE
 
     out = Path(registration.path)
     stage.run(

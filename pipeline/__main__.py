@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spherereid.config import ConfigError, check_datasets
+from spherereid.contracts import IMAGE_ENV
 from spherereid.entrypoint import configure_logging
 
 from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError
@@ -38,7 +39,7 @@ def _key_value(text: str) -> tuple[str, str]:
 def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image",
-        default=os.environ.get("SPHEREREID_IMAGE"),
+        default=os.environ.get(IMAGE_ENV),
         help="immutable image reference (tag or digest); default $SPHEREREID_IMAGE",
     )
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (argument defaults)")
@@ -174,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--image",
-        default=os.environ.get("SPHEREREID_IMAGE"),
+        default=os.environ.get(IMAGE_ENV),
         help="image for --runner docker (bash scripts/build_image.sh prints it); default $SPHEREREID_IMAGE",
     )
     return parser

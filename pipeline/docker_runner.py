@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spherereid.contracts import LOG_LEVEL_ENV, TRACKING_URI_ENV
 from spherereid.redaction import redact_uri
 
 from .compile import check_image
@@ -23,7 +24,7 @@ from .settings import ClusterSettings, PipelineError
 IMAGE_UID = 10001  # the Dockerfile's USER
 # Host variables the tasks see (the subprocess runner's tasks inherit the whole environment).
 FORWARDED_ENV = (
-    "MLFLOW_TRACKING_URI",
+    TRACKING_URI_ENV,
     "MLFLOW_S3_ENDPOINT_URL",
     "AWS_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
@@ -31,7 +32,7 @@ FORWARDED_ENV = (
     "AWS_DEFAULT_REGION",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
-    "SPHEREREID_LOG_LEVEL",
+    LOG_LEVEL_ENV,
 )
 
 
@@ -40,7 +41,7 @@ def task_env(root: Path, environ: dict[str, str] | None = None) -> dict[str, str
     environ = dict(os.environ if environ is None else environ)
     env = {k: environ[k] for k in FORWARDED_ENV if environ.get(k)}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    uri = env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    uri = env.setdefault(TRACKING_URI_ENV, f"sqlite:///{root / 'mlflow.db'}")
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).resolve().is_relative_to(root):
         raise PipelineError(
             f"MLFLOW_TRACKING_URI={redact_uri(uri)}: --runner docker mounts only the pipeline root ({root}) "

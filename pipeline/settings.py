@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from spherereid.config import Params, load_params
-
-CHECKPOINT_MOUNT = "/checkpoints"
-REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # read by spherereid.device.resolve_device
-KFP_RUN_ENV = "KFP_RUN_ID"  # the pod's pipeline run id; read by spherereid.tracking.plugin
+from spherereid.contracts import CHECKPOINT_MOUNT, REQUIRE_CUDA_ENV, TRACKING_URI_ENV
 
 
 class PipelineError(ValueError):
@@ -49,7 +46,7 @@ class ClusterSettings:
     # Non-secret endpoints (set as plain env vars).
     env: dict[str, str] = field(
         default_factory=lambda: {
-            "MLFLOW_TRACKING_URI": "http://mlflow.kubeflow.svc.cluster.local:5000",
+            TRACKING_URI_ENV: "http://mlflow.kubeflow.svc.cluster.local:5000",
             "MLFLOW_S3_ENDPOINT_URL": "http://minio-service.kubeflow.svc.cluster.local:9000",
             "AWS_ENDPOINT_URL": "http://minio-service.kubeflow.svc.cluster.local:9000",
             "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -46,8 +46,9 @@ from components.matrix import matrix as matrix_component
 from components.preprocess import preprocess as preprocess_component
 from components.register import register as register_component
 from components.train import train as train_component
+from spherereid.contracts import CHECKPOINT_MOUNT, KFP_RUN_ENV, REQUIRE_CUDA_ENV
 
-from .settings import CHECKPOINT_MOUNT, KFP_RUN_ENV, REQUIRE_CUDA_ENV, ClusterSettings
+from .settings import ClusterSettings
 
 PIPELINE_NAME = "spherereid"
 

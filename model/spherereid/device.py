@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
+from .contracts import REQUIRE_CUDA_ENV
 
-REQUIRE_CUDA_ENV = "SPHEREREID_REQUIRE_CUDA"  # "1": 'auto' means cuda (the pipeline sets it on GPU tasks)
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:

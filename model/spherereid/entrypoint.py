@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from .contracts import LOG_LEVEL_ENV
 from .redaction import redact_text
 
 log = logging.getLogger("spherereid")
@@ -15,7 +16,7 @@ log = logging.getLogger("spherereid")
 
 def configure_logging() -> None:
     """INFO to stderr (SPHEREREID_LOG_LEVEL overrides); called by entry points only."""
-    level = os.environ.get("SPHEREREID_LOG_LEVEL", "INFO").upper()
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

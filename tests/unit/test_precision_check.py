@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from spherereid.config import EvaluateConfig
+from spherereid.contracts import PRECISION_CHECK_FILE
 from spherereid.data.image_chain import ImageChain
 from spherereid.data.manifest import SplitData
 from spherereid.data.transforms import EvalTransform
@@ -18,7 +19,6 @@ from spherereid.evaluation.metrics import evaluate_features
 from spherereid.inference import extract_features
 from spherereid.modeling.net import ReIDNet
 from spherereid.stages import evaluate
-from spherereid.stages.artifacts import PRECISION_CHECK_FILE
 from spherereid.stages.precision_check import CheckedSet, read_precision_check
 from spherereid.training import checkpoint
 

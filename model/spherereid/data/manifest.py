@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from ..contracts import DATASET_INFO_FILE, MANIFEST_FILE
+
 SPLITS = ("train", "query", "gallery")
-MANIFEST = "manifest.csv"
-INFO = "dataset.json"
+MANIFEST = MANIFEST_FILE
+INFO = DATASET_INFO_FILE
 COLUMNS = ("split", "index", "pid", "camid", "label", "source", "sha256")
 
 

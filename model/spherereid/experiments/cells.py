@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Params
-from ..stages.artifacts import METRICS_FILE
+from ..contracts import METRICS_FILE
 from .grid import Cell
 from .overrides import apply_overrides
 from .tables import cell_record

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Params
+from ..contracts import DATASET_INFO_FILE, RUN_FILE
 from ..data.manifest import PreparedSet
 from ..progress import tqdm
 from ..stages import evaluate as evaluate_stage
 from ..stages import preprocess as preprocess_stage
 from ..stages import synthesize as synthesize_stage
 from ..stages import train as train_stage
-from ..stages.artifacts import RUN_FILE
 from ..tracking import runs
 from .grid import Cell
 from .overrides import apply_overrides
@@ -57,7 +57,7 @@ def prepare_once(params: Params, out_dir: Path, raw_dir: Path | None = None) -> 
     key = {"dataset": dataset, "data": dataclasses.asdict(params.data), "raw": str(raw_dir)}
     if dataset == "synthetic":
         key["synthetic"] = dataclasses.asdict(params.synthetic)
-    if record.is_file() and json.loads(record.read_text()) == key and (target / "dataset.json").is_file():
+    if record.is_file() and json.loads(record.read_text()) == key and (target / DATASET_INFO_FILE).is_file():
         log.info("%s: prepared set reused", target)
         return target
     if raw_dir is None:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..config import SECTIONS
+from ..contracts import CHECKPOINT_MOUNT
 from .torchrun import TRAIN_MODULE, LaunchError, run_torchrun, torchrun_argv
 from .trainjob import LABEL_DATASET, LABEL_RUN, TrainJobSpec, build_trainjob, job_name, validate_trainjob
 
@@ -47,7 +48,7 @@ class ScaleOut:
     optional_secret_keys: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     pvc_name: str = ""
-    mount_path: str = "/checkpoints"
+    mount_path: str = CHECKPOINT_MOUNT
 
     def __post_init__(self) -> None:
         for name in ("nodes", "gpus_per_node", "timeout_s"):

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..contracts import CHECKPOINT_MOUNT
 from .torchrun import TRAIN_MODULE, LaunchError
 
 API_GROUP = "trainer.kubeflow.org"
@@ -50,7 +51,7 @@ class TrainJobSpec:
     optional_secret_keys: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     pvc_name: str = ""
-    mount_path: str = "/checkpoints"
+    mount_path: str = CHECKPOINT_MOUNT
     deadline_s: int = 0  # activeDeadlineSeconds: the cluster ends the job even if the launcher is gone
     labels: dict[str, str] = field(default_factory=dict)
 

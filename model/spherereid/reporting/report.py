@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..contracts import REPORT_JSON, REPORT_MD
 from ..data.datasets.base import Item, Skipped
 
 NON_IDENTITIES = frozenset({0, -1})  # distractors and junk may appear anywhere
@@ -116,9 +117,9 @@ def write_skipped_files(
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     """Write report.json and report.md into `out_dir`."""
     out_dir = Path(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    (out_dir / REPORT_JSON).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     # file names that are not valid UTF-8 are written with backslash escapes (report.json: \udcxx escapes)
-    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8", errors="backslashreplace")
+    (out_dir / REPORT_MD).write_text(render_markdown(report), encoding="utf-8", errors="backslashreplace")
 
 
 def _pct(x: float) -> str:

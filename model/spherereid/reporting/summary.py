@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..contracts import JobLayout
 from ..evaluation.results import REPORTED_KEYS
 
 # How the summary labels the reported metrics it shows (the others, e.g. rank10 and the counts, are left out).
@@ -31,8 +32,8 @@ def summarize(outputs: Path, datasets: list[str], tracking_uri: str) -> str:
     MLflow UI on `tracking_uri`."""
     lines = []
     for name in datasets:
-        eval_path = outputs / name / "eval" / "metrics.json"
-        reg_path = outputs / name / "register" / "registration.json"
+        layout = JobLayout(outputs, name)
+        eval_path, reg_path = layout.eval.metrics, layout.registration
         if not eval_path.is_file():
             lines.append(f"[{name}] not evaluated yet ({eval_path} missing): run `dvc repro`")
             continue

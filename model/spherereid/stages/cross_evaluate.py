@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import EvaluateConfig, load_params
+from ..contracts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
 from ..device import resolve_device
@@ -28,7 +29,6 @@ from ..entrypoint import run_cli
 from ..evaluation.protocol_metrics import measure
 from ..reporting.cross_card import cross_section, with_cross_section
 from ..tracking import runs, xeval
-from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
 from .evaluate import extract_splits
 
 log = logging.getLogger(__name__)

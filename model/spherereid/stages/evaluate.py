@@ -24,6 +24,20 @@ import numpy as np
 import torch
 
 from ..config import EvaluateConfig, TransformConfig, load_params
+from ..contracts import (
+    CHAIN_FILE,
+    CMC_FILE,
+    CMC_PLOT,
+    CMC_RERANK_FILE,
+    FEATURES_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PRECISION_CHECK_FILE,
+    RANKED_LISTS_PLOT,
+    REPORT_JSON,
+    REPORT_MD,
+    RUN_FILE,
+)
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet, SplitData
 from ..device import check_device, effective_precision, resolve_device
@@ -34,7 +48,6 @@ from ..inference import extract_features
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import checkpoint
-from .artifacts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, PRECISION_CHECK_FILE, RUN_FILE
 from .precision_check import CheckedSet, precision_check, write_precision_check
 
 log = logging.getLogger(__name__)
@@ -88,7 +101,7 @@ def run(
     (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
     query, gallery = prepared.split("query"), prepared.split("gallery")
     qf, gf = extract_splits(train_dir / MODEL_FILE, chain, query, gallery, evaluate, device)
-    _write_features(out_dir / "features.npz", qf, gf, query, gallery)
+    _write_features(out_dir / FEATURES_FILE, qf, gf, query, gallery)
     check_precision(out_dir, train_dir / MODEL_FILE, chain, _headline(prepared, qf, gf, query, gallery),
                      evaluate, device)  # fmt: skip
     if prepared.sources():
@@ -161,10 +174,10 @@ def _run_combined(
     sections = {n: {**r, "protocol": m.protocol, "version": versions[n]} for n, (m, r) in per_source.items()}
     _write_metrics(out_dir, measured, reported, {"headline_source": first, **sections})
     others = {n: m.plain["cmc"] for n, (m, _) in per_source.items() if n != first}
-    plot_cmc(measured.plain["cmc"], out_dir / "cmc.png", title=f"CMC: {first} (headline)", others=others)
+    plot_cmc(measured.plain["cmc"], out_dir / CMC_PLOT, title=f"CMC: {first} (headline)", others=others)
     (qa, qb), (ga, gb) = prepared.sources()[0]["ranges"]["query"], prepared.sources()[0]["ranges"]["gallery"]
     _ranked_lists(qf[qa:qb], gf[ga:gb], _rows(query, qa, qb), _rows(gallery, ga, gb), evaluate.metric,
-                  out_dir / "ranked_lists.png")  # fmt: skip
+                  out_dir / RANKED_LISTS_PLOT)  # fmt: skip
     logged = {**reported, **{f"{n}_{k}": v for n, (_, r) in per_source.items() for k, v in r.items()}}
     _log_to_run(ref, out_dir, logged, measured.reranked is not None, prepared)
     for name in per_source:
@@ -210,11 +223,11 @@ def _write_metrics(
     """metrics.json (the reported metrics, the protocol and, for a combined set, `extra`: the per-source
     sections), cmc.csv and, when re-ranked, cmc_rerank.csv."""
     if measured.reranked is not None:
-        _write_cmc(measured.reranked["cmc"], out_dir / "cmc_rerank.csv")
+        _write_cmc(measured.reranked["cmc"], out_dir / CMC_RERANK_FILE)
     (out_dir / METRICS_FILE).write_text(
         json.dumps({**reported, "protocol": measured.protocol, **(extra or {})}, indent=2) + "\n"
     )
-    _write_cmc(measured.plain["cmc"], out_dir / "cmc.csv")
+    _write_cmc(measured.plain["cmc"], out_dir / CMC_FILE)
 
 
 def _write_features(path: Path, qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData) -> None:
@@ -238,8 +251,8 @@ def _plot(
     """cmc.png (with the re-ranked curve when there is one) and ranked_lists.png."""
     reranked = measured.reranked
     others = {"re-ranked": reranked["cmc"]} if reranked is not None else None
-    plot_cmc(measured.plain["cmc"], out_dir / "cmc.png", title=f"CMC: {dataset}", others=others)
-    _ranked_lists(qf, gf, query, gallery, metric, out_dir / "ranked_lists.png")
+    plot_cmc(measured.plain["cmc"], out_dir / CMC_PLOT, title=f"CMC: {dataset}", others=others)
+    _ranked_lists(qf, gf, query, gallery, metric, out_dir / RANKED_LISTS_PLOT)
 
 
 def _log_to_run(
@@ -256,11 +269,11 @@ def _log_to_run(
             digest=prepared.fingerprint(),
             context=split_name,
         )
-    rerank_files = ("cmc_rerank.csv",) if reranked else ()
-    evaluation_files = ("cmc.png", "ranked_lists.png", "cmc.csv", METRICS_FILE, PRECISION_CHECK_FILE)
+    rerank_files = (CMC_RERANK_FILE,) if reranked else ()
+    evaluation_files = (CMC_PLOT, RANKED_LISTS_PLOT, CMC_FILE, METRICS_FILE, PRECISION_CHECK_FILE)
     for name in (*evaluation_files, *rerank_files):
         runs.log_artifact(ref, out_dir / name, artifact_path="evaluation")
-    for name in ("report.json", "report.md"):
+    for name in (REPORT_JSON, REPORT_MD):
         if (prepared_dir / name).is_file():
             runs.log_artifact(ref, prepared_dir / name, artifact_path="preprocess")
 

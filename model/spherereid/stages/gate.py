@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RegisterConfig
+from ..contracts import RUN_FILE
 from ..tracking import registry, runs
-from .artifacts import RUN_FILE
 
 PASSED, FAILED = "passed", "failed"
 

@@ -19,6 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RegisterConfig, load_params
+from ..contracts import (
+    CHAIN_FILE,
+    IMAGE_ENV,
+    LINEAGE_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PRECISION_CHECK_FILE,
+    REGISTRATION_FILE,
+    RUN_FILE,
+)
 from ..data.image_chain import ImageChain
 from ..deploy.onnx_flavor import OnnxExport, export_and_log, usage_markdown
 from ..deploy.pyfunc_flavor import log_reid_model
@@ -28,15 +38,6 @@ from ..reporting.model_card import model_card
 from ..tracking import logged_model, registry, runs, versions
 from ..tracking.registry import RegistrationResult
 from ..tracking.runs import RunRef
-from .artifacts import (
-    CHAIN_FILE,
-    LINEAGE_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    PRECISION_CHECK_FILE,
-    REGISTRATION_FILE,
-    RUN_FILE,
-)
 from .precision_check import read_precision_check
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def _describe(
 ) -> Callable[[int], str]:  # fmt: skip
     """The model card of a version number (with the ONNX section when there is one)."""
     ref = given.ref
-    lineage = {**run_tags, "run_id": ref.run_id, "image": os.environ.get("SPHEREREID_IMAGE")}
+    lineage = {**run_tags, "run_id": ref.run_id, "image": os.environ.get(IMAGE_ENV)}
 
     def card(version: int) -> str:
         text = model_card(

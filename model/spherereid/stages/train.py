@@ -39,6 +39,7 @@ from ..config import (
     TransformConfig,
     load_params,
 )
+from ..contracts import HISTORY_FILE, HISTORY_PLOT, LINEAGE_FILE, MODEL_FILE, RESULT_FILE, RUN_FILE, TrainDir
 from ..data.manifest import PreparedSet
 from ..entrypoint import run_cli
 from ..reporting.plots import plot_history
@@ -47,7 +48,6 @@ from ..training import checkpoint, distributed
 from ..training.step import EpochStats
 from ..training.trainer import FitConfig, FitResult, fit
 from . import train_lock
-from .artifacts import LINEAGE_FILE, MODEL_FILE, RESULT_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +96,19 @@ def _train(
     if ctx.is_main:
         _write_lineage(out_dir / LINEAGE_FILE, dataset, fingerprint, config.transform)
     logger = TrainRunLogger(
-        run_file=out_dir / RUN_FILE, checkpoint_run_file=out_dir / "checkpoints" / RUN_FILE,
+        run_file=out_dir / RUN_FILE, checkpoint_run_file=TrainDir(out_dir).checkpoint_run_file,
         prepared_dir=prepared_dir, dataset=dataset, fingerprint=fingerprint, config=config,
     )  # fmt: skip
     with distributed.explain_peer_failure(ctx), logger:
         result = fit(
             images=split.images, labels=split.labels, num_classes=prepared.num_classes,
-            checkpoint_path=out_dir / "checkpoints" / "last.pt", config=config, data_fingerprint=fingerprint,
+            checkpoint_path=TrainDir(out_dir).last_checkpoint, config=config, data_fingerprint=fingerprint,
             on_epoch=logger.epoch, on_start=logger.start, dist=ctx,
         )  # fmt: skip
     if not ctx.is_main:
         return _result(result, out_dir, run_id="")
     _write_outputs(result, prepared.num_classes, out_dir)
-    return _write_result(_result(result, out_dir, run_id=logger.finish([out_dir / "history.png"])), out_dir)
+    return _write_result(_result(result, out_dir, run_id=logger.finish([out_dir / HISTORY_PLOT])), out_dir)
 
 
 def read_result(out_dir: Path) -> TrainResult:
@@ -158,8 +158,8 @@ def _write_outputs(result: FitResult, num_classes: int, out_dir: Path) -> None:
         },
         out_dir / MODEL_FILE,
     )
-    _write_history(result.history, out_dir / "history.csv")
-    plot_history(result.history, out_dir / "history.png")
+    _write_history(result.history, out_dir / HISTORY_FILE)
+    plot_history(result.history, out_dir / HISTORY_PLOT)
 
 
 def _write_history(history: Sequence[EpochStats], path: Path) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..contracts import TRAIN_LOCK_FILE
 from ..training import distributed
-from .artifacts import TRAIN_LOCK_FILE
 
 
 class TrainOutputBusy(RuntimeError):

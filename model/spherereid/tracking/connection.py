@@ -19,14 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..contracts import MLFLOW_BACKOFF_ENV as ENV_BACKOFF
+from ..contracts import MLFLOW_RETRIES_ENV as ENV_RETRIES
+from ..contracts import TRACKING_URI_ENV
 from ..redaction import redact_uri
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ENV_RETRIES = "SPHEREREID_MLFLOW_RETRIES"
-ENV_BACKOFF = "SPHEREREID_MLFLOW_BACKOFF"
 ARTIFACTS_DIR = "mlartifacts"
 
 
@@ -103,7 +104,7 @@ def repo_root(start: Path | None = None) -> Path:
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, or `sqlite:///<repo root>/mlflow.db` (absolute) when unset."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     if uri:
         return uri
     return f"sqlite:///{repo_root() / 'mlflow.db'}"

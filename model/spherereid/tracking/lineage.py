@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-log = logging.getLogger(__name__)
+from ..contracts import GIT_COMMIT_ENV as ENV_GIT_COMMIT
 
-ENV_GIT_COMMIT = "SPHEREREID_GIT_COMMIT"  # baked into the image (docker build --build-arg GIT_COMMIT=...)
+log = logging.getLogger(__name__)
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

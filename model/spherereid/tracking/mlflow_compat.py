@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..contracts import TRACKING_URI_ENV
+
 log = logging.getLogger(__name__)
 
 
@@ -33,16 +35,16 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
     restored afterwards."""
     import mlflow
 
-    saved_global, saved_env = _global_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    saved_global, saved_env = _global_tracking_uri(), os.environ.get(TRACKING_URI_ENV)
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(saved_global)
         if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
+            os.environ.pop(TRACKING_URI_ENV, None)
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+            os.environ[TRACKING_URI_ENV] = saved_env
 
 
 def dataset_entity(dataset: Any) -> Any:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-RUN_ENV = "MLFLOW_RUN_ID"
-EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_ID"
-KFP_RUN_ENV = "KFP_RUN_ID"
+from ..contracts import KFP_RUN_ENV
+from ..contracts import MLFLOW_EXPERIMENT_ENV as EXPERIMENT_ENV
+from ..contracts import MLFLOW_RUN_ENV as RUN_ENV
+
 PARENT_TAG = "mlflow.parentRunId"
 KFP_RUN_TAG = "kfp_run_id"
 PLUGIN_RUN_TAG = "kfp_mlflow_plugin_run"

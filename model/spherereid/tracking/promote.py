@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..contracts import USER_ENV
 from ..entrypoint import run_cli
 from ..redaction import redact_uri
 from . import runs
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def current_user() -> str:
     """Who runs this: $SPHEREREID_USER, else the login name, else 'unknown'."""
-    name = os.environ.get("SPHEREREID_USER", "").strip()
+    name = os.environ.get(USER_ENV, "").strip()
     if name:
         return name
     try:

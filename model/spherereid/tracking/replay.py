@@ -18,6 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..contracts import TRACKING_URI_ENV
 from ..entrypoint import run_cli
 from ..redaction import redact_uri
 from .spool import replay
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def _target_uri(directory: Path) -> str | None:
     """MLFLOW_TRACKING_URI when set and different from the spool's recorded URI, else None (recorded)."""
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    env_uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     meta = directory / META_FILE
     if not env_uri or not meta.is_file():
         return None

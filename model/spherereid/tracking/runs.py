@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..contracts import TRACKING_URI_ENV
 from ..redaction import redact_uri
 from . import plugin
 from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
@@ -80,7 +81,7 @@ def read_run_ref(path: str | Path) -> RunRef:
     warning when it is another store than the recorded one (not merely the recorded URI with credentials).
     """
     ref = _read_run_ref(Path(path))
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    env_uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     if not env_uri or env_uri == ref.tracking_uri:
         return ref
     if redact_uri(env_uri) != redact_uri(ref.tracking_uri):

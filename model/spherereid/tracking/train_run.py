@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..contracts import SPOOL_CLOSE_ENV as CLOSE_ENV
 from ..device import effective_precision, resolve_device
 from ..redaction import redact_uri
 from ..training.step import EpochStats
@@ -39,7 +40,6 @@ from .spool import MetricSpool
 
 log = logging.getLogger(__name__)
 SPOOL_DIR = "spool"
-CLOSE_ENV = "SPHEREREID_SPOOL_CLOSE_S"  # how long the end of training waits for the spool (default 30 s)
 EPOCH_METRICS = ("loss", "accuracy", "lr", "images_per_second")  # logged at step = 0-based epoch
 
 

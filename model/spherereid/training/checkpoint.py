@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from ..contracts import CORRUPT_SUFFIX, PREVIOUS_MARK, SIDECAR_SUFFIX
 from ..modeling.net import ReIDNet
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ class CheckpointDiskFull(OSError):
 
 
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-SIDECAR_SUFFIX = ".sha256"
 
 
 def save_atomic(
@@ -99,7 +99,7 @@ def _write_and_rename(obj: Any, path: Path, tmp: Path, checksum: bool, keep_prev
 def previous(path: str | Path) -> Path:
     """The checkpoint kept from before the last write: `last.pt` -> `last.prev.pt`."""
     path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
+    return path.with_name(f"{path.stem}{PREVIOUS_MARK}{path.suffix}")
 
 
 def sidecar(path: str | Path) -> Path:
@@ -132,7 +132,7 @@ def promote_previous(path: str | Path) -> Path:
     before its sidecar, so a kill in between still fails verification and falls back again). The next
     write keeps it as the previous one. Returns where the damaged file went."""
     path = Path(path)
-    aside, prev = path.with_name(path.name + ".corrupt"), previous(path)
+    aside, prev = path.with_name(path.name + CORRUPT_SUFFIX), previous(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     for src, dst in ((path, aside), (sidecar(path), sidecar(aside)), (prev, path)):
         if src.is_file():
@@ -170,7 +170,7 @@ def _fault_point(point: str, path: Path) -> None:
 
 
 def _previous_temp(tmp: Path) -> Path:
-    return tmp.with_name(tmp.name + ".prev")
+    return tmp.with_name(tmp.name + PREVIOUS_MARK)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -25,13 +25,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..contracts import DIST_TIMEOUT_ENV as TIMEOUT_ENV
 from ..device import activate_device, resolve_device
 from .step import EpochAccumulator, EpochStats
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 600.0
-TIMEOUT_ENV = "SPHEREREID_DIST_TIMEOUT_S"
 
 
 class DistributedError(RuntimeError):

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..config import LossConfig, ModelConfig, OptimConfig, SamplerConfig, ScheduleConfig
+from ..contracts import CORRUPT_SUFFIX, STALE_SUFFIX
 from ..data.sampler import BalancedIdentitySampler, RandomBatchSampler
 from ..data.transforms import TrainTransform
 from ..modeling.net import ReIDNet
@@ -152,7 +153,7 @@ def resume_or_retire(
         return [], 0
     same_config = state.get("format") == CHECKPOINT_FORMAT and state.get("config") == config
     if same_config and int(state["epoch"]) > epochs:  # never return a longer-trained model
-        _set_aside(path, ".stale", ctx)
+        _set_aside(path, STALE_SUFFIX, ctx)
         log.warning(
             "%s holds %d epochs but %d were asked; moved to %s.stale, training from scratch",
             path,
@@ -162,7 +163,7 @@ def resume_or_retire(
         )
         return [], 0
     if not same_config:
-        _set_aside(path, ".stale", ctx)
+        _set_aside(path, STALE_SUFFIX, ctx)
         log.warning(
             "%s was written with another configuration; moved to %s.stale, starting fresh", path, path.name
         )
@@ -199,7 +200,7 @@ def load_or_set_aside(
             f"{damaged}; the previous checkpoint {prev.name} is {why_not}; set "
             "train.on_corrupt_checkpoint: restart in params.yaml to move them aside and train from scratch"
         )
-    _set_aside(path, ".corrupt", ctx)
+    _set_aside(path, CORRUPT_SUFFIX, ctx)
     log.warning("%s is corrupt (and %s %s); moved to %s.corrupt, training from scratch", path, prev.name,
                 why_not, path.name)  # fmt: skip
     return None
@@ -226,7 +227,7 @@ def _set_aside_orphan(path: Path, ctx: distributed.DistContext) -> None:
     """No `path` but a previous checkpoint (`path` deleted to start over): that one goes to `.stale`, so a
     later fallback never reaches a checkpoint of another training."""
     if checkpoint.previous(path).is_file():
-        _set_aside(path, ".stale", ctx)
+        _set_aside(path, STALE_SUFFIX, ctx)
         log.warning("%s: no %s beside it; moved to .stale, training from scratch", checkpoint.previous(path),
                     path.name)  # fmt: skip
 

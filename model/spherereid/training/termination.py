@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from ..contracts import TERM_GRACE_ENV as GRACE_ENV
+
 log = logging.getLogger(__name__)
 EXIT_CODE = 143  # 128 + SIGTERM, what a container runtime expects
-GRACE_ENV = "SPHEREREID_TERM_GRACE_S"
 DEFAULT_GRACE_S = 25.0
 _requested = threading.Event()
 
