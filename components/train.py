@@ -28,25 +28,25 @@ def train(
     run_id: str = "",
 ):
     """Run spherereid.stages.train here, under torchrun or as a TrainJob (see the module docstring)."""
+    inputs = dict(locals())  # first: the inputs by name (the train sections are read by their one list)
     import json
     from pathlib import Path
 
     from spherereid.launch.scaleout import ScaleOut, train_scaled
-    from spherereid.param_coercion import build_from_struct
+    from spherereid.param_coercion import fit_config_from_structs
     from spherereid.stages import train as stage
     from spherereid.stages.artifacts import RUN_FILE, copy_train_output
     from spherereid.tracking import runs as tracking
 
-    names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
-    given = (model, loss, sampler, optim, schedule, train, transform)
-    sections = {name: build_from_struct(name, values) for name, values in zip(names, given, strict=True)}
+    config = fit_config_from_structs(inputs)
     work, plan = Path(checkpoint_dir or trained.path), ScaleOut.from_dict(json.loads(scale or "{}"))
     lineage = {key: prepared.metadata.get(key, "") for key in ("dataset", "revision", "data_hash")}
     if plan.processes > 1:
-        train_scaled(plan, prepared_dir=Path(prepared.path), out_dir=work, sections=sections,
+        train_scaled(plan, prepared_dir=Path(prepared.path), out_dir=work, sections=config.sections(),
                      dataset=lineage["dataset"] or "data", run_id=run_id)  # fmt: skip
-    res = stage.read_result(work) if plan.processes > 1 else stage.run(prepared_dir=Path(prepared.path),
-                                                                      out_dir=work, **sections)  # fmt: skip
+        res = stage.read_result(work)
+    else:
+        res = stage.run(prepared_dir=Path(prepared.path), out_dir=work, config=config)
     if checkpoint_dir:
         copy_train_output(work, Path(trained.path))
     # No dvc.lock in the pod: the raw data's DVC hash and git revision come from preprocess's metadata.

@@ -26,8 +26,8 @@ from components.ablation_summary import ablation_summary as ablation_summary_com
 from components.evaluate import evaluate as evaluate_component
 from components.preprocess import preprocess as preprocess_component
 from components.train import train as train_component
-from spherereid.config import load_params
-from spherereid.experiments.cells import cell_items
+from spherereid.config import TRAIN_SECTIONS, load_params
+from spherereid.experiments.cells import CELL_SECTIONS, cell_items
 from spherereid.experiments.grid import default_grid, narrow, parse_filters
 from spherereid.experiments.overrides import apply_overrides, parse_assignments
 
@@ -65,11 +65,8 @@ def _check(settings: ClusterSettings) -> ClusterSettings:
 
 def _cell(settings: ClusterSettings, cell: Any, prepared: Any, a: dict[str, Any]) -> dsl.PipelineTask:
     """train -> evaluate for one cell; the evaluate task (its evaluation names the cell)."""
-    fit = train_component(
-        prepared=prepared, model=cell.model, loss=cell.loss, sampler=cell.sampler, schedule=cell.schedule,
-        optim=a["optim"], train=a["train"], transform=a["transform"],
-        scale=json.dumps(settings.scale_out(_train_image())),
-    )  # fmt: skip
+    sections = {name: getattr(cell, name) if name in CELL_SECTIONS else a[name] for name in TRAIN_SECTIONS}
+    fit = train_component(prepared=prepared, scale=json.dumps(settings.scale_out(_train_image())), **sections)
     _gpu_train(fit, settings)
     ev = evaluate_component(
         prepared=prepared, trained=fit.outputs["trained"], evaluate=a["evaluate"],

@@ -46,6 +46,7 @@ from components.matrix import matrix as matrix_component
 from components.preprocess import preprocess as preprocess_component
 from components.register import register as register_component
 from components.train import train as train_component
+from spherereid.config import TRAIN_SECTIONS
 from spherereid.contracts import CHECKPOINT_MOUNT, KFP_RUN_ENV, REQUIRE_CUDA_ENV
 
 from .settings import ClusterSettings
@@ -183,7 +184,7 @@ def _chain(settings: ClusterSettings, dataset: Any, a: dict[str, Any]) -> dict[s
     ckpt = (
         f"{CHECKPOINT_MOUNT}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dataset}" if settings.checkpoint_pvc else ""
     )
-    sections = {k: a[k] for k in ("model", "loss", "sampler", "optim", "schedule", "train", "transform")}
+    sections = {name: a[name] for name in TRAIN_SECTIONS}
     fit = train_component(
         prepared=prep.outputs["prepared"],
         checkpoint_dir=ckpt,

@@ -389,6 +389,34 @@ class Params:
         return out
 
 
+@dataclass(frozen=True)
+class FitConfig:
+    """The params sections a training reads. Its fields are their one list (TRAIN_SECTIONS): the train
+    stage, the KFP train component and the ablation runner build it here, and dvc.yaml's train `params:`
+    equals it (tests/unit/test_dvc_yaml.py)."""
+
+    model: ModelConfig
+    loss: LossConfig
+    sampler: SamplerConfig
+    optim: OptimConfig
+    schedule: ScheduleConfig
+    train: TrainConfig
+    transform: TransformConfig
+
+    @classmethod
+    def from_params(cls, params: Params) -> FitConfig:
+        """The training's sections of a whole params file."""
+        return cls(**{name: getattr(params, name) for name in TRAIN_SECTIONS})
+
+    def sections(self) -> dict[str, Any]:
+        """`section name -> section dataclass`, in TRAIN_SECTIONS order."""
+        return {name: getattr(self, name) for name in TRAIN_SECTIONS}
+
+
+# The params sections a training reads, in order: FitConfig's fields.
+TRAIN_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FitConfig))
+
+
 def build_section(name: str, values: dict[str, Any] | None, source: str = "<dict>") -> Any:
     """Build one section's dataclass, naming the key and the file on error. Missing keys fail."""
     cls = SECTIONS.get(name)

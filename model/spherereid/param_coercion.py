@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from .config import SECTIONS, ConfigError, build_section
+from .config import SECTIONS, TRAIN_SECTIONS, ConfigError, FitConfig, build_section
 
 
 def _int_fields(cls: type) -> tuple[set[str], set[str]]:
@@ -57,3 +57,9 @@ def coerce_section(name: str, values: dict[str, Any], source: str = "<kfp>") -> 
 def build_from_struct(name: str, values: dict[str, Any], source: str = "<kfp>") -> Any:
     """Build section `name`'s dataclass from a dict that went through a protobuf Struct."""
     return build_section(name, coerce_section(name, values, source), source)
+
+
+def fit_config_from_structs(structs: dict[str, Any], source: str = "<kfp>") -> FitConfig:
+    """The training's FitConfig from `structs`, a mapping with a Struct-typed dict per TRAIN_SECTIONS name
+    (other keys ignored: the train component passes all its inputs)."""
+    return FitConfig(**{name: build_from_struct(name, structs[name], source) for name in TRAIN_SECTIONS})

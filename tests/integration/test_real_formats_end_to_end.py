@@ -13,6 +13,7 @@ from fixtures import cuhk03, cuhk_sysu
 from spherereid.config import (
     DataConfig,
     EvaluateConfig,
+    FitConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -31,13 +32,15 @@ def _train_and_evaluate(prepared, tmp_path, p: int, k: int) -> dict:
     train.run(
         prepared_dir=prepared,
         out_dir=tmp_path / "train",
-        model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"),
-        loss=LossConfig(),
-        sampler=SamplerConfig(p=p, k=k, batch_size=p * k),
-        optim=OptimConfig(),
-        schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
-        train=TrainConfig(epochs=1, device="cpu"),
-        transform=TRANSFORM,
+        config=FitConfig(
+            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"),
+            loss=LossConfig(),
+            sampler=SamplerConfig(p=p, k=k, batch_size=p * k),
+            optim=OptimConfig(),
+            schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
+            train=TrainConfig(epochs=1, device="cpu"),
+            transform=TRANSFORM,
+        ),
     )
     res = evaluate.run(
         prepared_dir=prepared,

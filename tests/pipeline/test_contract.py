@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kfp import dsl
 
-from spherereid.config import SECTIONS, load_params
+from spherereid.config import SECTIONS, TRAIN_SECTIONS, FitConfig, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION_OF = {cls: name for name, cls in SECTIONS.items()}
@@ -41,6 +41,17 @@ def _config_kwargs(run) -> dict[str, str]:
     """run() keyword -> section name, for the keywords typed with a config dataclass."""
     hints = typing.get_type_hints(run)
     return {p: SECTION_OF[hints[p]] for p in inspect.signature(run).parameters if hints.get(p) in SECTION_OF}
+
+
+def _fit_config_kwargs(run) -> set[str]:
+    """run() keywords typed FitConfig: each stands for the TRAIN_SECTIONS."""
+    hints = typing.get_type_hints(run)
+    return {p for p in inspect.signature(run).parameters if hints.get(p) is FitConfig}
+
+
+def _sections_read(run) -> set[str]:
+    """The params sections run() reads: its section keywords, and TRAIN_SECTIONS through a FitConfig."""
+    return set(_config_kwargs(run).values()) | (set(TRAIN_SECTIONS) if _fit_config_kwargs(run) else set())
 
 
 def _as_struct(value):
@@ -67,12 +78,13 @@ def test_component_inputs_match_the_stage_signatures(component):
     for run in runs:
         kwargs = _config_kwargs(run)
         assert all(k == section for k, section in kwargs.items()), f"{run.__module__}: keyword != section"
-        wanted |= set(kwargs)
+        wanted |= _sections_read(run)
         for name, p in inspect.signature(run).parameters.items():
             assert p.kind is inspect.Parameter.KEYWORD_ONLY, (
                 f"{run.__module__}.run({name}) must be keyword-only"
             )
-            plain = name not in kwargs and not name.endswith("_dir") and p.default is inspect.Parameter.empty
+            plain = name not in {*kwargs, *_fit_config_kwargs(run)} and not name.endswith("_dir")
+            plain = plain and p.default is inspect.Parameter.empty
             if plain and run.__module__.endswith(component):  # e.g. preprocess's `dataset`
                 assert name in spec.inputs, f"component {component} lacks input {name}"
     assert dict_inputs == wanted | GATE_INPUTS.get(component, set())
@@ -95,7 +107,7 @@ def test_dvc_yaml_params_match_the_stage_signatures():
             sections |= {str(k).split(".")[0] for k in keys}
         sections.discard("datasets")  # the dataset list (cross_evaluate's test sets) is no config section
         run = _stage(found.group(1)).run
-        assert sections == set(_config_kwargs(run).values()), f"dvc.yaml stage {name}"
+        assert sections == _sections_read(run), f"dvc.yaml stage {name}"
         checked += 1
     assert checked >= 4
 
@@ -177,12 +189,10 @@ def test_train_component_calls_run_with_the_params(tmp_path, monkeypatch):
     metadata = {"dataset": "synthetic", "data_hash": "h", "revision": "c0ffee"}
     prepared = _artifact(dsl.Dataset, tmp_path / "prepared", metadata)
     trained = _artifact(dsl.Model, tmp_path / "trained")
-    names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
-    _component("train").python_func(prepared=prepared, trained=trained, **{n: raw[n] for n in names})
+    _component("train").python_func(prepared=prepared, trained=trained, **{n: raw[n] for n in TRAIN_SECTIONS})
     (call,) = rec.calls
-    for name in names:
-        assert call[name] == getattr(params, name), name
-    assert type(call["train"].epochs) is int
+    assert call["config"] == FitConfig.from_params(params)
+    assert type(call["config"].train.epochs) is int
     assert Path(call["out_dir"]) == tmp_path / "trained"
     assert trained.metadata == {"dataset": "synthetic", "revision": "c0ffee", "data_hash": "h", "epochs": 3,
                                 "final_loss": 0.5, "mlflow_run_id": "r1"}  # fmt: skip
@@ -206,10 +216,9 @@ def test_train_component_with_a_checkpoint_dir_trains_there_and_copies_without_c
     monkeypatch.setattr(stage, "run", _Recorder(stage.run, fake))
     _record_tags(monkeypatch)
     trained = _artifact(dsl.Model, tmp_path / "trained")
-    names = ("model", "loss", "sampler", "optim", "schedule", "train", "transform")
     _component("train").python_func(
         prepared=_artifact(dsl.Dataset, tmp_path / "p"), trained=trained,
-        checkpoint_dir=str(tmp_path / "pvc"), **{n: raw[n] for n in names},
+        checkpoint_dir=str(tmp_path / "pvc"), **{n: raw[n] for n in TRAIN_SECTIONS},
     )  # fmt: skip
     assert (tmp_path / "pvc" / "checkpoints" / "last.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == ["mlflow_run.json", "model.pt"]

@@ -14,6 +14,7 @@ import pytest
 from spherereid.config import (
     DataConfig,
     EvaluateConfig,
+    FitConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -126,10 +127,12 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
     transform = TransformConfig(resize_height=36, resize_width=18, crop_height=32, crop_width=16)
     result = train.run(
         prepared_dir=tmp_path / "prepared", out_dir=tmp_path / "train",
-        model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"), loss=LossConfig(),
-        sampler=SamplerConfig(p=4, k=2, batch_size=8), optim=OptimConfig(),
-        schedule=ScheduleConfig(warmup_epochs=0, milestones=()), train=TrainConfig(epochs=1, device="cpu"),
-        transform=transform,
+        config=FitConfig(
+            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"), loss=LossConfig(),
+            sampler=SamplerConfig(p=4, k=2, batch_size=8), optim=OptimConfig(),
+            schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
+            train=TrainConfig(epochs=1, device="cpu"), transform=transform,
+        ),
     )  # fmt: skip
     assert result is not None
     res = evaluate.run(prepared_dir=tmp_path / "prepared", train_dir=tmp_path / "train",

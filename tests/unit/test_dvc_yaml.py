@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from spherereid.config import TRAIN_SECTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "model" / "spherereid"
 # MLflow bookkeeping: a changed tracking module does not change what train or evaluate compute.
@@ -128,3 +130,10 @@ def test_preprocess_depends_on_the_metrics_its_baseline_uses():
     needed = _closure("stages.preprocess")
     assert "evaluation.metrics" in needed
     assert _covered("evaluation.metrics", _stages()["preprocess"]["deps"])
+
+
+def test_train_stage_params_are_the_sections_training_reads():
+    """dvc.yaml's train `params:` is the one list of the sections a training reads, in its order: a
+    section missing there would not rerun the stage when it changes, an extra one would rerun it for
+    nothing."""
+    assert _stages()["train"]["params"] == list(TRAIN_SECTIONS)

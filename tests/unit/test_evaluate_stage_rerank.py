@@ -14,6 +14,7 @@ from fixtures.rerank_reference import cosine, dense_reference
 from spherereid.config import (
     DataConfig,
     EvaluateConfig,
+    FitConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -43,13 +44,15 @@ def test_evaluate_stage_reports_plain_and_reranked_metrics(tmp_path, monkeypatch
     train.run(
         prepared_dir=tmp_path / "prepared",
         out_dir=tmp_path / "train",
-        model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"),
-        loss=LossConfig(),
-        sampler=SamplerConfig(p=4, k=2, batch_size=8),
-        optim=OptimConfig(),
-        schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
-        train=TrainConfig(epochs=1, device="cpu"),
-        transform=TRANSFORM,
+        config=FitConfig(
+            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"),
+            loss=LossConfig(),
+            sampler=SamplerConfig(p=4, k=2, batch_size=8),
+            optim=OptimConfig(),
+            schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
+            train=TrainConfig(epochs=1, device="cpu"),
+            transform=TRANSFORM,
+        ),
     )
     cfg = EvaluateConfig(max_rank=5, batch_size=32, rerank=True, rerank_k1=6, rerank_k2=2, rerank_lambda=0.3)
     res = evaluate.run(

@@ -12,6 +12,7 @@ import pytest
 from spherereid.config import (
     DataConfig,
     EvaluateConfig,
+    FitConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -91,10 +92,12 @@ def test_msmt17_path_end_to_end_through_the_stage_run_functions(tmp_path, monkey
     transform = TransformConfig(resize_height=36, resize_width=18, crop_height=32, crop_width=16)
     train.run(
         prepared_dir=tmp_path / "prepared", out_dir=tmp_path / "train",
-        model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"), loss=LossConfig(),
-        sampler=SamplerConfig(p=4, k=2, batch_size=8), optim=OptimConfig(),
-        schedule=ScheduleConfig(warmup_epochs=0, milestones=()), train=TrainConfig(epochs=1, device="cpu"),
-        transform=transform,
+        config=FitConfig(
+            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"), loss=LossConfig(),
+            sampler=SamplerConfig(p=4, k=2, batch_size=8), optim=OptimConfig(),
+            schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
+            train=TrainConfig(epochs=1, device="cpu"), transform=transform,
+        ),
     )  # fmt: skip
     res = evaluate.run(prepared_dir=tmp_path / "prepared", train_dir=tmp_path / "train",
                        out_dir=tmp_path / "eval", evaluate=EvaluateConfig(max_rank=5, batch_size=32),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Params
+from ..config import FitConfig, Params
 from ..contracts import DATASET_INFO_FILE, RUN_FILE
 from ..data.manifest import PreparedSet
 from ..progress import tqdm
@@ -104,10 +104,7 @@ def run_cell(
         log.warning("%s: made with other params; training the cell again", done)
     start = time.perf_counter()
     train_dir = cell_dir / "train"
-    train_stage.run(
-        prepared_dir=prepared_dir, out_dir=train_dir, model=cp.model, loss=cp.loss, sampler=cp.sampler,
-        optim=cp.optim, schedule=cp.schedule, train=cp.train, transform=cp.transform,
-    )  # fmt: skip
+    train_stage.run(prepared_dir=prepared_dir, out_dir=train_dir, config=FitConfig.from_params(cp))
     child = runs.read_run_ref(train_dir / RUN_FILE)
     runs.set_tags(child, {"mlflow.parentRunId": parent.run_id, "ablation.cell": cell.cell_id})
     res = evaluate_stage.run(

@@ -29,16 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import (
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    TransformConfig,
-    load_params,
-)
+from ..config import FitConfig, TransformConfig, load_params
 from ..contracts import HISTORY_FILE, HISTORY_PLOT, LINEAGE_FILE, MODEL_FILE, RESULT_FILE, RUN_FILE, TrainDir
 from ..data.manifest import PreparedSet
 from ..entrypoint import run_cli
@@ -46,7 +37,7 @@ from ..reporting.plots import plot_history
 from ..tracking.train_run import TrainRunLogger
 from ..training import checkpoint, distributed
 from ..training.step import EpochStats
-from ..training.trainer import FitConfig, FitResult, fit
+from ..training.trainer import FitResult, fit
 from . import train_lock
 
 log = logging.getLogger(__name__)
@@ -63,26 +54,15 @@ class TrainResult:
     run_id: str
 
 
-def run(
-    *,
-    prepared_dir: Path,
-    out_dir: Path,
-    model: ModelConfig,
-    loss: LossConfig,
-    sampler: SamplerConfig,
-    optim: OptimConfig,
-    schedule: ScheduleConfig,
-    train: TrainConfig,
-    transform: TransformConfig,
-) -> TrainResult:
-    """Train on the prepared set's train split, logging to its MLflow run (see tracking.train_run). Under
-    torchrun every rank calls this; rank 0 alone writes files and MLflow (others return no run id). The
-    output folder is held for the whole run (train_lock): a second training on it is refused."""
-    ctx = distributed.setup(train.device)  # a plain single process outside torchrun
+def run(*, prepared_dir: Path, out_dir: Path, config: FitConfig) -> TrainResult:
+    """Train on the prepared set's train split with `config` (FitConfig.from_params), logging to its MLflow
+    run (see tracking.train_run). Under torchrun every rank calls this; rank 0 alone writes files and MLflow
+    (others return no run id). The output folder is held for the whole run (train_lock): a second training
+    on it is refused."""
+    ctx = distributed.setup(config.train.device)  # a plain single process outside torchrun
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     prepared = PreparedSet(prepared_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = FitConfig(model, loss, sampler, optim, schedule, train, transform)
     with train_lock.holding(out_dir, ctx):  # before anything is written there
         return _train(prepared, prepared_dir, out_dir, config, ctx)
 
@@ -190,17 +170,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     def body() -> int:
         p = load_params(args.params)
         with distributed.process_group(p.train.device) as ctx:  # several ranks under torchrun
-            res = run(
-                prepared_dir=args.prepared,
-                out_dir=args.out,
-                model=p.model,
-                loss=p.loss,
-                sampler=p.sampler,
-                optim=p.optim,
-                schedule=p.schedule,
-                train=p.train,
-                transform=p.transform,
-            )
+            res = run(prepared_dir=args.prepared, out_dir=args.out, config=FitConfig.from_params(p))
         if ctx.is_main:
             print(
                 f"trained {res.epochs} epochs: loss {res.final_loss:.4f}, accuracy {res.final_accuracy:.3f}; "

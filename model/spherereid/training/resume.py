@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..config import LossConfig, ModelConfig, OptimConfig, SamplerConfig, ScheduleConfig
+from ..config import FitConfig
 from ..contracts import CORRUPT_SUFFIX, STALE_SUFFIX
 from ..data.sampler import BalancedIdentitySampler, RandomBatchSampler
 from ..data.transforms import TrainTransform
@@ -63,30 +63,22 @@ def code_meaning(source: str, filename: str = "<source>") -> str:
 
 
 def resume_key(
-    *,
-    num_classes: int,
-    model: ModelConfig,
-    loss: LossConfig,
-    sampler: SamplerConfig,
-    optim: OptimConfig,
-    schedule: ScheduleConfig,
-    transform: TrainTransform,
-    seed: int,
-    precision: str,
-    data_fingerprint: str,
+    *, num_classes: int, config: FitConfig, transform: TrainTransform, precision: str, data_fingerprint: str
 ) -> dict[str, Any]:
     """The `config` a checkpoint stores: a later run resumes it only when its own key is equal. Lists, not
-    tuples, so it compares equal to the copy read back from a checkpoint."""
+    tuples, so it compares equal to the copy read back from a checkpoint. Its keys are the checkpoint
+    format: the sections that decide what is computed (not `train`, whose epochs may grow), the built
+    `transform` and `train.seed`."""
     return _plain(
         {
             "num_classes": num_classes,
-            "model": dataclasses.asdict(model),
-            "loss": dataclasses.asdict(loss),
-            "sampler": dataclasses.asdict(sampler),
-            "optim": dataclasses.asdict(optim),
-            "schedule": dataclasses.asdict(schedule),
+            "model": dataclasses.asdict(config.model),
+            "loss": dataclasses.asdict(config.loss),
+            "sampler": dataclasses.asdict(config.sampler),
+            "optim": dataclasses.asdict(config.optim),
+            "schedule": dataclasses.asdict(config.schedule),
             "transform": {k: v for k, v in vars(transform).items() if k != "normalize"},
-            "seed": seed,
+            "seed": config.train.seed,
             "precision": precision,
             "data": data_fingerprint,
             "code": code_fingerprint(),

@@ -34,15 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import (
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    TransformConfig,
-)
+from ..config import FitConfig as FitConfig  # re-exported: fit's argument, defined with the params
+from ..config import TrainConfig
 from ..data.batches import TrainBatches
 from ..data.sampler import build_sampler
 from ..data.transforms import TrainTransform, build_transforms
@@ -57,19 +50,6 @@ from .schedule import build_scheduler
 from .step import EpochStats, TrainStep, resolve_cuda_graphs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """The params sections a training reads (see config.py)."""
-
-    model: ModelConfig
-    loss: LossConfig
-    sampler: SamplerConfig
-    optim: OptimConfig
-    schedule: ScheduleConfig
-    train: TrainConfig
-    transform: TransformConfig
 
 
 @dataclass
@@ -120,9 +100,8 @@ def fit(
     losses.validate_labels(torch.as_tensor(np.asarray(labels), dtype=torch.int64), num_classes)
     train_tf, _ = build_transforms(**dataclasses.asdict(config.transform))
     key = resume.resume_key(
-        num_classes=num_classes, model=config.model, loss=config.loss, sampler=config.sampler,
-        optim=config.optim, schedule=config.schedule, transform=train_tf, seed=train.seed,
-        precision=place.precision, data_fingerprint=data_fingerprint,
+        num_classes=num_classes, config=config, transform=train_tf, precision=place.precision,
+        data_fingerprint=data_fingerprint,
     )  # fmt: skip
     parts = _build_parts(labels, num_classes, config, place)
     history, start_epoch = resume.resume_or_retire(
