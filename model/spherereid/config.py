@@ -38,7 +38,10 @@ def _pattern_error(pattern: object) -> str | None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How raw datasets are parsed and prepared (the preprocess stage)."""
+    """How raw datasets are parsed and prepared (the preprocess stage).
+
+    The per-dataset keys stay flat here (params files use them); which keys fill which dataset's
+    options dataclass is declared next to its parser (`register(..., data_keys=...)`)."""
 
     cuhk03_labels: str = "detected"  # labeled | detected
     cuhk03_protocol: str = "new"  # new (767/700) | classic (20 splits of 1367/100)

@@ -18,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixt
 from fixtures import cuhk03 as fx  # noqa: E402
 from fixtures.market import zip_tree  # noqa: E402
 
+from spherereid.config import DataConfig  # noqa: E402
 from spherereid.data.datasets import DatasetError, parse  # noqa: E402
 from spherereid.data.datasets.cuhk03 import extract_images, pairs_sizes  # noqa: E402
+from spherereid.data.datasets.cuhk03 import parse as cuhk03_parse  # noqa: E402
 
 OFFSETS = [0, 40, 70, 90, 105]  # cumulative PAIR_SIZES (40, 30, 20, 15, 10)
 
@@ -69,7 +71,7 @@ def _names(items):
 @pytest.mark.parametrize("kind", ["labeled", "detected"])
 def test_new_protocol(tmp_path, raw, kind):
     files, labels, idx = fx.new_protocol_for(kind)
-    splits = parse("cuhk03", raw, tmp_path / "work", cuhk03_labels=kind)
+    splits = parse("cuhk03", raw, tmp_path / "work", data=DataConfig(cuhk03_labels=kind))
     for split in ("train", "query", "gallery"):
         items = getattr(splits, split)
         want = [i - 1 for i in idx[f"{split}_idx"]]
@@ -88,14 +90,14 @@ def test_new_protocol(tmp_path, raw, kind):
 
 def test_extraction_is_reused(tmp_path, raw):
     work = tmp_path / "work"
-    first = parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    first = parse("cuhk03", raw, work, data=DataConfig(cuhk03_labels="labeled"))
     png = first.train[0].path
     png.write_bytes(b"not re-extracted")
-    second = parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    second = parse("cuhk03", raw, work, data=DataConfig(cuhk03_labels="labeled"))
     assert second.train[0].path == png and png.read_bytes() == b"not re-extracted"
     mat = raw / "cuhk03_release" / "cuhk-03.mat"
     os.utime(mat, (mat.stat().st_atime, mat.stat().st_mtime + 10))  # a changed .mat is extracted again
-    parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    parse("cuhk03", raw, work, data=DataConfig(cuhk03_labels="labeled"))
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -105,9 +107,7 @@ def test_classic_protocol(tmp_path, raw, split):
         "cuhk03",
         raw,
         tmp_path / "work",
-        cuhk03_labels="detected",
-        cuhk03_protocol="classic",
-        cuhk03_split=split,
+        data=DataConfig(cuhk03_labels="detected", cuhk03_protocol="classic", cuhk03_split=split),
     )
     test = {(int(c), int(p)) for c, p in fx.testsets()[split]}
     assert len(test) == 100
@@ -128,7 +128,7 @@ MISSING = "listed in cuhk03_new_protocol_config_labeled.mat but the image is mis
 
 def test_pre_extracted_folder_and_protocol_file_in_release_dir(tmp_path, raw):
     work = tmp_path / "work"
-    parse("cuhk03", raw, work, cuhk03_labels="labeled")
+    parse("cuhk03", raw, work, data=DataConfig(cuhk03_labels="labeled"))
     root = tmp_path / "mine" / "cuhk03"
     shutil.copytree(work / "cuhk03" / "images_labeled", root / "images_labeled")
     (root / "images_labeled" / "5_010_2_06.png").unlink()  # listed in the protocol file but missing
@@ -137,7 +137,7 @@ def test_pre_extracted_folder_and_protocol_file_in_release_dir(tmp_path, raw):
     (root / "images_labeled" / "5_009_2_06.png").symlink_to(outside)  # escapes the dataset root
     (root / "cuhk03_release").mkdir()
     shutil.copy(raw / "cuhk03_new_protocol_config_labeled.mat", root / "cuhk03_release")
-    splits = parse("cuhk03", tmp_path / "mine", tmp_path / "work2", cuhk03_labels="labeled")
+    splits = parse("cuhk03", tmp_path / "mine", tmp_path / "work2", data=DataConfig(cuhk03_labels="labeled"))
     files, _, idx = fx.new_protocol_for("labeled")
     assert len(splits.train) + len(splits.query) + len(splits.gallery) == len(files) - 2
     assert splits.query[0].source == "cuhk03/images_labeled/" + splits.query[0].path.name
@@ -151,11 +151,10 @@ def test_pre_extracted_folder_and_protocol_file_in_release_dir(tmp_path, raw):
             "cuhk03",
             tmp_path / "mine",
             tmp_path / "work2",
-            cuhk03_labels="labeled",
-            cuhk03_protocol="classic",
+            data=DataConfig(cuhk03_labels="labeled", cuhk03_protocol="classic"),
         )
     with pytest.raises(DatasetError, match="images_detected: missing"):
-        parse("cuhk03", tmp_path / "mine", tmp_path / "work2", cuhk03_labels="detected")
+        parse("cuhk03", tmp_path / "mine", tmp_path / "work2", data=DataConfig(cuhk03_labels="detected"))
 
 
 def test_release_zip(tmp_path, raw):
@@ -196,9 +195,9 @@ def test_fatal_problems(tmp_path, raw):
     with pytest.raises(DatasetError, match="not readable as MATLAB v7.3"):
         parse("cuhk03", tmp_path / "only", tmp_path / "w2")
     with pytest.raises(DatasetError, match="labeled or detected"):
-        parse("cuhk03", raw, tmp_path / "w", cuhk03_labels="both")
+        cuhk03_parse(raw, tmp_path / "w", labels="both")  # the parser checks too
     with pytest.raises(DatasetError, match="split 0..19"):
-        parse("cuhk03", raw, tmp_path / "w", cuhk03_protocol="classic", cuhk03_split=20)
+        cuhk03_parse(raw, tmp_path / "w", protocol="classic", split=20)
 
 
 def test_unreadable_or_malformed_mat_files_name_the_file(tmp_path, raw):
@@ -215,7 +214,7 @@ def test_unreadable_or_malformed_mat_files_name_the_file(tmp_path, raw):
         f["detected"] = np.zeros((1, 5))
         f["testsets"] = np.zeros((1, 20))
     with pytest.raises(DatasetError, match=f"{mat}: unexpected content \\(TypeError"):
-        parse("cuhk03", root, tmp_path / "work", cuhk03_protocol="classic")
+        parse("cuhk03", root, tmp_path / "work", data=DataConfig(cuhk03_protocol="classic"))
     with pytest.raises(DatasetError, match=f"{config}: is a file, not a folder"):
         parse("cuhk03", config, tmp_path / "work")
 

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixt
 from fixtures import cuhk_sysu as fx  # noqa: E402
 from fixtures.market import write_tree  # noqa: E402
 
+from spherereid.config import DataConfig  # noqa: E402
 from spherereid.data.datasets import DatasetError, parse  # noqa: E402
 
 N = 1_000_000  # first pid of unlabelled gallery boxes
@@ -28,7 +29,7 @@ def _rows(items):
 
 
 def test_train_and_query(tmp_path, release):
-    splits = parse("cuhk_sysu", release, tmp_path / "work", cuhksysu_gallery_size=50)
+    splits = parse("cuhk_sysu", release, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=50))
     assert _rows(splits.train) == [
         ("s1.jpg", 1, 0, fx.P1[0]),
         ("s2.jpg", 1, 0, fx.P1[1]),
@@ -48,7 +49,7 @@ def test_train_and_query(tmp_path, release):
 
 
 def test_gallery_50(tmp_path, release):
-    splits = parse("cuhk_sysu", release, tmp_path / "work", cuhksysu_gallery_size=50)
+    splits = parse("cuhk_sysu", release, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=50))
     # scenes in first-listed order: s6, s7, s8 (query 1), then s9, s5, s10 (query 2)
     assert _rows(splits.gallery) == [
         ("s6.jpg", 101, 1, fx.B),
@@ -73,7 +74,7 @@ def test_gallery_50(tmp_path, release):
 
 
 def test_gallery_100(tmp_path, release):
-    splits = parse("cuhk_sysu", release, tmp_path / "work", cuhksysu_gallery_size=100)
+    splits = parse("cuhk_sysu", release, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=100))
     assert _rows(splits.query) == [("s5.jpg", 101, 0, fx.A), ("s8.jpg", 102, 0, fx.D)]
     assert [(r[0], r[1]) for r in _rows(splits.gallery)] == [
         ("s6.jpg", 101),
@@ -95,13 +96,13 @@ def test_gallery_100(tmp_path, release):
 
 def test_missing_files_are_fatal_or_skipped(tmp_path, release):
     with pytest.raises(DatasetError, match=r"TestG500.mat: missing"):
-        parse("cuhk_sysu", release, tmp_path / "work", cuhksysu_gallery_size=500)
+        parse("cuhk_sysu", release, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=500))
     (tmp_path / "x").mkdir()
     with pytest.raises(DatasetError, match="neither annotation/Images.mat"):
         parse("cuhk_sysu", tmp_path / "x", tmp_path / "work")
     root = fx.write_release(tmp_path / "copy")
     (root / "Image" / "SSM" / "s10.jpg").unlink()
-    splits = parse("cuhk_sysu", root, tmp_path / "work", cuhksysu_gallery_size=50)
+    splits = parse("cuhk_sysu", root, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=50))
     assert [it.path.name for it in splits.gallery].count("s10.jpg") == 0 and len(splits.gallery) == 7
     assert ("Image/SSM/s10.jpg", "scene missing or outside the root (gallery box of Images.mat)") in [
         (s.path, s.reason) for s in splits.skipped
@@ -129,14 +130,14 @@ def test_unreadable_or_malformed_annotation_names_the_file(tmp_path):
     images = root / "annotation" / "Images.mat"
     images.write_bytes(b"garbage, not a MAT file")  # before: scipy's MatReadError as a traceback
     with pytest.raises(DatasetError, match=f"{images}: not readable as a MATLAB v5 file"):
-        parse("cuhk_sysu", root, tmp_path / "work", cuhksysu_gallery_size=50)
+        parse("cuhk_sysu", root, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=50))
     box = np.zeros((1, 1), dtype=[("idlocate", object), ("ishard", object)])
     box[0, 0] = ("x y w h", 0.0)  # a box that is text, not numbers: before a ValueError traceback
     img = np.zeros((1, 1), dtype=[("imname", object), ("nAppear", object), ("box", object)])
     img[0, 0] = ("s1.jpg", 1.0, box)
     scipy.io.savemat(images, {"Img": img})
     with pytest.raises(DatasetError, match=f"{images}: unexpected content \\(ValueError"):
-        parse("cuhk_sysu", root, tmp_path / "work", cuhksysu_gallery_size=50)
+        parse("cuhk_sysu", root, tmp_path / "work", data=DataConfig(cuhksysu_gallery_size=50))
 
 
 def test_root_that_is_a_file_is_named_as_such(tmp_path):

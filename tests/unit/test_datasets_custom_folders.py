@@ -49,7 +49,10 @@ def test_a_query_whose_only_gallery_image_is_itself_has_no_match(tmp_path):
 
 def test_camera_pattern_gives_cameras_in_numeric_order(tmp_path):
     s = datasets.parse(
-        "custom_folders", fx.write_tree(tmp_path), tmp_path / "work", camera_pattern=r"_c(\d+)"
+        "custom_folders",
+        fx.write_tree(tmp_path),
+        tmp_path / "work",
+        data=DataConfig(camera_pattern=r"_c(\d+)"),
     )
     # cameras seen: 1, 2, 3, 10 -> camids 0, 1, 2, 3 (numeric, not text, order)
     assert [i.camid for i in s.train] == [0, 2, 0, 1, 1]
@@ -69,7 +72,7 @@ def test_every_bad_file_is_reported_by_name(tmp_path):
     (root / "gallery" / "eve" / "nocam.jpg").write_bytes(b"x")
     (tmp_path / "outside.jpg").write_bytes(b"x")
     os.symlink(tmp_path / "outside.jpg", root / "query" / "dave" / "link_c1.jpg")
-    s = datasets.parse("custom_folders", root, tmp_path / "work", camera_pattern=r"_c(\d+)")
+    s = datasets.parse("custom_folders", root, tmp_path / "work", data=DataConfig(camera_pattern=r"_c(\d+)"))
     got = {k.path: k.reason for k in s.skipped}
     assert set(got) == {"train/loose.jpg", "train/bob/notes.txt", "train/bob/nested", "train/empty",
                         "gallery/eve/nocam.jpg", "query/dave/link_c1.jpg"}  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
 from fixtures.market import duke_name, market_name, write_tree, zip_tree  # noqa: E402
 
-from spherereid.data.datasets import DATASETS, DatasetError, market1501, parse, relabel  # noqa: E402
+from spherereid.data.datasets import DatasetError, get, market1501, names, parse, relabel  # noqa: E402
 
 TRAIN = [market_name(2, 1, 10), market_name(2, 2, 11), market_name(7, 3, 12), market_name(1500, 6, 13)]
 QUERY = [market_name(2, 1, 20), market_name(7, 3, 21)]
@@ -195,9 +195,10 @@ def test_custom_up_to_99_cameras(tmp_path):
 
 
 def test_registry_and_dispatch(tmp_path):
-    assert set(DATASETS) == {"market1501", "dukemtmc", "cuhk03", "cuhk_sysu", "custom", "synthetic",
-                             "synthetic_b", "msmt17", "veri776", "custom_folders"}  # fmt: skip
-    assert DATASETS["market1501"] is market1501.parse  # synthetic: Market layout unless it holds MSMT17 lists
+    assert set(names()) == {"market1501", "dukemtmc", "cuhk03", "cuhk_sysu", "custom", "synthetic",
+                            "synthetic_b", "msmt17", "veri776", "custom_folders"}  # fmt: skip
+    assert get("market1501").parser is market1501.parse
+    # synthetic: Market layout unless it holds MSMT17 lists
     _market(tmp_path / "syn")
     _check_market(parse("synthetic", tmp_path / "syn", tmp_path / "work"), prefix="")
     with pytest.raises(DatasetError, match="unknown dataset 'market'"):

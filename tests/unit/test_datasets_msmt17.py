@@ -38,7 +38,7 @@ def test_split_sizes_pids_and_cameras(tmp_path, version):
 
 def test_train_without_val_leaves_the_val_list_out_and_says_so(tmp_path):
     folder = fx.write_release(tmp_path)
-    s = datasets.parse("msmt17", folder, tmp_path / "work", msmt17_train_with_val=False)
+    s = datasets.parse("msmt17", folder, tmp_path / "work", data=DataConfig(msmt17_train_with_val=False))
     assert len(s.train) == 5
     assert s.protocol["val_images_excluded"] == 2
     assert "list_val.txt left out (2 images" in s.protocol["notes"][0]

@@ -18,6 +18,7 @@ import scipy.io
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture builders
 from fixtures.market import write_tree  # noqa: E402
 
+from spherereid.config import DataConfig  # noqa: E402
 from spherereid.data.datasets import parse, relabel  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -39,7 +40,9 @@ def test_cuhk03_np_counts(tmp_path, kind, n_files, n_train, n_query, n_gallery):
     root = tmp_path / "cuhk03"
     write_tree(root, {f"images_{kind}": files}, empty=True)
     shutil.copy(cfg_path, root)
-    splits = parse("cuhk03", tmp_path, tmp_path / "work", cuhk03_labels=kind, cuhk03_protocol="new")
+    splits = parse(
+        "cuhk03", tmp_path, tmp_path / "work", data=DataConfig(cuhk03_labels=kind, cuhk03_protocol="new")
+    )
     assert (len(splits.train), len(splits.query), len(splits.gallery)) == (n_train, n_query, n_gallery)
     assert splits.skipped == []
     train_ids = {it.pid for it in splits.train}

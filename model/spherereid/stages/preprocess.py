@@ -174,11 +174,7 @@ def run(*, dataset: str, raw_dir: Path, out_dir: Path, data: DataConfig) -> Prep
 
 
 def _prepare(dataset: str, raw_dir: Path, out_dir: Path, work: Path, data: DataConfig) -> PreprocessResult:
-    splits = datasets.parse(
-        dataset, raw_dir, work, cuhk03_labels=data.cuhk03_labels, cuhk03_protocol=data.cuhk03_protocol,
-        cuhk03_split=data.cuhk03_split, cuhksysu_gallery_size=data.cuhksysu_gallery_size,
-        msmt17_train_with_val=data.msmt17_train_with_val, camera_pattern=data.camera_pattern,
-    )  # fmt: skip
+    splits = datasets.parse(dataset, raw_dir, work, data)
     train_only = splits.protocol.get("name") == "train-only"
     candidates = sum(len(getattr(splits, s)) for s in SPLITS) + len(splits.skipped)
     # The bad-file limit is checked after decoding, so that a refusal lists the files the parser
@@ -302,7 +298,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'data' is used)")
     ap.add_argument(
-        "--dataset", required=True, help=f"one of {', '.join(datasets.DATASETS)}, or several joined by '+'"
+        "--dataset", required=True, help=f"one of {', '.join(datasets.names())}, or several joined by '+'"
     )
     ap.add_argument("--raw", required=True, type=Path, help="raw dataset folder (or archive)")
     ap.add_argument("--out", required=True, type=Path, help="prepared output folder")

@@ -4,8 +4,9 @@ Three sources, tried in this order:
 - a local folder `<raw_root>/<dataset>` (laptops, `python -m pipeline run-local --raw-root`);
 - a DVC-versioned folder in a git repository at a revision (`data_repo`, `data_rev`, `data_path`),
   fetched with `dvc.api.DVCFileSystem`; S3 credentials come from the environment (AWS_*);
-- for `dataset == "synthetic"` (and "synthetic_b", the second camera network: synthetic.domain b, as
-  DVC's synthesize_b stage makes it) only: the embedded generator (deterministic given its seed).
+- for a dataset the registry marks as generated (synthetic, and synthetic_b: the second camera
+  network, synthetic.domain b, as DVC's synthesize_b stage makes it) only: the embedded generator
+  (deterministic given its seed).
 The result names the revision and the data hash used, for the pipeline's lineage metadata. A data
 repository URL may carry a token (https://TOKEN@host/..., ?token=): logs, errors and metadata name it
 without (`recorded_sources`, redaction.redact_uri).
@@ -20,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SyntheticConfig
+from ..data import datasets
 from ..redaction import redact_text, redact_uri
 
 log = logging.getLogger(__name__)
-
-GENERATED = ("synthetic", "synthetic_b")  # datasets the embedded generator makes when no source is given
 
 
 class RawSourceError(ValueError):
@@ -64,11 +64,12 @@ def resolve_raw(
         return RawSource(path, "local", f"local:{path.resolve()}", "")
     if data_repo:
         return fetch_dvc(data_repo, data_rev, data_path.format(dataset=dataset), work_dir / dataset)
-    if dataset in GENERATED:
+    spec = datasets.lookup(dataset)
+    if spec is not None and spec.generated:  # made by the synthesize stage when no source is given
         from . import synthesize
 
         cfg = synthetic or SyntheticConfig()
-        cfg = dataclasses.replace(cfg, domain="b") if dataset == "synthetic_b" else cfg
+        cfg = dataclasses.replace(cfg, domain=spec.domain) if spec.domain else cfg
         synthesize.run(synthetic=cfg, out_dir=work_dir / dataset)
         domain = "" if cfg.domain == "a" else f",domain={cfg.domain}"
         return RawSource(work_dir / dataset, "generated", f"generated:seed={cfg.seed}{domain}", "")

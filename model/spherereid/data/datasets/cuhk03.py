@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .archive import extract_once
 from .base import DatasetError, Item, Skipped, Splits
 from .matfile import load_v5, mat_str, open_v73, read_v73, reading, v73_bytes
 from .naming import inside_root, require_folder
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +245,20 @@ def _classic(mat: Path, labels: str, split: int, images: dict[str, Path], prefix
     return Splits(train, query, list(query), skipped, proto)
 
 
+@dataclass(frozen=True)
+class Cuhk03Options:
+    """CUHK03's options (params.yaml: data.cuhk03_labels, data.cuhk03_protocol, data.cuhk03_split)."""
+
+    labels: str = "detected"  # labeled | detected
+    protocol: str = "new"  # new (767/700) | classic (20 splits of 1367/100)
+    split: int = 0  # which classic split (0..19)
+
+
+@register(
+    "cuhk03",
+    options=Cuhk03Options,
+    data_keys={"cuhk03_labels": "labels", "cuhk03_protocol": "protocol", "cuhk03_split": "split"},
+)
 def parse(
     root: Path, work_dir: Path, *, labels: str = "detected", protocol: str = "new", split: int = 0
 ) -> Splits:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 from .base import DatasetError, Item, Skipped, Splits
 from .matfile import load_v5, mat_str, reading
 from .naming import IMAGE_SUFFIXES, inside_root, is_ignored, require_folder
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,14 @@ def _cropped(folder: Path, root: Path) -> Splits:
     return Splits(train, [], [], skipped, {"name": "train-only"})
 
 
+@dataclass(frozen=True)
+class CuhkSysuOptions:
+    """CUHK-SYSU's options (params.yaml: data.cuhksysu_gallery_size)."""
+
+    gallery_size: int = 100  # TestG<N>: 50, 100, 500, 1000, 2000, 4000
+
+
+@register("cuhk_sysu", options=CuhkSysuOptions, data_keys={"cuhksysu_gallery_size": "gallery_size"})
 def parse(root: Path, work_dir: Path, *, gallery_size: int = 100) -> Splits:
     """Parse CUHK-SYSU (raw release with TestG<gallery_size>, or the train-only cropped form)."""
     root = Path(root)

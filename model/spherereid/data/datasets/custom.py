@@ -16,10 +16,12 @@ from pathlib import Path
 
 from .base import Splits
 from .naming import NameRules, parse_market_style
+from .registry import register
 
 RULES = NameRules(dataset="custom (Market-1501 naming)", max_cam=99, min_pid=0, max_pid=10**9)
 
 
+@register("custom")
 def parse(root: Path, work_dir: Path) -> Splits:
     """Parse a custom Market-style folder (or archive) into raw-pid train / query / gallery items."""
     return parse_market_style(root, work_dir, RULES, [], [])

@@ -26,6 +26,7 @@ from typing import Any
 
 from .base import DatasetError, Item, Skipped, Splits
 from .naming import IMAGE_SUFFIXES, inside_root, is_ignored, require_folder
+from .registry import register
 
 SPLITS = ("train", "query", "gallery")
 
@@ -106,6 +107,14 @@ def _no_camera_ids(found: list[Found]) -> list[int]:
     return camids
 
 
+@dataclass(frozen=True)
+class CustomFoldersOptions:
+    """custom_folders' options (params.yaml: data.camera_pattern)."""
+
+    camera_pattern: str = ""  # regex whose group 1 is the camera in a file name; "" = none
+
+
+@register("custom_folders", options=CustomFoldersOptions, data_keys={"camera_pattern": "camera_pattern"})
 def parse(root: Path, work_dir: Path, *, camera_pattern: str = "") -> Splits:
     """Parse `<root>/{train,query,gallery}/<identity>/<image>` into train / query / gallery items."""
     root = Path(root)

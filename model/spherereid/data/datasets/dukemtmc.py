@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .base import Splits
 from .naming import NameRules, parse_market_style
+from .registry import register
 
 log = logging.getLogger(__name__)
 NOTICE = (
@@ -25,6 +26,7 @@ SUBDIRS = ["DukeMTMC-reID", "dukemtmc-reid/DukeMTMC-reID", "dukemtmc-reid"]
 ARCHIVES = ["DukeMTMC-reID.zip"]
 
 
+@register("dukemtmc")
 def parse(root: Path, work_dir: Path) -> Splits:
     """Parse a DukeMTMC-reID release (folder or zip) into raw-pid train / query / gallery items."""
     log.warning(NOTICE)

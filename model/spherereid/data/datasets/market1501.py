@@ -15,12 +15,14 @@ from pathlib import Path
 
 from .base import Splits
 from .naming import NameRules, parse_market_style
+from .registry import register
 
 RULES = NameRules(dataset="Market-1501", max_cam=6, min_pid=0, max_pid=1501)
 SUBDIRS = ["Market-1501-v15.09.15", "market1501", "market1501/Market-1501-v15.09.15"]
 ARCHIVES = ["Market-1501-v15.09.15.zip", "market1501.zip", "Market-1501.zip"]
 
 
+@register("market1501")
 def parse(root: Path, work_dir: Path) -> Splits:
     """Parse a Market-1501 release (folder or zip) into raw-pid train / query / gallery items."""
     return parse_market_style(root, work_dir, RULES, SUBDIRS, ARCHIVES)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .base import DatasetError, Item, Skipped, Splits
 from .naming import IMAGE_SUFFIXES, inside_root, is_ignored
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,17 @@ def read_list(
     return items, skipped, listed
 
 
+@dataclass(frozen=True)
+class Msmt17Options:
+    """MSMT17's options (params.yaml: data.msmt17_train_with_val)."""
+
+    train_with_val: bool = True  # train on list_train.txt + list_val.txt (common practice)
+
+
+DATA_KEYS = {"msmt17_train_with_val": "train_with_val"}
+
+
+@register("msmt17", options=Msmt17Options, data_keys=DATA_KEYS)
 def parse(root: Path, work_dir: Path, *, train_with_val: bool = True) -> Splits:
     """Parse an MSMT17 V1 or V2 release into train / query / gallery items (pids as documented above)."""
     root = Path(root)

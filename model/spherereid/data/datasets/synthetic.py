@@ -31,6 +31,10 @@ import numpy as np
 from PIL import Image
 
 from ..imageio import pool_context
+from . import market1501, msmt17
+from .base import Splits
+from .msmt17 import Msmt17Options
+from .registry import register
 from .synthetic_draw import DOMAINS, Camera, Person, person_key, random_camera, random_person, render
 
 log = logging.getLogger(__name__)
@@ -307,3 +311,14 @@ def _write_all(
             (out_dir / _folder_of(shot) / shot.name).write_bytes(blob)
         if progress is not None:
             progress(len(shots))
+
+
+@register("synthetic", options=Msmt17Options, data_keys=msmt17.DATA_KEYS, generated=True)
+@register("synthetic_b", options=Msmt17Options, data_keys=msmt17.DATA_KEYS, generated=True, domain="b")
+def parse_generated(root: Path, work_dir: Path, *, train_with_val: bool = True) -> Splits:
+    """Read what the synthesize stage wrote: MSMT17 layout if it holds list_train.txt, else Market-1501.
+
+    'synthetic_b' is the synthesize stage with domain b (another camera network)."""
+    if (Path(root) / "list_train.txt").is_file():
+        return msmt17.parse(root, work_dir, train_with_val=train_with_val)
+    return market1501.parse(root, work_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .base import DatasetError, Item, Skipped, Splits
 from .naming import NameRules, require_folder, scan_folder
+from .registry import register
 
 RULES = NameRules(dataset="VeRi-776", max_cam=20, min_pid=1, max_pid=776)
 SUBDIRS = ["", "VeRi", "veri", "VeRi-776"]
@@ -36,6 +37,7 @@ def locate(root: Path) -> Path:
     )
 
 
+@register("veri776")
 def parse(root: Path, work_dir: Path) -> Splits:
     """Parse a VeRi-776 release into raw-id train / query / gallery items."""
     root = Path(root)
