@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suite in the project venv (built on first use).
 #   bash scripts/test.sh          the default suite (everything not marked slow or container; ~1 min on 2 cores)
-#   bash scripts/test.sh --slow   only the slow tests (real servers, whole pipelines, 1M-gallery memory; ~6 min)
+#   bash scripts/test.sh --slow   only the slow tests (real servers: MLflow on sqlite and on PostgreSQL + S3,
+#                                 fault tests, whole pipelines, 1M-gallery memory; see .ci/run for timings)
 #   bash scripts/test.sh --container   only the container suite (builds the image; needs docker or podman)
 #   extra arguments go to pytest
 set -euo pipefail

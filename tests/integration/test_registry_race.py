@@ -4,7 +4,8 @@ Under the registry lock (tracking/alias_lock.py) every round ends with one versi
 champion the same-data policy picks (the best mAP), the challenger on the newest version, each champion
 move recorded in tags as one chain, and no lock left behind.
 
-SPHEREREID_RACE_UNLOCKED=1 runs the same races without the lock, to see them fail.
+SPHEREREID_RACE_UNLOCKED=1 runs the same races without the lock, to see them fail. The server (conftest's
+`server`) runs on each MLflow backend: sqlite, and PostgreSQL with S3 artifacts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import queue
 
 import pytest
-from fixtures.mlflow_server import LocalMlflowServer
 from fixtures.registry_race import Entry, worker
 
 from spherereid.tracking.alias_lock import current_holder, lock_name
@@ -27,12 +27,6 @@ PROCESSES, ROUNDS = 4, int(os.environ.get("SPHEREREID_RACE_ROUNDS", "20"))
 LOCKED = os.environ.get("SPHEREREID_RACE_UNLOCKED") != "1"
 SHARE = (0, 0, 1, 2)  # process -> model file (rotated each round): files 0 is registered twice at once
 MAPS = ((0.5, 0.6, 0.7), (0.7, 0.5, 0.6), (0.6, 0.7, 0.5))  # each file's mAP, by round % 3
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with LocalMlflowServer(tmp_path_factory.mktemp("mlflow-race")) as srv:
-        yield srv
 
 
 def make_rounds(c) -> list[list[Entry]]:
