@@ -181,21 +181,7 @@ def _register(
             "quality_gate": "passed" if passed else "failed",
         }
     )
-    version = _find_version(c, name, run_id, model_uri)
-    if version is None:
-        # MLflow's sqlite registry looks the logged model up through the global tracking URI
-        with using_tracking_uri(c.tracking_uri):
-            mv = c.create_model_version(
-                name, source=model_uri, run_id=run_id, tags=version_tags, model_id=_model_id(model_uri)
-            )
-        version = int(mv.version)
-        log.info("registered %s version %d from %s", name, version, model_uri)
-    else:
-        log.info("%s is already %s version %d; updating its tags", model_uri, name, version)
-        for key, value in version_tags.items():
-            c.set_model_version_tag(name, str(version), key, value)
-    if (model_id := _model_id(model_uri)) is not None:
-        link_model_version(c, model_id, name, version)
+    version = _find_or_create_version(c, name, model_uri, run_id, version_tags)
     if describe is not None:
         c.update_model_version(name, str(version), description=describe(version))
 
@@ -230,6 +216,27 @@ def _register(
         sorted(a for a, v in aliases.items() if v == version),
         aliases.get(CHAMPION),
     )
+
+
+def _find_or_create_version(c, name: str, model_uri: str, run_id: str, version_tags: dict[str, str]) -> int:
+    """The version of `name` registered from `model_uri` (its tags refreshed), else a new one; either way
+    recorded on the LoggedModel (the Models view's "Registered models" column)."""
+    version = _find_version(c, name, run_id, model_uri)
+    if version is None:
+        # MLflow's sqlite registry looks the logged model up through the global tracking URI
+        with using_tracking_uri(c.tracking_uri):
+            mv = c.create_model_version(
+                name, source=model_uri, run_id=run_id, tags=version_tags, model_id=_model_id(model_uri)
+            )
+        version = int(mv.version)
+        log.info("registered %s version %d from %s", name, version, model_uri)
+    else:
+        log.info("%s is already %s version %d; updating its tags", model_uri, name, version)
+        for key, value in version_tags.items():
+            c.set_model_version_tag(name, str(version), key, value)
+    if (model_id := _model_id(model_uri)) is not None:
+        link_model_version(c, model_id, name, version)
+    return version
 
 
 def _champion_decision(
