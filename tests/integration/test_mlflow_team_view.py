@@ -78,7 +78,7 @@ def test_the_models_view_shows_a_named_registered_model_with_only_the_evaluated_
     base = store_uri if store_uri.startswith("http") else "http://127.0.0.1:5000"
     assert pages["models"] == f"{base}/#/experiments/{old}/models?workflowType=machine_learning"
     assert pages["runs"] == f"{base}/#/experiments/{old}/runs?workflowType=machine_learning"
-    assert pages["version"] == f"{base}/#/models/spherereid-toy/versions/1"
+    assert pages["version"] == f"{base}/#/models/spherereid-toy/versions/1?workflowType=machine_learning"
     assert pages["models"] in register_stage.summary(res)
 
     # registering the same model again keeps one link

@@ -144,7 +144,7 @@ def ui_url(tracking_uri: str, experiment_id: str, view: str = "runs") -> str:
 
 def version_ui_url(tracking_uri: str, name: str, version: int) -> str:
     """The UI page of registered model version `name` v`version` (its model card)."""
-    return f"{ui_base(tracking_uri)}/#/models/{name}/versions/{version}"
+    return f"{ui_base(tracking_uri)}/#/models/{name}/versions/{version}?workflowType=machine_learning"
 
 
 def _get_or_create_experiment(c, name: str, uri: str) -> str:
