@@ -41,17 +41,17 @@ def _trained_and_evaluated(tmp_path, make_train_dir):
     return ref, train_dir, eval_dir
 
 
-@pytest.fixture(params=["server", "sqlite"])
-def store_uri(request, tmp_path) -> str:
-    """The team's server, and the main job's local sqlite store (where no server writes the version link)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return request.getfixturevalue("mlflow_server").uri
+def test_the_models_view_on_the_teams_server(mlflow_server, tmp_path, monkeypatch, make_train_dir):
+    """A server (sqlite, and PostgreSQL + S3) writes the version link itself; we must not add a second."""
+    _check_the_models_view(mlflow_server.uri, tmp_path, monkeypatch, make_train_dir)
 
 
-def test_the_models_view_shows_a_named_registered_model_with_only_the_evaluated_metrics(
-    store_uri, tmp_path, monkeypatch, make_train_dir
-):
+def test_the_models_view_on_the_main_jobs_local_store(tmp_path, monkeypatch, make_train_dir):
+    """The main job's sqlite store: no server writes the version link, register does."""
+    _check_the_models_view(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, monkeypatch, make_train_dir)
+
+
+def _check_the_models_view(store_uri, tmp_path, monkeypatch, make_train_dir):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
     c = tracking.client(store_uri)
     old = c.create_experiment("spherereid-toy")  # an experiment made before the tag existed
@@ -81,7 +81,8 @@ def test_the_models_view_shows_a_named_registered_model_with_only_the_evaluated_
     assert pages["version"] == f"{base}/#/models/spherereid-toy/versions/1?workflowType=machine_learning"
     assert pages["models"] in register_stage.summary(res)
 
-    # registering the same model again keeps one link
+    # registering the same model again (a rerun of the stage) keeps one link and one value of each metric
     register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg)
     [model] = c.search_logged_models(experiment_ids=[old])
+    assert sorted(m.key for m in model.metrics) == sorted(EVALUATED)
     assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "spherereid-toy", "version": 1}]

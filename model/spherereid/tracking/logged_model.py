@@ -55,10 +55,18 @@ def log_model_metrics(
     def go() -> None:
         c = runs.client(ref.tracking_uri)
         c.log_inputs(ref.run_id, datasets=[item])
-        c.log_batch(ref.run_id, metrics=values)
+        carried = _on_model(c, model_id)
+        fresh = [m for m in values if carried.get((m.key, m.dataset_name)) != m.value]
+        if fresh:  # a rerun of register logs nothing twice
+            c.log_batch(ref.run_id, metrics=fresh)
 
     runs.with_retries(go, what=f"log metrics on model {model_id}", uri=ref.tracking_uri)
     return model_id
+
+
+def _on_model(c: Any, model_id: str) -> dict[tuple[str, str | None], float]:
+    """The metrics LoggedModel `model_id` already carries, by (key, dataset name)."""
+    return {(m.key, m.dataset_name): m.value for m in c.get_logged_model(model_id).metrics or []}
 
 
 def ranked_models(experiment_id: str, metric: str = "mAP", tracking_uri: str | None = None) -> list[Any]:
