@@ -322,6 +322,8 @@ def rerank_param_problem(
 
 
 PROMOTION_POLICIES = ("same-data", "best", "manual")
+ONNX_QUANTIZE_CHOICES = ("none", "int8")  # register.onnx_quantize: the ONNX model alone, or also int8
+INT8_BUDGET_POINTS = 0.5  # the most int8 rank-1 or mAP may differ from fp32 ONNX's, in points
 
 
 @dataclass(frozen=True)
@@ -337,8 +339,24 @@ class RegisterConfig:
     # export the model to ONNX (uint8 images in, unit embeddings out), prove parity with PyTorch on the
     # prepared query/gallery, log it with MLflow's onnx flavor next to the pyfunc (needs --prepared)
     export_onnx: bool = False
+    # with export_onnx: "int8" also logs a statically quantized ONNX model for CPUs (calibrated on the
+    # prepared train split); "none" does not
+    onnx_quantize: str = "none"
+    # int8's rank-1 and mAP on the prepared query/gallery must be within this many points of fp32 ONNX's,
+    # or the stage fails before it registers anything
+    onnx_int8_budget: float = INT8_BUDGET_POINTS
 
     def __post_init__(self) -> None:
+        _require(
+            self.onnx_quantize in ONNX_QUANTIZE_CHOICES,
+            f"register.onnx_quantize must be one of {'|'.join(ONNX_QUANTIZE_CHOICES)}, "
+            f"got {self.onnx_quantize!r}",
+        )
+        _require(
+            self.onnx_quantize == "none" or self.export_onnx,
+            "register.onnx_quantize int8 needs register.export_onnx: true (it quantizes the fp32 ONNX model)",
+        )
+        _require(self.onnx_int8_budget >= 0.0, "register.onnx_int8_budget must be >= 0 (points)")
         _require(
             self.promotion in PROMOTION_POLICIES,
             f"register.promotion must be one of {'|'.join(PROMOTION_POLICIES)}, got {self.promotion!r}",

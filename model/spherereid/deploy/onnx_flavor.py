@@ -1,8 +1,10 @@
 """The ONNX flavour (for the register stage): export model.pt with its chain, prove parity on the prepared
-query/gallery, and log the file with MLflow's onnx flavor in the training run, next to the pyfunc.
+query/gallery, and log the file with MLflow's onnx flavor in the training run, next to the pyfunc. With
+register.onnx_quantize int8 also the int8 model (deploy.int8_export), logged as a second onnx flavor
+model, its parity and speed figures on the version (tags under INT8_TAG_PREFIX) and in the model card.
 
-Nothing is logged when the export or a parity check fails: the ExportError / ParityError propagates and
-the register stage stops before it registers anything.
+Nothing is logged when the export, a parity check or the int8 budget fails: the ExportError /
+ParityError / QuantizeError propagates and the register stage stops before it registers anything.
 """
 
 from __future__ import annotations
@@ -13,20 +15,39 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import INT8_BUDGET_POINTS
 from ..data.image_chain import ImageChain, model_key
 from ..data.manifest import PreparedSet
 from ..tracking import runs
 from ..tracking.runs import RunRef
 from ..training import checkpoint
 from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
+from .int8_export import Int8Model, export_int8
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
-from .parity import ParityReport, check_parity
+from .parity import ParityReport, check_parity_rows
 
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 ONNX_URI_TAG = "spherereid.onnx_model_uri"
 ONNX_KEY_TAG = "spherereid.onnx_key"  # sha256 of model.pt + chain: one logged ONNX model per pair
+ONNX_INT8_FILE = "model.int8.onnx"
+ONNX_INT8_URI_TAG = "spherereid.onnx_int8_model_uri"  # run tags: the logged int8 model, and of which pair
+ONNX_INT8_KEY_TAG = "spherereid.onnx_int8_key"
+INT8_TAG_PREFIX = "onnx.int8."  # version tags: <prefix>model_uri and each Int8Model figure
+
+
+@dataclass(frozen=True)
+class LoggedInt8:
+    """The logged int8 ONNX model and what it was shown to be."""
+
+    model_uri: str
+    model: Int8Model
+
+    def tags(self, prefix: str = INT8_TAG_PREFIX) -> dict[str, str]:
+        """`<prefix>model_uri` and `<prefix><figure>` for each of the model's figures."""
+        return {f"{prefix}model_uri": self.model_uri,
+                **{f"{prefix}{k}": v for k, v in self.model.figures().items()}}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,45 +58,63 @@ class OnnxExport:
     report: ParityReport
     path: Path
     chain: ImageChain
+    int8: LoggedInt8 | None = None
 
     def version_tags(self) -> dict[str, str]:
-        """Tags for the registered version: where the ONNX model is and the parity figures."""
-        return {"onnx.model_uri": self.model_uri, "onnx.opset": str(OPSET), **self.report.tags()}
+        """Tags for the registered version: where the ONNX model(s) are, the parity (and int8) figures."""
+        tags = {"onnx.model_uri": self.model_uri, "onnx.opset": str(OPSET), **self.report.tags()}
+        return tags if self.int8 is None else {**tags, **self.int8.tags()}
 
     def record(self) -> dict:
         """For registration.json."""
-        return {"model_uri": self.model_uri, "file": str(self.path), **self.report.tags(prefix="")}
+        record = {"model_uri": self.model_uri, "file": str(self.path), **self.report.tags(prefix="")}
+        if self.int8 is not None:
+            record["int8"] = {"file": str(self.int8.model.path), **self.int8.tags(prefix="")}
+        return record
 
 
 def export_and_log(
-    ref: RunRef, model_pt: Path, *, chain: ImageChain, prepared_dir: Path, out_dir: Path, dataset: str
-) -> OnnxExport:
-    """Export, prove parity (ParityError / ExportError on failure) and log the ONNX model into run `ref`."""
+    ref: RunRef, model_pt: Path, *, chain: ImageChain, prepared_dir: Path, out_dir: Path, dataset: str,
+    quantize: str = "none", int8_budget: float = INT8_BUDGET_POINTS,
+) -> OnnxExport:  # fmt: skip
+    """Export, prove parity (ParityError / ExportError on failure), with `quantize` "int8" also quantize
+    and hold to `int8_budget` points, then log the ONNX model(s) into run `ref`."""
     net = checkpoint.load_model(Path(model_pt))
     path = export_onnx(net, chain, Path(out_dir) / ONNX_FILE)
     prepared = PreparedSet(prepared_dir)
-    report = check_parity(
+    report, rows = check_parity_rows(
         net=net, chain=chain, onnx_path=path, query=prepared.split("query"), gallery=prepared.split("gallery")
     )
+    int8 = None
+    if quantize == "int8":
+        int8 = export_int8(
+            path, Path(out_dir) / ONNX_INT8_FILE, prepared=prepared, fp32_rows=rows,
+            budget_points=int8_budget,
+            budget_fix=" (register.onnx_quantize: none) or raise register.onnx_int8_budget",
+        )  # fmt: skip
+    key, dim = model_key(Path(model_pt), chain), net.embedding_dim
+    name = logged_model_name(dataset, net.constructor_args, suffix="onnx")
+    metadata = {"image_chain": chain.to_dict(), "parity": report.tags(prefix="")}
     uri = log_once(
-        ref,
-        model_key(Path(model_pt), chain),
-        uri_tag=ONNX_URI_TAG,
-        key_tag=ONNX_KEY_TAG,
-        what="ONNX model",
-        log_model=lambda: _log(
-            ref,
-            path,
-            chain=chain,
-            report=report,
-            dim=net.embedding_dim,
-            name=logged_model_name(dataset, net.constructor_args, suffix="onnx"),
-        ),  # fmt: skip
-    )
-    return OnnxExport(uri, report, path, chain)
+        ref, key, uri_tag=ONNX_URI_TAG, key_tag=ONNX_KEY_TAG, what="ONNX model",
+        log_model=lambda: _log(ref, path, chain=chain, metadata=metadata, dim=dim, name=name),
+    )  # fmt: skip
+    if int8 is None:
+        return OnnxExport(uri, report, path, chain)
+    int8_uri = _log_int8(ref, int8, key, chain=chain, dim=dim, name=f"{name}-int8")
+    return OnnxExport(uri, report, path, chain, LoggedInt8(int8_uri, int8))
 
 
-def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, dim: int, name: str) -> str:
+def _log_int8(ref: RunRef, int8: Int8Model, key: str, *, chain: ImageChain, dim: int, name: str) -> str:
+    """Log the int8 model (once per model.pt + chain) as an onnx flavor model of run `ref`; its URI."""
+    metadata = {"image_chain": chain.to_dict(), "int8": int8.figures()}
+    return log_once(
+        ref, key, uri_tag=ONNX_INT8_URI_TAG, key_tag=ONNX_INT8_KEY_TAG, what="int8 ONNX model",
+        log_model=lambda: _log(ref, int8.path, chain=chain, metadata=metadata, dim=dim, name=name),
+    )  # fmt: skip
+
+
+def _log(ref: RunRef, path: Path, *, chain: ImageChain, metadata: dict, dim: int, name: str) -> str:
     runs.client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
     import onnx
@@ -98,7 +137,7 @@ def _log(ref: RunRef, path: Path, *, chain: ImageChain, report: ParityReport, di
             pip_requirements=pip_pins(("onnx", "onnxruntime", "numpy", "mlflow")),
             onnx_execution_providers=["CPUExecutionProvider"],
             save_as_external_data=False,
-            metadata={"image_chain": chain.to_dict(), "parity": report.tags(prefix="")},
+            metadata=metadata,
         ),
     )
     log.info("logged ONNX model %s as %s (input uint8 (N, %d, %d, 3))", uri, name, h, w)
@@ -130,4 +169,33 @@ def usage_markdown(export: OnnxExport) -> str:
         "Or export the same graph yourself: "
         "`spherereid export --model models:/NAME/VERSION --out model.onnx`.",
         "",
+        *([] if export.int8 is None else int8_markdown(export.int8)),
     ])  # fmt: skip
+
+
+def int8_markdown(int8: LoggedInt8) -> list[str]:
+    """The model card's int8 lines: what it is, parity and speed against fp32 ONNX, and where it holds."""
+    p, s = int8.model.parity, int8.model.speed
+    return [
+        "### int8 (CPU)",
+        "",
+        f"`{int8.model_uri}`: the same graph and interface with the backbone statically quantized "
+        "(onnxruntime QDQ, int8 weights per channel, uint8 activations), calibrated on "
+        f"{int8.model.calibration_images} training images. Against fp32 ONNX on the same {p.rows} query + "
+        "gallery images:",
+        "",
+        "| | fp32 ONNX | int8 ONNX | int8 - fp32 |",
+        "|---|---|---|---|",
+        f"| rank-1 | {100 * p.rank1_fp32:.2f} | {100 * p.rank1_int8:.2f} | {p.rank1_points:+.2f} points |",
+        f"| mAP | {100 * p.map_fp32:.2f} | {100 * p.map_int8:.2f} | {p.map_points:+.2f} points |",
+        f"| images/s (batch {s.batch}) | {s.fp32_images_per_s:.1f} | {s.int8_images_per_s:.1f} | "
+        f"{s.speedup:.2f}x |",
+        "",
+        f"Top-1 agreement with fp32: {p.top1_agreement:.4f} of the queries have the same nearest gallery "
+        f"image; row cosine with fp32 {p.mean_cosine:.5f} mean, {p.min_cosine:.5f} worst. Budget: rank-1 "
+        f"and mAP within {p.budget_points} points of fp32 (a larger difference refuses the export). Speed "
+        f"measured on {s.cpu}, median of {s.repeats} interleaved runs: int8 is fast on x86 CPUs with VNNI "
+        "(AVX512-VNNI, AVX-VNNI); without VNNI onnxruntime falls back to slower u8 x s8 kernels and the "
+        "speed-up can vanish or invert.",
+        "",
+    ]

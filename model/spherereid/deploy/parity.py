@@ -60,7 +60,10 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a64 * b64).sum(axis=1) / np.maximum(denom, 1e-12)
 
 
-def _metrics(qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData) -> tuple[float, float]:
+def rank1_and_map(
+    qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData
+) -> tuple[float, float]:
+    """rank-1 and mAP (fractions) of query features `qf` against gallery features `gf`, cosine distance."""
     res = evaluate_features(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, metric="cosine")
     return res.rank(1), float(res.mAP)
 
@@ -134,14 +137,33 @@ def check_parity(
     min_cosine: float = MIN_COSINE,
 ) -> ParityReport:
     """All three checks on query + gallery (uint8 at the stored size); ParityError on any failure."""
+    report, _ = check_parity_rows(
+        net=net, chain=chain, onnx_path=onnx_path, query=query, gallery=gallery, batch_sizes=batch_sizes,
+        min_cosine=min_cosine,
+    )  # fmt: skip
+    return report
+
+
+def check_parity_rows(
+    *,
+    net: nn.Module,
+    chain: ImageChain,
+    onnx_path: str | Path,
+    query: SplitData,
+    gallery: SplitData,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    min_cosine: float = MIN_COSINE,
+) -> tuple[ParityReport, np.ndarray]:
+    """`check_parity`, also returning the ONNX rows of query + gallery (query first): the fp32 reference
+    an int8 model is compared with."""
     images = np.concatenate([np.asarray(query.images), np.asarray(gallery.images)])
     rows = check_rows(
         net=net, chain=chain, onnx_path=onnx_path, images=images, batch_sizes=batch_sizes,
         min_cosine=min_cosine,
     )  # fmt: skip
     nq = len(query)
-    rank1_t, map_t = _metrics(rows.torch[:nq], rows.torch[nq:], query, gallery)
-    rank1_o, map_o = _metrics(rows.onnx[:nq], rows.onnx[nq:], query, gallery)
+    rank1_t, map_t = rank1_and_map(rows.torch[:nq], rows.torch[nq:], query, gallery)
+    rank1_o, map_o = rank1_and_map(rows.onnx[:nq], rows.onnx[nq:], query, gallery)
     if rank1_t != rank1_o or map_t != map_o:
         raise ParityError(
             f"parity check 'rank-1/mAP' failed: PyTorch rank-1 {rank1_t:.6f} mAP {map_t:.6f} vs ONNX "
@@ -153,4 +175,4 @@ def check_parity(
     )  # fmt: skip
     log.info("ONNX parity shown on %d images: min cosine %.7f, rank-1 %.4f, mAP %.4f", len(images),
              rows.min_cosine, rank1_o, map_o)  # fmt: skip
-    return report
+    return report, rows.onnx

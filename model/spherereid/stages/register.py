@@ -144,7 +144,8 @@ def _export_onnx(
         )
     return export_and_log(
         given.ref, given.model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir,
-        dataset=given.dataset,
+        dataset=given.dataset, quantize=register.onnx_quantize,
+        int8_budget=register.onnx_int8_budget,
     )  # fmt: skip
 
 
