@@ -9,11 +9,12 @@ model.) Models logged before the record existed load with a warning that they we
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..training.checkpoint import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,6 @@ WEIGHTS_SHA_KEY = "weights_sha256"  # the key of config.json that records the we
 
 class WeightsMismatch(ValueError):
     """The weights file in the artifact store is not the one logged (altered or damaged)."""
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_weights(path: Path, config: Mapping[str, Any]) -> None:

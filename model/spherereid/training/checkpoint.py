@@ -225,7 +225,8 @@ def _save_hashed(obj: Any, tmp: Path) -> str:
     return out.sha256.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks (checkpoints, logged weights)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -408,7 +409,7 @@ def _verify_checksum(path: Path) -> None:
     if not side.is_file():
         return
     expected = side.read_text().split()[:1]
-    actual = _file_sha256(path)
+    actual = file_sha256(path)
     if expected != [actual]:
         raise CheckpointCorrupt(
             f"{path}: sha256 {actual[:12]}... does not match {side.name} "
