@@ -176,8 +176,10 @@ class MlflowServer:
 def mlflow_server(mlflow_backend, moto_s3, request, tmp_path_factory) -> Iterator[MlflowServer]:
     """`mlflow server` with proxied artifacts in S3 on `moto_s3`; its backend store is a sqlite file
     ("sqlite") or its own PostgreSQL database ("postgres-s3")."""
-    bucket = f"mlflow-test-{mlflow_backend}"  # its own bucket: a test may list every object in it
     work = tmp_path_factory.mktemp(f"mlflow-server-{mlflow_backend}")
+    # its own bucket, named after its unique work folder: a test may list every object in it, and moto
+    # keeps the buckets of earlier modules' servers (its in-memory state is per process, not per server)
+    bucket = f"mlflow-test-{work.name}".lower().replace("_", "-")[:63]
     if mlflow_backend == "postgres-s3":
         store = postgres_s3_store(request, bucket)
     else:
