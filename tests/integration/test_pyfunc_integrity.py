@@ -5,7 +5,6 @@ weights file altered in the local artifact store is refused by MLflow's loader (
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import shutil
@@ -13,45 +12,19 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from test_serving import _png
+from test_serving_errors import _registered_champion
 
-from spherereid.config import RegisterConfig
-from spherereid.data.image_chain import ImageChain
 from spherereid.deploy.model_source import resolve_model
 from spherereid.deploy.weights_integrity import WeightsMismatch
-from spherereid.stages import register as register_stage
 from spherereid.tracking import connection
-from spherereid.tracking import runs as tracking
-
-CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
 def registered(tmp_path, monkeypatch, make_train_dir):
     """The tiny model registered as champion in a sqlite store under tmp_path; (name, store uri)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
-    make_train_dir(train_dir)
-    tracking.start_or_resume_run(
-        train_dir / "mlflow_run.json", experiment="spherereid-toy", run_name="toy",
-        params={"model.backbone": "tiny"}, tags={"dataset": "toy"},
-    )  # fmt: skip
-    eval_dir.mkdir()
-    (eval_dir / "metrics.json").write_text(json.dumps({"rank1": 0.9, "mAP": 0.7}))
-    (eval_dir / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
-    res = register_stage.run(
-        train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg",
-        register=RegisterConfig(min_rank1=0.5, min_map=0.3),
-    )  # fmt: skip
-    return res.name, uri
+    model_uri, uri, _ = _registered_champion(tmp_path, make_train_dir, monkeypatch)
+    return model_uri.removeprefix("models:/").split("@")[0], uri
 
 
 def _stored_weights(uri: str):
