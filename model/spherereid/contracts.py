@@ -18,7 +18,7 @@ DATASET_INFO_FILE = "dataset.json"  # dataset name, counts, input size, content 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 # train -> evaluate, register
-MODEL_FILE = "model.pt"  # {"constructor", "state_dict", "num_classes"}
+MODEL_FILE = "model.pt"  # its format: training/saved_model.py
 RUN_FILE = "mlflow_run.json"  # the MLflow run reference
 LINEAGE_FILE = "lineage.json"  # dataset, dataset hash, input size
 RESULT_FILE = "train_result.json"  # epochs, final loss/accuracy, run id (read back after torchrun)

@@ -16,8 +16,8 @@ from test_serving import _png
 from test_serving_errors import _registered_champion
 
 from spherereid.deploy.model_source import resolve_model
-from spherereid.deploy.weights_integrity import WeightsMismatch
 from spherereid.tracking import connection
+from spherereid.training.saved_model import WeightsMismatch
 
 
 @pytest.fixture

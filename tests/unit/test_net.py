@@ -112,20 +112,3 @@ def test_bad_arguments():
         ReIDNet(backbone="tiny", head="E")
     with pytest.raises(ValueError, match="model.dropout"):
         ReIDNet(backbone="tiny", dropout=1.0)
-
-
-def test_a_saved_model_file_loads_back_as_the_same_network_and_a_wrong_file_is_named(tmp_path):
-    from spherereid.training.checkpoint import CheckpointError, load_model, save_atomic
-
-    torch.manual_seed(0)
-    net = ReIDNet(backbone="tiny", head="D", embedding_dim=8, dropout=0.5).eval()
-    save_atomic({"constructor": dict(net.constructor_args), "state_dict": net.state_dict(), "num_classes": 3},
-                tmp_path / "model.pt")  # fmt: skip
-    back = load_model(tmp_path / "model.pt")
-    x = torch.randn(2, 3, 32, 16)
-    assert not back.training and torch.equal(back(x), net(x))
-    save_atomic({"epoch": 1}, tmp_path / "last.pt")
-    with pytest.raises(
-        CheckpointError, match=r"last.pt: not a train-stage model file \(no constructor, state_dict\)"
-    ):
-        load_model(tmp_path / "last.pt")

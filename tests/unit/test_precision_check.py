@@ -20,7 +20,7 @@ from spherereid.inference import extract_features
 from spherereid.modeling.net import ReIDNet
 from spherereid.stages import evaluate
 from spherereid.stages.precision_check import CheckedSet, read_precision_check
-from spherereid.training import checkpoint
+from spherereid.training import saved_model
 
 CPU = torch.device("cpu")
 CFG = EvaluateConfig(max_rank=5, batch_size=8)
@@ -41,9 +41,7 @@ def model_pt(tmp_path_factory):
     torch.manual_seed(0)
     net = ReIDNet(**TINY, pretrained="none")
     path = tmp_path_factory.mktemp("train") / "model.pt"
-    checkpoint.save_atomic(
-        {"constructor": dict(net.constructor_args), "state_dict": net.state_dict(), "num_classes": 7}, path
-    )
+    saved_model.save_model(net, 7, path)
     return path
 
 
@@ -55,7 +53,7 @@ def splits():
 
 def _independent(model_pt, query, gallery, precision: str) -> tuple[dict[str, float], np.ndarray]:
     """rank-1 and mAP from features extracted here (not through the stage), and the query features."""
-    net = checkpoint.load_model(model_pt)
+    net = saved_model.load_model(model_pt)
     tf = EvalTransform(size=(32, 16))
     qf, gf = (extract_features(net, s.images, tf, batch_size=8, precision=precision, progress=False)
               for s in (query, gallery))  # fmt: skip

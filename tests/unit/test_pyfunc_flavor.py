@@ -60,6 +60,56 @@ def test_the_entry_script_imports_this_module_and_the_old_path_still_gives_the_s
     assert legacy is pyfunc_flavor.ReIDEmbeddingModel
 
 
+# The entry script of the versions logged by the code of 2026-11-28 to 2026-12-02 (ea32a01's ENTRY_SCRIPT,
+# before the pyfunc moved to deploy/): MLflow stored it with the model and runs it on every load.
+PRE_MOVE_ENTRY_SCRIPT = (
+    "# Model entry point (MLflow models-from-code): the network is rebuilt in load_context.\n"
+    "import mlflow\n\n"
+    "from spherereid.tracking.pyfunc_model import ReIDEmbeddingModel\n\n"
+    "mlflow.models.set_model(ReIDEmbeddingModel())\n"
+)
+
+
+@pytest.mark.slow  # two MLflow saves and loads: about 15 s on a shared 2-core machine
+def test_a_version_logged_before_the_move_still_loads_by_its_old_module_path(tmp_path):
+    """Saved as ea32a01's code logged it (its entry script, config.json without the weights' sha256 and a
+    chain without precision): MLflow's own loader runs the old import and the model serves the same
+    embeddings as one logged today. Without tracking/pyfunc_model.py the load fails ("No module named
+    'spherereid.tracking.pyfunc_model'")."""
+    import json
+
+    import mlflow
+    import pandas as pd
+
+    from spherereid.deploy.flavors import pip_pins
+    from spherereid.modeling.net import ReIDNet
+    from spherereid.training import saved_model
+
+    net = ReIDNet(backbone="tiny", head="D", embedding_dim=8, pretrained="none").eval()
+    artifacts = saved_model.write_pyfunc_artifacts(net, 8, CHAIN, tmp_path)
+    old = json.loads((tmp_path / "config.json").read_text())
+    old.pop("weights_sha256")
+    old["chain"].pop("precision")
+    (tmp_path / "old_config.json").write_text(json.dumps(old, indent=2))
+    embeddings = []
+    for name, entry, config in (
+        ("old", PRE_MOVE_ENTRY_SCRIPT, "old_config.json"),
+        ("new", pyfunc_flavor.ENTRY_SCRIPT, "config.json"),
+    ):
+        (tmp_path / f"{name}_entry.py").write_text(entry)
+        mlflow.pyfunc.save_model(
+            tmp_path / name,
+            python_model=str(tmp_path / f"{name}_entry.py"),
+            artifacts={**artifacts, "config": str(tmp_path / config)},
+            pip_requirements=pip_pins(),
+        )
+        assert (tmp_path / name / f"{name}_entry.py").read_text() == entry  # what every load runs
+        model = mlflow.pyfunc.load_model(str(tmp_path / name))
+        embeddings.append(model.predict(pd.DataFrame({"image": [_png(np.full((36, 18, 3), 90, np.uint8))]})))
+    assert embeddings[0].shape == (1, 8)
+    np.testing.assert_array_equal(embeddings[0], embeddings[1])
+
+
 def test_rows_decoded_in_threads_have_the_one_by_one_pixels_and_the_first_bad_row_is_named():
     from PIL import Image
 

@@ -5,7 +5,6 @@ them, extracted by the stage's own extract_splits), to 1e-4, with the chain in b
 from __future__ import annotations
 
 import io
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,10 +17,10 @@ from spherereid.config import EvaluateConfig
 from spherereid.data.image_chain import ImageChain
 from spherereid.data.imageio import load_image
 from spherereid.data.manifest import SplitData
-from spherereid.deploy.pyfunc_flavor import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, ReIDEmbeddingModel
+from spherereid.deploy.pyfunc_flavor import ReIDEmbeddingModel
 from spherereid.modeling.net import ReIDNet
 from spherereid.stages import evaluate
-from spherereid.training import checkpoint
+from spherereid.training import saved_model
 
 TINY = {"backbone": "tiny", "head": "D", "embedding_dim": 16, "last_stride": 1, "dropout": 0.5}
 STORED, INPUT = (36, 18), (32, 16)
@@ -58,22 +57,13 @@ def model_pt(tmp_path_factory):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("train") / "model.pt"
-    checkpoint.save_atomic(
-        {"constructor": dict(net.constructor_args), "state_dict": net.state_dict(), "num_classes": 7}, path
-    )
+    saved_model.save_model(net, 7, path)
     return path
 
 
 def _served(tmp_path, model_pt, chain: ImageChain) -> ReIDEmbeddingModel:
     """The pyfunc as `mlflow models serve` loads it: load_context on the logged artifacts' contents."""
-    net = checkpoint.load_model(model_pt)
-    config = {"constructor": dict(net.constructor_args), "embedding_dim": 16, "chain": chain.to_dict()}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    torch.save(net.state_dict(), tmp_path / "weights.pt")
-    artifacts = {
-        CONFIG_ARTIFACT: str(tmp_path / "config.json"),
-        WEIGHTS_ARTIFACT: str(tmp_path / "weights.pt"),
-    }
+    artifacts = saved_model.write_pyfunc_artifacts(saved_model.load_model(model_pt), 16, chain, tmp_path)
     model = ReIDEmbeddingModel()
     model.load_context(SimpleNamespace(artifacts=artifacts))
     return model

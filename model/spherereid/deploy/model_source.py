@@ -14,7 +14,6 @@ a gallery index built with another key is rebuilt.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tempfile
@@ -28,8 +27,7 @@ from ..data.image_chain import ImageChain, model_key
 from ..device import effective_precision
 from ..modeling.net import ReIDNet
 from ..redaction import redact_uri
-from ..training import checkpoint
-from .weights_integrity import verify_weights
+from ..training import saved_model
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +87,7 @@ def _local(model_pt: Path, params: Path | None) -> ResolvedModel:
             f"--model {model_pt}: no such file; give models:/NAME@ALIAS, models:/NAME/VERSION, "
             "a version number with --name, or a train-stage model.pt"
         )
-    saved = checkpoint.load(model_pt)
-    if "constructor" not in saved or "state_dict" not in saved:
-        raise ModelSourceError(f"{model_pt}: not a train-stage model file (no constructor/state_dict)")
-    net = ReIDNet.from_saved(saved["constructor"], saved["state_dict"])
+    net = saved_model.load_model(model_pt)
     chain = _params_chain(params)
     return ResolvedModel(net, chain, str(model_pt), model_key(model_pt, chain))
 
@@ -147,12 +142,5 @@ def _load_pyfunc(local: Path, what: str) -> tuple[ReIDNet, Path, tuple[int, int]
 
     artifacts = Model.load(str(local)).flavors.get("python_function", {}).get("artifacts", {})
     paths = {k: local / v["path"] for k, v in artifacts.items() if isinstance(v, dict) and "path" in v}
-    if "config" not in paths or "weights" not in paths:
-        raise ModelSourceError(f"{what}: not a SphereReID pyfunc model (artifacts: {sorted(paths)})")
-    config = json.loads(paths["config"].read_text())
-    verify_weights(paths["weights"], config)  # WeightsMismatch: not the weights that were logged
-    weights = torch.load(paths["weights"], map_location="cpu", weights_only=True)
-    net = ReIDNet.from_saved(config["constructor"], weights)
-    chain = ImageChain.from_dict(config["chain"]) if isinstance(config.get("chain"), dict) else None
-    input_size = chain.input_size if chain else (int(config["height"]), int(config["width"]))
-    return net, paths["weights"], input_size, chain
+    saved = saved_model.load_pyfunc(paths, what)  # WeightsMismatch: not the weights that were logged
+    return saved.net, saved.weights, saved.input_size, saved.chain

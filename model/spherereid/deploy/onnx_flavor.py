@@ -20,7 +20,7 @@ from ..data.image_chain import ImageChain, model_key
 from ..data.manifest import PreparedSet
 from ..tracking import runs
 from ..tracking.runs import RunRef
-from ..training import checkpoint
+from ..training import saved_model
 from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
 from .int8_export import Int8Model, export_int8
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
@@ -79,7 +79,7 @@ def export_and_log(
 ) -> OnnxExport:  # fmt: skip
     """Export, prove parity (ParityError / ExportError on failure), with `quantize` "int8" also quantize
     and hold to `int8_budget` points, then log the ONNX model(s) into run `ref`."""
-    net = checkpoint.load_model(Path(model_pt))
+    net = saved_model.load_model(Path(model_pt))
     path = export_onnx(net, chain, Path(out_dir) / ONNX_FILE)
     prepared = PreparedSet(prepared_dir)
     report, rows = check_parity_rows(

@@ -16,12 +16,17 @@ One request is decoded and embedded at a time per server process (ONE_REQUEST_AT
 threads as the server may use CPUs. The column `image` is optional in the signature so that a request
 without it reaches predict (MLflow's own "missing inputs" error would echo the request) and gets a
 one-line 400 naming the expected column. load_context refuses weights whose sha256 is not the one
-recorded when the model was logged (weights_integrity).
+recorded when the model was logged (training/saved_model.py).
 
-Artifacts: config.json (constructor kwargs, embedding dim, the ImageChain) and a state_dict loaded with
-`torch.load(weights_only=True)`: no pickled network. The model is logged "from code" (an entry script
-importing ReIDEmbeddingModel), so serving needs `spherereid` importable: `mlflow models serve
---env-manager local` in our venv or image.
+Artifacts: config.json (constructor kwargs, embedding dim, the ImageChain, the weights' sha256) and a
+state_dict loaded with `torch.load(weights_only=True)`: no pickled network (training/saved_model.py writes
+and reads them). The model is logged "from code": MLflow stores the entry script (ENTRY_SCRIPT) with the
+model and runs it on every load, so serving needs `spherereid` importable (`mlflow models serve
+--env-manager local` in our venv or image) and the module path that script imports stays a contract.
+Versions logged by the code of 2026-11-28 to 2026-12-02 (commits d17597b, 6ec65fc, 2588003, ea32a01;
+before 17d0e3d moved this module here) import `spherereid.tracking.pyfunc_model`: that path is kept as a
+shim (tracking/pyfunc_model.py) so that they still load. Their config.json has no weights sha256: they
+load unverified, with a warning.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import logging
 import tempfile
 import threading
@@ -43,14 +47,12 @@ from ..data.image_chain import ImageChain, model_key
 from ..data.imageio import BadImage, open_header
 from ..tracking import runs
 from ..tracking.runs import RunRef
+from ..training import saved_model
 from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
 from .serve_limits import RequestTooLarge, ServeLimits
-from .weights_integrity import WEIGHTS_SHA_KEY, file_sha256, verify_weights
 
 log = logging.getLogger(__name__)
 
-CONFIG_ARTIFACT = "config"
-WEIGHTS_ARTIFACT = "weights"
 IMAGE_COLUMN = "image"
 MODEL_URI_TAG = "spherereid.model_uri"
 MODEL_SHA_TAG = "spherereid.model_sha256"  # sha256 of model.pt + the chain: one logged model per pair
@@ -79,19 +81,13 @@ class ReIDEmbeddingModel(_Base):
         self.limits = ServeLimits.from_env()
 
     def load_context(self, context) -> None:
-        import torch
-
         from ..device import resolve_device
-        from ..modeling.net import ReIDNet
 
-        config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
-        verify_weights(Path(context.artifacts[WEIGHTS_ARTIFACT]), config)
-        state = torch.load(context.artifacts[WEIGHTS_ARTIFACT], map_location="cpu", weights_only=True)
-        net = ReIDNet.from_saved(config["constructor"], state)
+        saved = saved_model.load_pyfunc(context.artifacts, what="the served model")  # weights verified
+        self.chain = saved.served_chain()
         self.device = resolve_device("auto")
-        self.net = net.to(self.device).eval()
-        self.chain = ImageChain.from_dict(config["chain"])
-        self.embedding_dim = int(config["embedding_dim"])
+        self.net = saved.net.to(self.device).eval()
+        self.embedding_dim = saved.embedding_dim
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
         """A DataFrame of image bytes (or uint8 (H, W, 3) arrays) in column `image` -> float32 (N, D)
@@ -251,9 +247,7 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, regist
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
-    from ..training.checkpoint import load_model
-
-    net = load_model(model_pt)
+    net = saved_model.load_model(model_pt)
     constructor = dict(net.constructor_args)
     with torch.no_grad():
         dim = int(net(torch.zeros(2, 3, *chain.input_size)).shape[1])
@@ -265,11 +259,7 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, regist
     )
     example = pd.DataFrame({IMAGE_COLUMN: [example_png(chain)]})
     with tempfile.TemporaryDirectory() as tmp:
-        config_path, weights_path = Path(tmp) / "config.json", Path(tmp) / "weights.pt"
-        torch.save(net.state_dict(), weights_path)
-        config = {"constructor": constructor, "embedding_dim": dim, "chain": chain.to_dict(),
-                  WEIGHTS_SHA_KEY: file_sha256(weights_path)}  # fmt: skip
-        config_path.write_text(json.dumps(config, indent=2))
+        artifacts = saved_model.write_pyfunc_artifacts(net, dim, chain, Path(tmp))
         entry = Path(tmp) / "reid_model.py"
         entry.write_text(ENTRY_SCRIPT)
         name = logged_model_name(dataset, constructor)
@@ -280,7 +270,7 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, regist
                 name=name,
                 model_id=model_id,
                 python_model=str(entry),
-                artifacts={CONFIG_ARTIFACT: str(config_path), WEIGHTS_ARTIFACT: str(weights_path)},
+                artifacts=artifacts,
                 signature=signature,
                 input_example=example,
                 pip_requirements=pip_pins(),

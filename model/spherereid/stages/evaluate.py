@@ -47,7 +47,7 @@ from ..evaluation.protocol_metrics import ProtocolMetrics, measure
 from ..inference import extract_features
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
-from ..training import checkpoint
+from ..training import saved_model
 from .precision_check import CheckedSet, precision_check, write_precision_check
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def extract_splits(
     precision = chain.precision
     batch_size = max(evaluate.batch_size, GPU_EXTRACT_BATCH) if on_gpu else evaluate.batch_size
     log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch_size)
-    net = checkpoint.load_model(model_path, device)
+    net = saved_model.load_model(model_path, device)
     tf = chain.eval_transform()
     qf, gf = (
         extract_features(

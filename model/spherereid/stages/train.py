@@ -35,7 +35,7 @@ from ..data.manifest import PreparedSet
 from ..entrypoint import run_cli
 from ..reporting.plots import plot_history
 from ..tracking.train_run import TrainRunLogger
-from ..training import checkpoint, distributed
+from ..training import distributed, saved_model
 from ..training.step import EpochStats
 from ..training.trainer import FitResult, fit
 from . import train_lock
@@ -129,15 +129,7 @@ def _write_lineage(path: Path, dataset: str, fingerprint: str, transform: Transf
 
 def _write_outputs(result: FitResult, num_classes: int, out_dir: Path) -> None:
     """model.pt (constructor, CPU weights, class count), history.csv and history.png."""
-    net = result.model.cpu()
-    checkpoint.save_atomic(
-        {
-            "constructor": dict(net.constructor_args),
-            "state_dict": net.state_dict(),
-            "num_classes": num_classes,
-        },
-        out_dir / MODEL_FILE,
-    )
+    saved_model.save_model(result.model, num_classes, out_dir / MODEL_FILE)
     _write_history(result.history, out_dir / HISTORY_FILE)
     plot_history(result.history, out_dir / HISTORY_PLOT)
 

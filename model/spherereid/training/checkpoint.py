@@ -28,7 +28,6 @@ from typing import Any, BinaryIO
 import torch
 
 from ..contracts import CORRUPT_SUFFIX, PREVIOUS_MARK, SIDECAR_SUFFIX
-from ..modeling.net import ReIDNet
 
 log = logging.getLogger(__name__)
 
@@ -372,16 +371,6 @@ class CheckpointWriter:
             self._snapshot = None  # the pinned buffers go back
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> ReIDNet:
-    """A train-stage model.pt (`{"constructor", "state_dict", "num_classes"}`) -> ReIDNet on `device`, in
-    eval mode."""
-    saved = load(path)
-    missing = [key for key in ("constructor", "state_dict") if key not in saved]
-    if missing:
-        raise CheckpointError(f"{path}: not a train-stage model file (no {', '.join(missing)})")
-    return ReIDNet.from_saved(saved["constructor"], saved["state_dict"]).to(device)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
