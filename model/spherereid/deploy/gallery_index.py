@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..data.datasets.base import Skipped
 from ..data.datasets.naming import IMAGE_SUFFIXES
 from ..data.image_chain import ImageChain
 from ..data.imageio import BadImage
 from ..inference import extract_features
+from ..progress import tqdm
 from .model_source import ResolvedModel
 
 log = logging.getLogger(__name__)

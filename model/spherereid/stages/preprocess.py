@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ..config import DataConfig, load_params
 from ..data import datasets
@@ -38,6 +37,7 @@ from ..data.manifest import (
 )
 from ..entrypoint import run_cli
 from ..evaluation.baseline import raw_pixel_baseline
+from ..progress import tqdm
 from ..reporting.report import (
     FIRST,
     duplicate_images,

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from ..config import SyntheticConfig, load_params
 from ..data.datasets.synthetic import generate, plan
 from ..entrypoint import run_cli
+from ..progress import tqdm
 
 log = logging.getLogger(__name__)
 RECORD = "synthetic.json"
