@@ -1,6 +1,7 @@
 """Dependencies point one way, enforced from the source:
 pipeline -> components -> stages -> {tracking, reporting} -> training -> {data, modeling} -> config;
-evaluation uses data and config only (and progress bars); the library never imports kfp, components or pipeline."""
+evaluation uses data and config only (and progress bars); the library never imports kfp, components or
+pipeline."""
 
 import ast
 from pathlib import Path
