@@ -66,8 +66,8 @@ def test_a_refused_recurring_run_is_one_line(capsys, monkeypatch):
             raise ApiException(status=401, reason="Unauthorized")
 
     monkeypatch.setattr("kfp.Client", RefusingClient)
-    argv = ["schedule", "--cron", "0 2 * * *", "--image", IMAGE, "--host", "http://kfp.example:8080",
-            "--params", str(ROOT / "params.yaml")]  # fmt: skip
+    host, params = "http://kfp.example:8080", str(ROOT / "params.yaml")
+    argv = ["schedule", "--cron", "0 2 * * *", "--image", IMAGE, "--host", host, "--params", params]
     assert main(argv) == 2
     refused = "refused the recurring run: 401 Unauthorized"
     assert capsys.readouterr().err == f"error: Kubeflow Pipelines at http://kfp.example:8080 {refused}\n"
