@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issues 11 and 18), as one script: the cuda tests, then both benchmarks, their figures
+# The GPU check, as one script: the cuda tests, then both benchmarks, their figures
 # printed and written as JSON. Runs on a machine with a GPU and only torch, torchvision and numpy:
 #     bash benchmarks/gpu_check.sh            # from the repository root; under 5 minutes on an H100/H200
 # Without a usable CUDA device it exits 1 at once with one line "no usable CUDA device: <reason>".

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spherereid.config import ConfigError, check_datasets
-from spherereid.contracts import IMAGE_ENV
+from spherereid.contracts import IMAGE_ENV, KFP_HOST_ENV
 from spherereid.entrypoint import configure_logging
 
 from .settings import LOCAL_SETTINGS, ClusterSettings, PipelineError
@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s = sub.add_parser("submit", help="compile and start a run on a Kubeflow Pipelines API")
     _add_cluster_flags(s)
-    s.add_argument("--host", default=os.environ.get("KFP_HOST", ""), help="KFP API URL; default $KFP_HOST")
+    s.add_argument("--host", default=os.environ.get(KFP_HOST_ENV, ""), help="KFP API URL; default $KFP_HOST")
     s.add_argument("--experiment", default="spherereid")
     s.add_argument("--run-name")
     s.add_argument("--data-repo", default="", help="git URL of the repository with the DVC-tracked raw data")
@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="disable caching for this run")
     k = sub.add_parser("schedule", help="create a recurring run (e.g. nightly) on a Kubeflow Pipelines API")
     _add_cluster_flags(k)
-    k.add_argument("--host", default=os.environ.get("KFP_HOST", ""), help="KFP API URL; default $KFP_HOST")
+    k.add_argument("--host", default=os.environ.get(KFP_HOST_ENV, ""), help="KFP API URL; default $KFP_HOST")
     k.add_argument("--cron", required=True, help='when, e.g. "0 2 * * *" (02:00 daily; KFP runs it in UTC)')
     k.add_argument("--experiment", default="spherereid")
     k.add_argument("--name", default="spherereid-nightly", help="the recurring run's name")

@@ -15,7 +15,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from spherereid.contracts import LOG_LEVEL_ENV, TRACKING_URI_ENV
+from spherereid.contracts import (
+    AWS_ENDPOINT_ENV,
+    AWS_KEY_ID_ENV,
+    AWS_REGION_ENV,
+    AWS_SECRET_KEY_ENV,
+    LOG_LEVEL_ENV,
+    MLFLOW_PASSWORD_ENV,
+    MLFLOW_USERNAME_ENV,
+    S3_ENDPOINT_ENV,
+    TRACKING_URI_ENV,
+)
 from spherereid.redaction import redact_uri
 
 from .compile import check_image
@@ -25,13 +35,13 @@ IMAGE_UID = 10001  # the Dockerfile's USER
 # Host variables the tasks see (the subprocess runner's tasks inherit the whole environment).
 FORWARDED_ENV = (
     TRACKING_URI_ENV,
-    "MLFLOW_S3_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
+    S3_ENDPOINT_ENV,
+    AWS_ENDPOINT_ENV,
+    AWS_KEY_ID_ENV,
+    AWS_SECRET_KEY_ENV,
+    AWS_REGION_ENV,
+    MLFLOW_USERNAME_ENV,
+    MLFLOW_PASSWORD_ENV,
     LOG_LEVEL_ENV,
 )
 

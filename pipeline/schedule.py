@@ -10,15 +10,11 @@ resumed starts from now instead of replaying every missed night.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from kfp_server_api.exceptions import OpenApiException
-
-from .compile import check_image, compile_pipeline
-from .settings import ClusterSettings, PipelineError, pipeline_arguments
-from .submit import check_data_rev, connect
+from .settings import ClusterSettings, PipelineError
+from .submit import upload
 
 
 def kfp_cron(expression: str) -> str:
@@ -46,32 +42,24 @@ def schedule(
     overrides: dict[str, Any] | None = None,
 ) -> str:
     """Create the recurring run; returns its id. Arguments come from params.yaml plus `overrides`."""
-    check_image(image)
     expression = kfp_cron(cron)
-    arguments = {**pipeline_arguments(params_path), **(overrides or {})}
-    check_data_rev(str(arguments.get("data_repo", "")), str(arguments.get("data_rev", "")))
-    client = connect(host)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(
-            image=image, out=Path(tmp) / "spherereid.yaml", params_path=params_path, settings=settings
+    given = upload(
+        host=host,
+        image=image,
+        params_path=params_path,
+        settings=settings,
+        overrides=overrides,
+        refused="recurring run",
+    )
+    with given as up:
+        exp = up.client.create_experiment(experiment)
+        job = up.client.create_recurring_run(
+            experiment_id=exp.experiment_id,
+            job_name=name,
+            cron_expression=expression,
+            max_concurrency=1,
+            no_catchup=True,
+            params=up.arguments,
+            pipeline_package_path=str(up.package),
         )
-        try:
-            exp = client.create_experiment(experiment)
-            job = client.create_recurring_run(
-                experiment_id=exp.experiment_id,
-                job_name=name,
-                cron_expression=expression,
-                max_concurrency=1,
-                no_catchup=True,
-                params=arguments,
-                pipeline_package_path=str(package),
-            )
-        except OpenApiException as exc:
-            status, reason = (
-                getattr(exc, "status", ""),
-                getattr(exc, "reason", None) or str(exc).splitlines()[0],
-            )
-            raise PipelineError(
-                f"Kubeflow Pipelines at {host} refused the recurring run: {status} {reason}"
-            ) from None
     return job.recurring_run_id

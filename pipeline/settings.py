@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from spherereid.config import Params, load_params
-from spherereid.contracts import CHECKPOINT_MOUNT, REQUIRE_CUDA_ENV, TRACKING_URI_ENV
+from spherereid.contracts import (
+    AWS_ENDPOINT_ENV,
+    AWS_KEY_ID_ENV,
+    AWS_SECRET_KEY_ENV,
+    CHECKPOINT_MOUNT,
+    MLFLOW_PASSWORD_ENV,
+    MLFLOW_USERNAME_ENV,
+    REQUIRE_CUDA_ENV,
+    S3_ENDPOINT_ENV,
+    TRACKING_URI_ENV,
+)
 
 
 class PipelineError(ValueError):
@@ -41,14 +51,14 @@ class ClusterSettings:
     retry_backoff_factor: float = 2.0
     # Kubernetes Secret holding credentials; each listed key becomes the env var of the same name.
     secret_name: str = "spherereid-credentials"
-    secret_keys: tuple[str, ...] = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    optional_secret_keys: tuple[str, ...] = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    secret_keys: tuple[str, ...] = (AWS_KEY_ID_ENV, AWS_SECRET_KEY_ENV)
+    optional_secret_keys: tuple[str, ...] = (MLFLOW_USERNAME_ENV, MLFLOW_PASSWORD_ENV)
     # Non-secret endpoints (set as plain env vars).
     env: dict[str, str] = field(
         default_factory=lambda: {
             TRACKING_URI_ENV: "http://mlflow.kubeflow.svc.cluster.local:5000",
-            "MLFLOW_S3_ENDPOINT_URL": "http://minio-service.kubeflow.svc.cluster.local:9000",
-            "AWS_ENDPOINT_URL": "http://minio-service.kubeflow.svc.cluster.local:9000",
+            S3_ENDPOINT_ENV: "http://minio-service.kubeflow.svc.cluster.local:9000",
+            AWS_ENDPOINT_ENV: "http://minio-service.kubeflow.svc.cluster.local:9000",
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
     )

@@ -9,7 +9,7 @@ it marks the MLflow runs left RUNNING FAILED, deletes TrainJobs and, unless keep
 the run's checkpoint folder. Every task has a display name, the image pull secrets and a pod deadline;
 the run has a TTL and an active deadline (ClusterSettings).
 
-Cross-dataset matrix (issue 21; the DVC stages cross_evaluate and matrix run the same code): after every
+Cross-dataset matrix (the DVC stages cross_evaluate and matrix run the same code): after every
 chain, a cross_evaluate task per dataset gets dsl.Collected lists of all prepared sets, trained models
 and evaluations, picks its own by the artifacts' "dataset" metadata, evaluates its model on every
 dataset and tags the version the training run was registered as (none when the gate refused it); the

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,49 @@ def check_data_rev(data_repo: str, data_rev: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Upload:
+    """What a run or a recurring run is created from: the connected client, the compiled package and the
+    pipeline's arguments."""
+
+    client: Any
+    package: Path
+    arguments: dict[str, Any]
+
+
+@contextlib.contextmanager
+def upload(
+    *,
+    host: str,
+    image: str,
+    params_path: str | Path,
+    settings: ClusterSettings | None,
+    overrides: dict[str, Any] | None,
+    refused: str,
+) -> Iterator[Upload]:
+    """Check the image and the data revision, connect to `host` and compile into a temporary package.
+
+    Arguments come from params.yaml plus `overrides`. An OpenApiException raised inside the block (e.g.
+    401/403 for auth, 400 for a parameter the server rejects) becomes one PipelineError line saying the
+    server refused the `refused` thing ("run", "recurring run")."""
+    check_image(image)
+    arguments = {**pipeline_arguments(params_path), **(overrides or {})}
+    check_data_rev(str(arguments.get("data_repo", "")), str(arguments.get("data_rev", "")))
+    client = connect(host)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(
+            image=image, out=Path(tmp) / "spherereid.yaml", params_path=params_path, settings=settings
+        )
+        try:
+            yield Upload(client, package, arguments)
+        except OpenApiException as exc:
+            status = getattr(exc, "status", "")
+            reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+            raise PipelineError(
+                f"Kubeflow Pipelines at {host} refused the {refused}: {status} {reason}".strip()
+            ) from None
+
+
 def submit(
     *,
     host: str,
@@ -97,26 +143,15 @@ def submit(
     enable_caching: bool | None = None,
 ) -> str:
     """Compile for `image`, upload and start a run; returns the run id. Arguments come from params.yaml."""
-    check_image(image)
-    arguments = {**pipeline_arguments(params_path), **(overrides or {})}
-    check_data_rev(str(arguments.get("data_repo", "")), str(arguments.get("data_rev", "")))
-    client = connect(host)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(
-            image=image, out=Path(tmp) / "spherereid.yaml", params_path=params_path, settings=settings
+    given = upload(
+        host=host, image=image, params_path=params_path, settings=settings, overrides=overrides, refused="run"
+    )
+    with given as up:
+        run = up.client.create_run_from_pipeline_package(
+            str(up.package),
+            arguments=up.arguments,
+            run_name=run_name,
+            experiment_name=experiment,
+            enable_caching=enable_caching,
         )
-        try:
-            run = client.create_run_from_pipeline_package(
-                str(package),
-                arguments=arguments,
-                run_name=run_name,
-                experiment_name=experiment,
-                enable_caching=enable_caching,
-            )
-        except OpenApiException as exc:  # e.g. 401/403 (auth), 400 (a parameter the server rejects)
-            status = getattr(exc, "status", "")
-            reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-            raise PipelineError(
-                f"Kubeflow Pipelines at {host} refused the run: {status} {reason}".strip()
-            ) from None
     return run.run_id

@@ -66,6 +66,17 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MLFLOW_RUN_ENV = "MLFLOW_RUN_ID"  # set by KFP's MLflow plugin
 MLFLOW_EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_ID"  # set by KFP's MLflow plugin
 KFP_RUN_ENV = "KFP_RUN_ID"  # the pod's pipeline run id (the pipeline sets it from a field path)
+KFP_HOST_ENV = "KFP_HOST"  # the pipeline CLIs' default --host
+SERVE_MAX_ROWS_ENV = "SPHEREREID_SERVE_MAX_ROWS"  # the served model's rows per request
+SERVE_MAX_PIXELS_ENV = "SPHEREREID_SERVE_MAX_PIXELS"  # the served model's decoded pixels per request
+# Read by MLflow and boto3; the pipeline hands them to its tasks (a Secret's keys, or the host's values)
+MLFLOW_USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
+AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+AWS_KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+AWS_REGION_ENV = "AWS_DEFAULT_REGION"
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,21 @@ def test_schedule_refuses_a_moving_data_revision_before_connecting(capsys):
     assert api.requests == [] and api.recurring_runs == []
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pin --data-rev" in err
+
+
+def test_a_refused_recurring_run_is_one_line(capsys, monkeypatch):
+    from kfp_server_api.exceptions import ApiException
+
+    class RefusingClient:
+        def __init__(self, host):
+            pass
+
+        def create_experiment(self, name):
+            raise ApiException(status=401, reason="Unauthorized")
+
+    monkeypatch.setattr("kfp.Client", RefusingClient)
+    host, params = "http://kfp.example:8080", str(ROOT / "params.yaml")
+    argv = ["schedule", "--cron", "0 2 * * *", "--image", IMAGE, "--host", host, "--params", params]
+    assert main(argv) == 2
+    refused = "refused the recurring run: 401 Unauthorized"
+    assert capsys.readouterr().err == f"error: Kubeflow Pipelines at http://kfp.example:8080 {refused}\n"

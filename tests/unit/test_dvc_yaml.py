@@ -15,8 +15,9 @@ PKG = ROOT / "model" / "spherereid"
 NOT_A_DEPENDENCY = {"train": {"tracking"}, "evaluate": {"tracking"}}
 # The stages package itself, the commands' error-to-exit-code wrapper and the credential scrubber of its
 # messages change no output (register, whose registration.json holds a redacted URI, lists redaction.py);
-# contracts holds names only (renaming an output renames it in dvc.yaml's outs too, which reruns it).
-STAGE_PLUMBING = {"stages", "entrypoint", "redaction", "contracts"}
+# contracts holds names only (renaming an output renames it in dvc.yaml's outs too, which reruns it);
+# progress draws bars on stderr.
+STAGE_PLUMBING = {"stages", "entrypoint", "redaction", "contracts", "progress"}
 # Stages whose module is not stages.<name>: synthesize_b reruns the synthesize stage (--domain b); the
 # cross-dataset matrix is an experiments command (stages may not import experiments).
 STAGE_MODULES = {"synthesize_b": "stages.synthesize", "matrix": "experiments.matrix_cli"}

@@ -1,6 +1,7 @@
 """Dependencies point one way, enforced from the source:
 pipeline -> components -> stages -> {tracking, reporting} -> training -> {data, modeling} -> config;
-evaluation uses data and config only; the library never imports kfp, components or pipeline."""
+evaluation uses data and config only (and progress bars); the library never imports kfp, components or
+pipeline."""
 
 import ast
 from pathlib import Path
@@ -21,7 +22,7 @@ ALLOWED = {
     "data": {"config"},
     "modeling": {"config"},
     "inference": {"data", "modeling", "config", "device", "progress"},  # never training
-    "evaluation": {"data", "config"},
+    "evaluation": {"data", "config", "progress"},
     "training": {"data", "modeling", "config", "device", "progress"},
     "reporting": {"training", "evaluation", "data", "modeling", "config"},
     "tracking": {
@@ -38,6 +39,7 @@ ALLOWED = {
     "launch": {"config"},
     "deploy": {
         "redaction",
+        "progress",
         "tracking",
         "reporting",
         "inference",

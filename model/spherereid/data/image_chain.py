@@ -3,7 +3,7 @@
 decode -> resize to the stored size (preprocess's bilinear PIL resize) -> resize to the network input size
 (antialiased bilinear) -> normalise -> [network in the chain's precision (fp32 | bf16 autocast,
 channels_last), averaged with the mirror image] -> L2.
-A chain.json without `precision` (written before issue 18) is fp32.
+A chain.json without `precision` (written before the chain recorded it) is fp32.
 
 The first step (to uint8 at the stored size) is `ImageChain.stored`/`stored_batch`; the rest is
 `EvalTransform` + `inference.extract_features`, exactly as the evaluate stage runs them. A number

@@ -65,7 +65,7 @@ def image_array_path(root: Path, split: str) -> Path:
     return Path(root) / f"images_{split}.npy"
 
 
-def create_image_array(root: Path, split: str, count: int, height: int, width: int) -> np.ndarray:
+def create_image_array(root: Path, split: str, count: int, height: int, width: int) -> np.memmap:
     """A writable (count, height, width, 3) uint8 .npy memmap for one split."""
     return np.lib.format.open_memmap(
         image_array_path(root, split), mode="w+", dtype=np.uint8, shape=(count, height, width, 3)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..data.datasets.base import Skipped
 from ..data.datasets.naming import IMAGE_SUFFIXES
 from ..data.image_chain import ImageChain
 from ..data.imageio import BadImage
 from ..inference import extract_features
+from ..progress import tqdm
 from .model_source import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -150,9 +150,56 @@ def build_index(root: Path, model: ResolvedModel, index_path: Path, *, batch_siz
     """Bring the index of gallery `root` up to date for `model` and save it; raise on an empty gallery."""
     root, index_path = Path(root), Path(index_path)
     files, skipped = scan_gallery(root, exclude=index_path)
-    old = _load_index(index_path)
-    rebuilt = old is None or old["meta"].get("model_key") != model.key
-    known = {} if rebuilt else {(p, h): i for i, (p, h) in enumerate(zip(old["paths"], old["hashes"]))}
+    known, rebuilt = _reusable_rows(_load_index(index_path), model.key)
+    current, new = _hash_files(root, files, known, skipped)
+    names, feats, bad = embed_files(model, new, batch_size=batch_size, desc="embedding gallery")
+    skipped += bad
+    fresh = dict(zip(names, feats))
+    # each readable file's embedding, saved or new (a file that failed to decode has neither)
+    rows = {
+        key: known[key] if key in known else fresh[key[0]]
+        for key in current
+        if key in known or key[0] in fresh
+    }
+    for item in skipped:
+        log.warning("skipped %s: %s", item.path, item.reason)
+    if not rows:
+        first = f"; first skipped: {skipped[0].path} ({skipped[0].reason})" if skipped else ""
+        raise GalleryError(
+            f"--gallery {root}: no usable image (.jpg, .jpeg, .png) found "
+            f"({len(skipped)} files skipped{first})"
+        )
+    reused = sum(1 for key in rows if key in known)
+    index = GalleryIndex(
+        root=root,
+        paths=[rel for rel, _ in rows],
+        hashes=[sha for _, sha in rows],
+        embeddings=np.stack(list(rows.values())).astype(np.float32),
+        model_key=model.key,
+        skipped=sorted(skipped, key=lambda s: s.path),
+        reused=reused,
+        embedded=len(rows) - reused,
+        removed=0 if rebuilt else len(set(known) - set(rows)),
+        rebuilt=rebuilt,
+    )
+    _save_index(index_path, index, model.chain)
+    log.info("%s", index.summary())
+    return index
+
+
+def _reusable_rows(old: dict | None, model_key: str) -> tuple[dict[tuple[str, str], np.ndarray], bool]:
+    """The saved embeddings by (path, sha256) when the saved index is of `model_key`, and whether the index
+    is rebuilt instead (none saved, unreadable, or of another model)."""
+    if old is None or old["meta"].get("model_key") != model_key:
+        return {}, True
+    return {(p, h): old["embeddings"][i] for i, (p, h) in enumerate(zip(old["paths"], old["hashes"]))}, False
+
+
+def _hash_files(
+    root: Path, files: list[Path], known: dict[tuple[str, str], np.ndarray], skipped: list[Skipped]
+) -> tuple[list[tuple[str, str]], list[tuple[str, bytes]]]:
+    """(path, sha256) of each readable file in order, and (path, bytes) of those not in `known`; an
+    unreadable file is added to `skipped`."""
     current: list[tuple[str, str]] = []
     new: list[tuple[str, bytes]] = []
     for path in files:
@@ -166,40 +213,4 @@ def build_index(root: Path, model: ResolvedModel, index_path: Path, *, batch_siz
         current.append((rel, sha))
         if (rel, sha) not in known:
             new.append((rel, data))
-    names, feats, bad = embed_files(model, new, batch_size=batch_size, desc="embedding gallery")
-    skipped += bad
-    fresh = dict(zip(names, feats))
-    paths, hashes, rows = [], [], []
-    for rel, sha in current:
-        if (rel, sha) in known:
-            rows.append(old["embeddings"][known[(rel, sha)]])
-        elif rel in fresh:
-            rows.append(fresh[rel])
-        else:
-            continue
-        paths.append(rel)
-        hashes.append(sha)
-    for item in skipped:
-        log.warning("skipped %s: %s", item.path, item.reason)
-    if not paths:
-        first = f"; first skipped: {skipped[0].path} ({skipped[0].reason})" if skipped else ""
-        raise GalleryError(
-            f"--gallery {root}: no usable image (.jpg, .jpeg, .png) found "
-            f"({len(skipped)} files skipped{first})"
-        )
-    reused = sum(1 for key in zip(paths, hashes) if key in known)
-    index = GalleryIndex(
-        root=root,
-        paths=paths,
-        hashes=hashes,
-        embeddings=np.stack(rows).astype(np.float32),
-        model_key=model.key,
-        skipped=sorted(skipped, key=lambda s: s.path),
-        reused=reused,
-        embedded=len(paths) - reused,
-        removed=0 if rebuilt else len(set(known) - set(zip(paths, hashes))),
-        rebuilt=rebuilt,
-    )
-    _save_index(index_path, index, model.chain)
-    log.info("%s", index.summary())
-    return index
+    return current, new

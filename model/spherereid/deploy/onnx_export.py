@@ -72,6 +72,8 @@ def export_onnx(net: nn.Module, chain: ImageChain, path: str | Path, *, opset: i
                 external_data=False,
                 verbose=False,
             )
+            if program is None:  # not with dynamo=True; the stubs allow it
+                raise ExportError("ONNX export returned no program")
             program.save(str(path), external_data=False)
     except Exception as exc:  # noqa: BLE001 - any exporter failure is reported in one line
         raise ExportError(f"ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None

@@ -67,7 +67,11 @@ class OnnxExport:
 
     def record(self) -> dict:
         """For registration.json."""
-        record = {"model_uri": self.model_uri, "file": str(self.path), **self.report.tags(prefix="")}
+        record: dict[str, object] = {
+            "model_uri": self.model_uri,
+            "file": str(self.path),
+            **self.report.tags(prefix=""),
+        }
         if self.int8 is not None:
             record["int8"] = {"file": str(self.int8.model.path), **self.int8.tags(prefix="")}
         return record

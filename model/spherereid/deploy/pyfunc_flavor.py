@@ -70,7 +70,7 @@ ENTRY_SCRIPT = (
 try:  # the base class only when mlflow is installed; the module must stay importable without it
     from mlflow.pyfunc import PythonModel as _Base
 except ImportError:  # pragma: no cover
-    _Base = object
+    _Base = object  # type: ignore[misc,assignment]
 
 
 class ReIDEmbeddingModel(_Base):

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..data.datasets.naming import parse_name
 from ..data.imageio import BadImage
 from ..evaluation.metrics import top_k
@@ -69,6 +71,27 @@ def search(
     """Rank the indexed gallery for each query; write <out>/qNNN_<stem>/{results.json, ranked_list.png}."""
     if top < 1:
         raise SearchError(f"--top must be >= 1, got {top}")
+    data, names, qf, skipped = _embed_queries(model, queries)
+    indices, distances = top_k(qf, index.embeddings, min(top, len(index.paths)), metric="cosine")
+    results = []
+    for i, name in enumerate(names):
+        qpid, qcam = identity(name)
+        matches = []
+        for rank, (g, dist) in enumerate(zip(indices[i], distances[i]), start=1):
+            rel = index.paths[int(g)]
+            gpid, gcam = identity(rel)
+            same = None if qpid is None or gpid is None else gpid == qpid
+            matches.append(Match(rank, str(index.root / rel), float(dist), gpid, gcam, same))
+        folder = Path(out_dir) / _folder(i, Path(name))
+        results.append(_write_result(model, index, name, data[name], matches, folder))
+    return results, skipped
+
+
+def _embed_queries(
+    model: ResolvedModel, queries: Sequence[Path]
+) -> tuple[dict[str, bytes], list[str], np.ndarray, list[Skipped]]:
+    """The queries' bytes by name, the names embedded, their embeddings and the queries skipped (logged);
+    SearchError when none is usable."""
     files, skipped = [], []
     for q in map(Path, queries):
         try:
@@ -83,37 +106,30 @@ def search(
         raise SearchError(
             f"no usable query image ({len(skipped)} skipped: {skipped[0].reason if skipped else ''})"
         )
-    k = min(top, len(index.paths))
-    indices, distances = top_k(qf, index.embeddings, k, metric="cosine")
-    out_dir = Path(out_dir)
-    results = []
-    data = dict(files)
-    for i, name in enumerate(names):
-        qpid, qcam = identity(name)
-        matches = []
-        for rank, (g, dist) in enumerate(zip(indices[i], distances[i]), start=1):
-            rel = index.paths[int(g)]
-            gpid, gcam = identity(rel)
-            same = None if qpid is None or gpid is None else gpid == qpid
-            matches.append(Match(rank, str(index.root / rel), float(dist), gpid, gcam, same))
-        folder = out_dir / _folder(i, Path(name))
-        folder.mkdir(parents=True, exist_ok=True)
-        record = {
-            "query": name, "pid": qpid, "camid": qcam, "model": model.label, "gallery": str(index.root),
-            "metric": "cosine distance (1 - cosine similarity)", "results": [asdict(m) for m in matches],
-        }  # fmt: skip
-        results_path = folder / RESULTS_FILE
-        results_path.write_text(json.dumps(record, indent=2) + "\n")
-        plot_path = plot_search(
-            model.chain.stored(data[name]),
-            [model.chain.stored(Path(m.path).read_bytes()) for m in matches],
-            query_label=_label(qpid, qcam),
-            labels=[f"#{m.rank} d={m.distance:.3f}\n{_label(m.pid, m.camid)}".rstrip() for m in matches],
-            matches=[m.match for m in matches],
-            path=folder / PLOT_FILE,
-        )
-        results.append(QueryResult(name, qpid, qcam, matches, results_path, plot_path))
-    return results, skipped
+    return dict(files), names, qf, skipped
+
+
+def _write_result(
+    model: ResolvedModel, index: GalleryIndex, name: str, image: bytes, matches: list[Match], folder: Path
+) -> QueryResult:
+    """Write one query's results.json and ranked-list PNG into `folder`."""
+    qpid, qcam = identity(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "query": name, "pid": qpid, "camid": qcam, "model": model.label, "gallery": str(index.root),
+        "metric": "cosine distance (1 - cosine similarity)", "results": [asdict(m) for m in matches],
+    }  # fmt: skip
+    results_path = folder / RESULTS_FILE
+    results_path.write_text(json.dumps(record, indent=2) + "\n")
+    plot_path = plot_search(
+        model.chain.stored(image),
+        [model.chain.stored(Path(m.path).read_bytes()) for m in matches],
+        query_label=_label(qpid, qcam),
+        labels=[f"#{m.rank} d={m.distance:.3f}\n{_label(m.pid, m.camid)}".rstrip() for m in matches],
+        matches=[m.match for m in matches],
+        path=folder / PLOT_FILE,
+    )
+    return QueryResult(name, qpid, qcam, matches, results_path, plot_path)
 
 
 def _label(pid: int | None, camid: int | None) -> str:

@@ -31,11 +31,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..contracts import SERVE_MAX_PIXELS_ENV as PIXELS_ENV
+from ..contracts import SERVE_MAX_ROWS_ENV as ROWS_ENV
 from ..data.cpu_quota import CGROUP_CPU_MAX, usable_cpus
 from ..data.imageio import DECODE_PEAK_BYTES_PER_PIXEL
 
-ROWS_ENV = "SPHEREREID_SERVE_MAX_ROWS"
-PIXELS_ENV = "SPHEREREID_SERVE_MAX_PIXELS"
 DEFAULT_MAX_ROWS = 1024  # the serving benchmark posts 1000 rows per request
 DEFAULT_MAX_PIXELS = 48_000_000  # 1024 crops of 288x144 (42.5 M); one 7000x6800 photo
 RAISE_HINT = "the server's environment variable {env} (read when the model loads)"

@@ -72,7 +72,7 @@ def _data(
 
 def _training(params: Mapping[str, str]) -> list[str]:
     rows = [(label, params.get(key, "n/a")) for key, label in PARAM_ROWS]
-    if "train.precision_used" in params:  # runs before issue 18 did not record it
+    if "train.precision_used" in params:  # older runs did not record it
         rows.append(("training precision (used)", params["train.precision_used"]))
     return ["## Training (params summary)", "", *_table(("param", "value"), rows), ""]
 

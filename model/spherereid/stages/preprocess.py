@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ..config import DataConfig, load_params
 from ..data import datasets
@@ -38,6 +37,7 @@ from ..data.manifest import (
 )
 from ..entrypoint import run_cli
 from ..evaluation.baseline import raw_pixel_baseline
+from ..progress import tqdm
 from ..reporting.report import (
     FIRST,
     duplicate_images,
@@ -244,6 +244,22 @@ def _summarise(
         "dataset": dataset, "height": data.stored_height, "width": data.stored_width,
         "num_classes": len(labels), "protocol": protocol, "num_images": num_images,
     }  # fmt: skip
+    warnings = _warnings(items, entries, protocol)
+    report = {
+        "dataset": dataset, "raw_dir": str(raw_dir), "height": data.stored_height, "width": data.stored_width,
+        "num_classes": len(labels), "protocol_name": protocol.get("name", "market"),
+        "junk_dropped": int(protocol.get("junk_dropped", 0)), "notes": list(protocol.get("notes", [])),
+        "splits": {s: {**split_stats(items[s]), "folder": _folder(items[s])} for s in SPLITS},
+        "skipped": _skipped_report(skipped, sum(num_images.values()), fraction, data.max_bad_fraction),
+        "warnings": warnings,
+        "baseline": _baseline(tmp, protocol, items),
+    }  # fmt: skip
+    return report, entries, info
+
+
+def _warnings(items: dict[str, list[Item]], entries: list[Entry], protocol: dict[str, Any]) -> dict[str, Any]:
+    """The report's warnings (queries without a cross-camera match, single-image training identities,
+    duplicate images), each logged too; PreprocessError if no query has a match."""
     nomatch = _unmatched_queries(items["query"], items["gallery"], protocol.get("galleries"))
     singles = single_image_identities(items["train"])
     dups = duplicate_images([(e.split, e.source, e.sha256) for e in entries])
@@ -256,26 +272,26 @@ def _summarise(
         )
     if dups:
         log.warning("%d images duplicate an earlier one (first: %s = %s)", len(dups), *dups[0])
-    report = {
-        "dataset": dataset, "raw_dir": str(raw_dir), "height": data.stored_height, "width": data.stored_width,
-        "num_classes": len(labels), "protocol_name": protocol.get("name", "market"),
-        "junk_dropped": int(protocol.get("junk_dropped", 0)), "notes": list(protocol.get("notes", [])),
-        "splits": {s: {**split_stats(items[s]), "folder": _folder(items[s])} for s in SPLITS},
-        "skipped": {
-            "count": len(skipped), "candidates": len(skipped) + sum(num_images.values()),
-            "fraction": fraction, "limit": data.max_bad_fraction, "by_reason": skipped_summary(skipped),
-            "files": [{"path": s.path, "reason": s.reason} for s in skipped],
+    return {
+        "queries_without_match": {
+            "count": len(nomatch),
+            "first": [items["query"][q].source for q in nomatch[:FIRST]],
         },
-        "warnings": {
-            "queries_without_match": {
-                "count": len(nomatch), "first": [items["query"][q].source for q in nomatch[:FIRST]],
-            },
-            "single_image_identities": {"count": len(singles), "first": singles[:FIRST]},
-            "duplicate_images": {"count": len(dups), "first": [list(d) for d in dups[:FIRST]]},
-        },
-        "baseline": _baseline(tmp, protocol, items),
-    }  # fmt: skip
-    return report, entries, info
+        "single_image_identities": {"count": len(singles), "first": singles[:FIRST]},
+        "duplicate_images": {"count": len(dups), "first": [list(d) for d in dups[:FIRST]]},
+    }
+
+
+def _skipped_report(skipped: list[Skipped], kept: int, fraction: float, limit: float) -> dict[str, Any]:
+    """The report's skipped files: counts (out of the `kept` + skipped candidates), reasons, each file."""
+    return {
+        "count": len(skipped),
+        "candidates": len(skipped) + kept,
+        "fraction": fraction,
+        "limit": limit,
+        "by_reason": skipped_summary(skipped),
+        "files": [{"path": s.path, "reason": s.reason} for s in skipped],
+    }
 
 
 def _baseline(tmp: Path, protocol: dict[str, Any], items: dict[str, list[Item]]) -> dict[str, Any]:

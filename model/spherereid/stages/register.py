@@ -169,6 +169,15 @@ def _describe(
     return card
 
 
+@dataclass(frozen=True)
+class _Logged:
+    """The pyfunc model logged into the train run, the run's tags and the version of its training data."""
+
+    model_uri: str
+    run_tags: dict[str, str]
+    dataset_hash: str | None
+
+
 def _ui_links(ref: runs.RunRef, name: str, version: int) -> dict[str, str]:
     """The UI pages a person opens next, in MLflow's training layout."""
     return {
@@ -179,17 +188,17 @@ def _ui_links(ref: runs.RunRef, name: str, version: int) -> dict[str, str]:
 
 
 def _write_record(
-    out_dir: Path, reg: RegistrationResult, given: _Inputs, *, model_uri: str, dataset_hash: str | None,
-    register: RegisterConfig, onnx: OnnxExport | None,
+    out_dir: Path, reg: RegistrationResult, given: _Inputs, logged: _Logged, *, register: RegisterConfig,
+    onnx: OnnxExport | None,
 ) -> Path:  # fmt: skip
     """Write <out_dir>/registration.json: the registry's answer, where the model is, the gate's inputs
     and the metrics; return its path."""
     record = {
         **asdict(reg),
-        "model_uri": model_uri,
+        "model_uri": logged.model_uri,
         "run_id": given.ref.run_id,
         "tracking_uri": redact_uri(given.ref.tracking_uri),
-        "dataset_hash": dataset_hash,
+        "dataset_hash": logged.dataset_hash,
         "min_rank1": register.min_rank1,
         "min_map": register.min_map,
         "metrics": {k: v for k, v in given.metrics.items() if not math.isnan(v)},
@@ -229,27 +238,54 @@ def run(
     gate = registry.gate(given.metrics, min_rank1=register.min_rank1, min_map=register.min_map)  # early
     chain = _chain(eval_dir)
     onnx = _export_onnx(given, chain, register, prepared_dir, out_dir)
-    ref, model_uri = given.ref, log_reid_model(given.ref, given.model_pt, chain=chain, dataset=given.dataset)
-    run_tags = runs.get_run_tags(ref)
-    dataset_hash = given.lineage.get("dataset_hash") or run_tags.get("dataset_hash")
-    _log_model_metrics(given, model_uri, prepared_dir or eval_dir, dataset_hash)
-    name = f"{register.model_prefix}-{given.dataset}"
-    reg = registry.register_and_gate(
-        name=name, model_uri=model_uri, run_id=ref.run_id, metrics=given.metrics, dataset_hash=dataset_hash,
-        min_rank1=register.min_rank1, min_map=register.min_map, promotion=register.promotion,
-        tags=versions.version_tags(run_tags, dataset=given.dataset, extra=onnx and onnx.version_tags()),
-        describe=_describe(given, name=name, dataset_hash=dataset_hash, gate=gate, chain=chain,
-                           run_tags=run_tags, onnx=onnx),
-        tracking_uri=ref.tracking_uri,
-    )  # fmt: skip
-    versions.mark_registered(ref, reg)
-    runs.finish_run(ref)
-    path = _write_record(
-        out_dir, reg, given, model_uri=model_uri, dataset_hash=dataset_hash, register=register, onnx=onnx
-    )
+    logged = _log_model(given, chain, evaluated=prepared_dir or eval_dir)
+    reg = _register_version(given, register, logged, gate=gate, chain=chain, onnx=onnx)
+    versions.mark_registered(given.ref, reg)
+    runs.finish_run(given.ref)
+    path = _write_record(out_dir, reg, given, logged, register=register, onnx=onnx)
+    return _result(reg, given.ref, logged.model_uri, path)
+
+
+def _result(reg: RegistrationResult, ref: RunRef, model_uri: str, path: Path) -> RegisterResult:
+    """The stage's answer: the registered version, the gate's verdict and where to look."""
     return RegisterResult(
         reg.name, reg.version, reg.passed_gate, reg.reason, reg.aliases, reg.champion_version,
         model_uri, ref.run_id, redact_uri(ref.tracking_uri), path, _ui_links(ref, reg.name, reg.version),
+    )  # fmt: skip
+
+
+def _log_model(given: _Inputs, chain: ImageChain, *, evaluated: Path) -> _Logged:
+    """Log the pyfunc model (once per model file + chain) with the evaluation metrics on it."""
+    model_uri = log_reid_model(given.ref, given.model_pt, chain=chain, dataset=given.dataset)
+    run_tags = runs.get_run_tags(given.ref)
+    dataset_hash = given.lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    _log_model_metrics(given, model_uri, evaluated, dataset_hash)
+    return _Logged(model_uri, run_tags, dataset_hash)
+
+
+def _register_version(
+    given: _Inputs,
+    register: RegisterConfig,
+    logged: _Logged,
+    *,
+    gate: tuple[bool, str],
+    chain: ImageChain,
+    onnx: OnnxExport | None,
+) -> RegistrationResult:
+    """Register the logged model as a version of `<model_prefix>-<dataset>` with its lineage (and ONNX)
+    tags and model card, and apply the quality gate and promotion policy."""
+    name, ref = f"{register.model_prefix}-{given.dataset}", given.ref
+    dataset_hash, run_tags = logged.dataset_hash, logged.run_tags
+    tags = versions.version_tags(
+        run_tags, dataset=given.dataset, extra=None if onnx is None else onnx.version_tags()
+    )
+    return registry.register_and_gate(
+        name=name, model_uri=logged.model_uri, run_id=ref.run_id, metrics=given.metrics,
+        dataset_hash=dataset_hash, min_rank1=register.min_rank1, min_map=register.min_map,
+        promotion=register.promotion, tags=tags,
+        describe=_describe(given, name=name, dataset_hash=dataset_hash, gate=gate, chain=chain,
+                           run_tags=run_tags, onnx=onnx),
+        tracking_uri=ref.tracking_uri,
     )  # fmt: skip
 
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from ..config import SyntheticConfig, load_params
 from ..data.datasets.synthetic import generate, plan
 from ..entrypoint import run_cli
+from ..progress import tqdm
 
 log = logging.getLogger(__name__)
 RECORD = "synthetic.json"
@@ -56,11 +55,7 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
     out_dir = Path(out_dir)
     if synthetic.seed < 0:
         raise SynthesizeError(f"synthetic.seed must be >= 0, got {synthetic.seed}")
-    config = dataclasses.asdict(synthetic)
-    if config["layout"] == "market1501":  # recorded as before the option existed (same synthetic.json)
-        del config["layout"]
-    if config["domain"] == "a":
-        del config["domain"]
+    config = _recorded_config(synthetic)
     old = _record(out_dir)
     if old is not None and old.get("config") == config:
         log.info("%s already holds the synthetic dataset for this configuration; reusing it", out_dir)
@@ -70,6 +65,25 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
             f"{out_dir}: exists, is not empty and holds no {RECORD}; refusing to replace it "
             "(choose another --out)"
         )
+    summary = _generate_into(out_dir, config, workers)
+    log.info("synthetic dataset written to %s: %s", out_dir, summary["images"])
+    return SynthesizeResult(out_dir, dict(summary["images"]), False)
+
+
+def _recorded_config(synthetic: SyntheticConfig) -> dict[str, Any]:
+    """The configuration as synthetic.json records it: the default layout and domain are left out, as
+    before those options existed (the same synthetic.json, so an existing dataset is reused)."""
+    config = dataclasses.asdict(synthetic)
+    if config["layout"] == "market1501":
+        del config["layout"]
+    if config["domain"] == "a":
+        del config["domain"]
+    return config
+
+
+def _generate_into(out_dir: Path, config: dict[str, Any], workers: int) -> dict[str, Any]:
+    """Generate into a temporary sibling of `out_dir`, record synthetic.json, then swap it in for
+    `out_dir`; return the generator's summary."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.iterdir():  # left by killed runs (kill -9 skips the finally below)
         if stale.is_dir() and re.fullmatch(rf"\.tmp-{re.escape(out_dir.name)}-\d+", stale.name):
@@ -86,8 +100,7 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    log.info("synthetic dataset written to %s: %s", out_dir, summary["images"])
-    return SynthesizeResult(out_dir, dict(summary["images"]), False)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.synthesize") -> int:

@@ -145,11 +145,24 @@ def _best_label(todo: list, box: tuple[int, int, int, int] | None) -> Any:
     return best if best is not None and (best[0] == box or _iou(best[0], box) >= 0.5) else None
 
 
+Labels = dict[str, list[tuple[Box, int]]]  # scene -> the labelled (box, pid) pairs TestG gives it
+
+
 def _test(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[Item], list[list[int]]]:
+    """Queries, gallery items and each query's gallery (item indices) of the TestG<gallery_size> protocol."""
+    queries, query_scenes, labels = _test_queries(b, base, gallery_size)
+    boxes = _scene_boxes(base)
+    gallery, scene_items = _gallery(b, query_scenes, labels, boxes)
+    galleries = [[i for s in scenes for i in scene_items[s]] for scenes in query_scenes]
+    return queries, gallery, galleries
+
+
+def _test_queries(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[list[str]], Labels]:
+    """TestG<N>.mat: the usable queries, the gallery scenes of each, and the labelled boxes per scene."""
     path = base / "annotation" / "test" / "train_test" / f"TestG{gallery_size}.mat"
     queries: list[Item] = []
     query_scenes: list[list[str]] = []
-    labels: dict[str, list[tuple[Box, int]]] = {}
+    labels: Labels = {}
     with reading(path, EXPECTED):
         for entry in _load(path, f"TestG{gallery_size}"):
             q = _get(entry, "Query", path)
@@ -167,14 +180,28 @@ def _test(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[
             if qi is not None:
                 queries.append(qi)
                 query_scenes.append(scenes)
+    return queries, query_scenes, labels
+
+
+def _scene_boxes(base: Path) -> dict[str, list[Box | None]]:
+    """Images.mat: scene -> its annotated (x, y, w, h) boxes (None if malformed)."""
     images = _images_mat(base)
-    with reading(images, EXPECTED):  # scene -> its annotated (x, y, w, h) boxes (None if malformed)
-        boxes = {
+    with reading(images, EXPECTED):
+        return {
             mat_str(_get(s, "imname", images)): [
                 _box(_get(r, "idlocate", images)) for r in _list(_get(s, "box", images))
             ]
             for s in _load(images, "Img")
         }
+
+
+def _gallery(
+    b: _Builder, query_scenes: list[list[str]], labels: Labels, boxes: dict[str, list[Box | None]]
+) -> tuple[list[Item], dict[str, list[int]]]:
+    """Every box of the scenes some query searches, once, and scene -> its gallery item indices.
+
+    A box of Images.mat takes the pid of the TestG label it matches (`_best_label`), else a new unlabelled
+    pid; a TestG label that matches no Images.mat box is kept as a box of its own."""
     gallery: list[Item] = []
     scene_items: dict[str, list[int]] = {}
     unlabeled = 0
@@ -198,8 +225,7 @@ def _test(b: _Builder, base: Path, gallery_size: int) -> tuple[list[Item], list[
             if it is not None:
                 idx.append(len(gallery))
                 gallery.append(it)
-    galleries = [[i for s in scenes for i in scene_items[s]] for scenes in query_scenes]
-    return queries, gallery, galleries
+    return gallery, scene_items
 
 
 def _images_mat(base: Path) -> Path:

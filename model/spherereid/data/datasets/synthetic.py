@@ -104,40 +104,66 @@ def plan(
     MSMT17's layout (`msmt17_shots`); identities, cameras and pixels stay those of the Market plan.
     """
     root = _root(seed, domain)
-    rng = _seq(root)
+    planner = _MarketPlanner(_seq(root), root, cameras, min_cameras, images_per_camera)
     n = train_identities + test_identities
-    pids = rng.permutation(np.arange(1, n + 1))
+    pids = planner.rng.permutation(np.arange(1, n + 1))
     train = set(int(p) for p in pids[:train_identities])
     persons = _persons(root, n)
     shots: list[Shot] = []
-    frame = 0
-
-    def name(pid: int, cam: int, k: int) -> str:
-        nonlocal frame
-        frame += int(rng.integers(5, 40))
-        ptxt = "-1" if pid < 0 else f"{pid:04d}"
-        return f"{ptxt}_c{cam}s{1 + (frame // 20000) % 6}_{frame:06d}_{k + 1:02d}.jpg"
-
     for pid in range(1, n + 1):
-        ncam = int(rng.integers(min_cameras, cameras + 1))
-        cams = sorted(int(c) + 1 for c in rng.choice(cameras, ncam, replace=False))
-        query_cams = (
-            set() if pid in train else {int(c) for c in rng.choice(cams, max(1, ncam // 2), replace=False)}
-        )
-        for cam in cams:
-            for k in range(images_per_camera):
-                folder = "bounding_box_train" if pid in train else "bounding_box_test"
-                if cam in query_cams and k == 0:
-                    folder = "query"
-                shots.append(Shot(folder, name(pid, cam, k), pid, cam, k, persons[pid - 1]))
+        shots += planner.identity_shots(pid, persons[pid - 1], in_train=pid in train)
     for kind, pid, count in ((_DISTRACTOR, 0, distractors), (_JUNK, -1, junk)):
-        for k in range(count):
-            cam = int(rng.integers(1, cameras + 1))
-            person = random_person(_seq(root, kind, k)) if rng.random() < 0.7 else None
-            shots.append(Shot("bounding_box_test", name(pid, cam, k), pid, cam, k, person))
+        shots += planner.extra_shots(kind, pid, count)
     if layout == "msmt17":
         return msmt17_shots([s for s in shots if s.pid > 0])
     return shots
+
+
+@dataclass
+class _MarketPlanner:
+    """The Market plan's draws, all from one stream `rng` in plan order: pid permutation, each identity's
+    cameras and query cameras, the distractors' and junk's cameras and persons, and each file name's
+    frame step."""
+
+    rng: np.random.Generator
+    root: tuple[int, ...]
+    cameras: int
+    min_cameras: int
+    images_per_camera: int
+    frame: int = 0
+
+    def name(self, pid: int, cam: int, k: int) -> str:
+        """`PPPP_cCsS_FFFFFF_BB.jpg`; each name advances the frame by a random step."""
+        self.frame += int(self.rng.integers(5, 40))
+        ptxt = "-1" if pid < 0 else f"{pid:04d}"
+        return f"{ptxt}_c{cam}s{1 + (self.frame // 20000) % 6}_{self.frame:06d}_{k + 1:02d}.jpg"
+
+    def identity_shots(self, pid: int, person: Person, *, in_train: bool) -> list[Shot]:
+        """The images of identity `pid` in min_cameras..cameras cameras; a test identity's first image in
+        about half of its cameras is a query, the rest go to the gallery."""
+        ncam = int(self.rng.integers(self.min_cameras, self.cameras + 1))
+        cams = sorted(int(c) + 1 for c in self.rng.choice(self.cameras, ncam, replace=False))
+        query_cams = (
+            set() if in_train else {int(c) for c in self.rng.choice(cams, max(1, ncam // 2), replace=False)}
+        )
+        shots = []
+        for cam in cams:
+            for k in range(self.images_per_camera):
+                folder = "bounding_box_train" if in_train else "bounding_box_test"
+                if cam in query_cams and k == 0:
+                    folder = "query"
+                shots.append(Shot(folder, self.name(pid, cam, k), pid, cam, k, person))
+        return shots
+
+    def extra_shots(self, kind: int, pid: int, count: int) -> list[Shot]:
+        """`count` gallery images of raw pid 0 (distractors) or -1 (junk): a random camera, and a random
+        person in about 70% of them (background only otherwise)."""
+        shots = []
+        for k in range(count):
+            cam = int(self.rng.integers(1, self.cameras + 1))
+            person = random_person(_seq(self.root, kind, k)) if self.rng.random() < 0.7 else None
+            shots.append(Shot("bounding_box_test", self.name(pid, cam, k), pid, cam, k, person))
+        return shots
 
 
 MSMT17_LISTS = {"train": "list_train.txt", "val": "list_val.txt", "query": "list_query.txt",
@@ -246,21 +272,12 @@ def generate(  # noqa: PLR0913 - the keywords are SyntheticConfig's fields: gene
     )  # fmt: skip
     _make_folders(out_dir, shots, layout)
     batch = max(1, images_per_camera * (cameras + min_cameras) // 2)  # about one identity per task
-    batches = [shots[i : i + batch] for i in range(0, len(shots), batch)]
-    tasks = ((b, seed, height, width, domain) for b in batches)
-    if workers > 1:
-        with pool_context().Pool(workers) as pool:
-            _write_all(out_dir, batches, pool.imap(_draw_task, tasks, chunksize=4), progress)
-    else:
-        _write_all(out_dir, batches, map(_draw_task, tasks), progress)
-    if layout == "msmt17":
-        counts = _msmt17_lists(out_dir, shots)
+    _draw_all(out_dir, shots, batch, (seed, height, width, domain), workers, progress)
+    if layout == "msmt17":  # MSMT17 has no distractors or junk
         distractors = junk = 0
-    else:
-        counts = {f: sum(s.folder == f for s in shots) for f in FOLDERS}
     summary = {
         "seed": seed,
-        "images": counts,
+        "images": _lists_and_counts(out_dir, shots, layout),
         "train_identities": train_identities,
         "test_identities": test_identities,
         "distractors": distractors,
@@ -272,6 +289,32 @@ def generate(  # noqa: PLR0913 - the keywords are SyntheticConfig's fields: gene
     # the default Market layout and domain a stay unrecorded (the same synthetic.json bytes as before)
     return {**summary, **({"layout": layout} if layout != "market1501" else {}),
             **({"domain": domain} if domain != "a" else {})}  # fmt: skip
+
+
+def _lists_and_counts(out_dir: Path, shots: list[Shot], layout: str) -> dict[str, int]:
+    """Images per folder (Market); MSMT17 writes its list files and counts images per list."""
+    if layout == "msmt17":
+        return _msmt17_lists(out_dir, shots)
+    return {f: sum(s.folder == f for s in shots) for f in FOLDERS}
+
+
+def _draw_all(
+    out_dir: Path,
+    shots: list[Shot],
+    batch: int,
+    look: tuple[int, int, int, str],
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Draw and write `shots`, `batch` per task, in `workers` processes (the bytes do not depend on it);
+    `look` is (seed, height, width, domain)."""
+    batches = [shots[i : i + batch] for i in range(0, len(shots), batch)]
+    tasks = ((b, *look) for b in batches)
+    if workers > 1:
+        with pool_context().Pool(workers) as pool:
+            _write_all(out_dir, batches, pool.imap(_draw_task, tasks, chunksize=4), progress)
+    else:
+        _write_all(out_dir, batches, map(_draw_task, tasks), progress)
 
 
 def _check(*, seed: int, cameras: int, min_cameras: int, layout: str) -> None:

@@ -344,21 +344,40 @@ def render(
         draw_person(
             img, occluder, rng, ocx, feet + rng.uniform(0, 0.1) * ch, ph * 1.05, bool(rng.random() < 0.5)
         )
-    if rng.random() < 0.2:  # occluding object at the bottom or a side
-        d, f = ImageDraw.Draw(img), tuple(int(v) for v in rng.integers(0, 256, 3))
-        if rng.random() < 0.5:
-            d.rectangle((0, ch * rng.uniform(0.7, 0.85), cw, ch), fill=f)
-        else:
-            x = cw * rng.uniform(0.0, 0.25)
-            d.rectangle((0, ch * rng.uniform(0.0, 0.5), x + cw * 0.12, ch), fill=f)
+    if rng.random() < 0.2:
+        _draw_occluding_object(img, rng)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    m = rng.uniform(0.0, camera.crop, 4) * (cw, ch, cw, ch)
+    img = img.resize((width, height), Image.Resampling.BOX, box=_crop_box(rng, camera.crop, cw, ch, partial))
+    return _camera_look(img, camera, rng)
+
+
+def _draw_occluding_object(img: Image.Image, rng: np.random.Generator) -> None:
+    """A plain-coloured block over the bottom or a side of `img`."""
+    cw, ch = img.size
+    d, f = ImageDraw.Draw(img), tuple(int(v) for v in rng.integers(0, 256, 3))
+    if rng.random() < 0.5:
+        d.rectangle((0, ch * rng.uniform(0.7, 0.85), cw, ch), fill=f)
+    else:
+        x = cw * rng.uniform(0.0, 0.25)
+        d.rectangle((0, ch * rng.uniform(0.0, 0.5), x + cw * 0.12, ch), fill=f)
+
+
+def _crop_box(
+    rng: np.random.Generator, crop: float, cw: int, ch: int, partial: bool
+) -> tuple[float, float, float, float]:
+    """The detection box in a (cw, ch) drawing: margins up to `crop` of each side; `partial` keeps only an
+    upper or lower part (a bad detection)."""
+    m = rng.uniform(0.0, crop, 4) * (cw, ch, cw, ch)
     box = (m[0], m[1], cw - m[2], ch - m[3])
-    if partial:  # keep only an upper or lower part
+    if partial:
         cut = rng.uniform(0.35, 0.6) * ch
         box = (m[0], m[1], cw - m[2], m[1] + cut) if rng.random() < 0.5 else (m[0], ch - cut, cw - m[2], ch)
-    img = img.resize((width, height), Image.Resampling.BOX, box=box)
+    return box
+
+
+def _camera_look(img: Image.Image, camera: Camera, rng: np.random.Generator) -> np.ndarray:
+    """The camera's blur, colour cast and sensor noise applied to `img`, as uint8."""
     radius = camera.blur + rng.uniform(0.0, 0.4)
     if radius > 0.3:
         img = img.filter(ImageFilter.GaussianBlur(radius))

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from ...progress import tqdm
 from ..inputs import check_features
 from ..ranking import CHUNK_ELEMENTS
 from .jaccard import InvertedIndex

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm import tqdm
 
+from ...progress import tqdm
 from ..ranking import top_k_chunk
 
 NO_ITEM = torch.iinfo(torch.int64).max  # key of an empty slot in a running top-k list
