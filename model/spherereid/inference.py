@@ -1,6 +1,12 @@
-"""Feature extraction: the evaluated chain's network pass, used by evaluate, serving, export and search."""
+"""Feature extraction: the evaluated chain's network pass, used by evaluate, cross-evaluate, serving,
+export and search (``extract_features``); the query and gallery of a prepared set through an evaluated
+chain (``extract_splits``, what evaluate, its precision check and cross-evaluate rank)."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -9,8 +15,51 @@ from torch import nn
 
 from .data.batches import device_slices
 from .data.transforms import EvalTransform
-from .device import AUTOCAST_DTYPES, effective_precision, memory_format
+from .device import AUTOCAST_DTYPES, check_device, effective_precision, memory_format
 from .progress import tqdm
+
+if TYPE_CHECKING:
+    from .data.image_chain import ImageChain
+    from .data.manifest import SplitData
+
+log = logging.getLogger(__name__)
+
+# On a GPU extraction runs in bf16 with channels_last and at least this batch size (fp32 on the CPU, with
+# evaluate.batch_size): the mAP moves by less than 0.1 point (benchmarks/extract_speed.py measures it).
+GPU_EXTRACT_BATCH = 512
+
+
+def extract_splits(
+    load_model: Callable[[torch.device], nn.Module],
+    chain: ImageChain,
+    query: SplitData,
+    gallery: SplitData,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query (Q, D) and gallery (G, D) features through the evaluated chain, in its precision; a larger
+    batch on a GPU, `batch_size` (evaluate.batch_size) on the CPU. `load_model(device)` reads the model
+    onto `device` (a train stage's model.pt: training.saved_model.load_model), after the device check."""
+    on_gpu = device.type == "cuda"
+    precision = chain.precision
+    batch = max(batch_size, GPU_EXTRACT_BATCH) if on_gpu else batch_size
+    log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch)
+    net = load_model(device)
+    tf = chain.eval_transform()
+    qf, gf = (
+        extract_features(
+            net,
+            split.images,
+            tf,
+            batch_size=batch,
+            precision=precision,
+            device=device,
+            flip=chain.flip,
+            desc=f"{name} features",
+        )
+        for name, split in (("query", query), ("gallery", gallery))
+    )
+    return qf, gf
 
 
 def extract_features(

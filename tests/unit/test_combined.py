@@ -158,6 +158,10 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
     assert (tmp_path / "eval" / "cmc_market1501.csv").is_file() and (
         tmp_path / "eval" / "cmc_msmt17.csv"
     ).is_file()
+    # the precision check is the headline source's: its figures at the chain's precision are the section's
+    check = json.loads((tmp_path / "eval" / "precision_check.json").read_text())
+    headline = {key: metrics["market1501"][key] for key in ("rank1", "mAP")}
+    assert check["source"] == "market1501" and check[check["precision"]] == headline
 
 
 def test_the_model_card_lists_every_source_with_its_version():

@@ -1,10 +1,11 @@
 """Served = evaluated, in each extraction precision: the pyfunc (built by load_context from its artifacts)
 on raw JPEG bytes gives the evaluate stage's features of the same files (decoded as preprocess stores
-them, extracted by the stage's own extract_splits), to 1e-4, with the chain in bf16 and in fp32."""
+them, extracted by the stages' own inference.extract_splits), to 1e-4, with the chain in bf16 and in fp32."""
 
 from __future__ import annotations
 
 import io
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,8 +19,8 @@ from spherereid.data.image_chain import ImageChain
 from spherereid.data.imageio import load_image
 from spherereid.data.manifest import SplitData
 from spherereid.deploy.pyfunc_flavor import ReIDEmbeddingModel
+from spherereid.inference import extract_splits
 from spherereid.modeling.net import ReIDNet
-from spherereid.stages import evaluate
 from spherereid.training import saved_model
 
 TINY = {"backbone": "tiny", "head": "D", "embedding_dim": 16, "last_stride": 1, "dropout": 0.5}
@@ -77,7 +78,8 @@ def test_served_embeddings_equal_the_evaluated_features(tmp_path, files, model_p
     n = len(stored)
     split = SplitData(stored, np.arange(n), np.zeros(n, dtype=np.int64), np.arange(n), ["toy"] * n)
     cfg = EvaluateConfig(precision=precision, batch_size=4)
-    evaluated, _ = evaluate.extract_splits(model_pt, chain, split, split, cfg, torch.device("cpu"))
+    load = partial(saved_model.load_model, model_pt)
+    evaluated, _ = extract_splits(load, chain, split, split, cfg.batch_size, torch.device("cpu"))
     served = _served(tmp_path, model_pt, chain).predict(None, pd.DataFrame({"image": data}))
     assert served.dtype == np.float32 and served.shape == evaluated.shape == (n, 16)
     assert float(np.abs(served - evaluated).max()) <= 1e-4

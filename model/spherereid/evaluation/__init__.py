@@ -2,7 +2,8 @@
 
 metrics (the front ends: evaluate_distmat, evaluate_features, top_k), results (RankingResult, the
 per-query accumulator, REPORTED_KEYS), errors (MetricsError), ranking (the engine: ranks of the true
-matches without sorting the gallery), protocols/ (one module per protocol), protocol_metrics (what the
-evaluate stage reports for a prepared set), distances, inputs (shared checks), rerank/ (exact
-k-reciprocal re-ranking), baseline (raw pixels), features_cli (``spherereid evaluate-features``).
+matches without sorting the gallery), protocols/ (one module per protocol), measure (what the evaluate
+stage measures on a prepared set, under its protocol), distances, inputs (shared checks), rerank/ (exact
+k-reciprocal re-ranking: the front ends, sources, reciprocal), baseline (raw pixels), features_cli
+(``spherereid evaluate-features``).
 """

@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from ..config import EvaluateConfig, load_params
@@ -26,10 +27,11 @@ from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
 from ..device import resolve_device
 from ..entrypoint import run_cli
-from ..evaluation.protocol_metrics import measure
+from ..evaluation.measure import measure
+from ..inference import extract_splits
 from ..reporting.cross_card import cross_section, with_cross_section
 from ..tracking import runs, xeval
-from .evaluate import extract_splits
+from ..training import saved_model
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ def evaluate_on(train_dir: Path, chain: ImageChain, prepared_dir: Path, evaluate
     """The reported metrics of the model in `train_dir` on `prepared_dir`'s query (Q) / gallery (G)."""
     prepared = PreparedSet(prepared_dir)
     query, gallery = prepared.split("query"), prepared.split("gallery")
-    qf, gf = extract_splits(train_dir / MODEL_FILE, chain, query, gallery, evaluate, resolve_device("auto"))
+    load = partial(saved_model.load_model, train_dir / MODEL_FILE)
+    qf, gf = extract_splits(load, chain, query, gallery, evaluate.batch_size, resolve_device("auto"))
     return measure(prepared.protocol, qf, gf, query, gallery, evaluate).reported()
 
 

@@ -16,8 +16,9 @@ import argparse
 import csv
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,11 @@ from ..contracts import (
 )
 from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet, SplitData
-from ..device import check_device, effective_precision, resolve_device
+from ..device import effective_precision, resolve_device
 from ..entrypoint import run_cli
 from ..evaluation import metrics
-from ..evaluation.protocol_metrics import ProtocolMetrics, measure
-from ..inference import extract_features
+from ..evaluation.measure import ProtocolMetrics, measure
+from ..inference import extract_splits
 from ..reporting.plots import plot_cmc, plot_ranked_lists
 from ..tracking import runs
 from ..training import saved_model
@@ -54,9 +55,6 @@ log = logging.getLogger(__name__)
 
 RANKED_QUERIES = 6
 RANKED_TOP = 10
-# On a GPU extraction runs in bf16 with channels_last and at least this batch size (fp32 on the CPU, with
-# evaluate.batch_size): the mAP moves by less than 0.1 point (benchmarks/extract_speed.py measures it).
-GPU_EXTRACT_BATCH = 512
 
 
 class EvaluationError(ValueError):
@@ -100,13 +98,15 @@ def run(
     chain = image_chain(prepared, transform, evaluate, device)  # the chain register ships with the model
     (out_dir / CHAIN_FILE).write_text(json.dumps(chain.to_dict(), indent=2) + "\n")
     query, gallery = prepared.split("query"), prepared.split("gallery")
-    qf, gf = extract_splits(train_dir / MODEL_FILE, chain, query, gallery, evaluate, device)
+    load = partial(saved_model.load_model, train_dir / MODEL_FILE)
+    qf, gf = extract_splits(load, chain, query, gallery, evaluate.batch_size, device)
     _write_features(out_dir / FEATURES_FILE, qf, gf, query, gallery)
-    check_precision(out_dir, train_dir / MODEL_FILE, chain, _headline(prepared, qf, gf, query, gallery),
-                     evaluate, device)  # fmt: skip
+    # the headline rows' precision check, called once they are ranked (it reuses that ranking)
+    check = partial(check_precision, out_dir, train_dir / MODEL_FILE, chain, evaluate=evaluate, device=device)
     if prepared.sources():
-        return _run_combined(prepared, ref, out_dir, qf, gf, query, gallery, evaluate)
+        return _run_combined(prepared, ref, out_dir, qf, gf, query, gallery, evaluate, check)
     measured = measure(prepared.protocol, qf, gf, query, gallery, evaluate)
+    check(_headline(prepared, query, gallery, measured))
     reported = measured.reported()
     _write_metrics(out_dir, measured, reported)
     _plot(out_dir, measured, qf, gf, query, gallery, evaluate.metric, str(prepared.info.get("dataset", "")))
@@ -123,28 +123,30 @@ def _rows(split: SplitData, start: int, stop: int) -> SplitData:
 
 
 def _headline(
-    prepared: PreparedSet, qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData
+    prepared: PreparedSet, query: SplitData, gallery: SplitData, measured: ProtocolMetrics
 ) -> CheckedSet:
-    """The rows the headline metrics come from: the whole set, or a combined set's first source."""
+    """The rows the headline metrics come from (the whole set, or a combined set's first source) and
+    `measured`, their ranking."""
     if not prepared.sources():
         name = str(prepared.info.get("dataset", prepared.root.name))
-        return CheckedSet(prepared.protocol, qf, gf, query, gallery, name)
+        return CheckedSet(prepared.protocol, query, gallery, name, measured.plain)
     src = prepared.sources()[0]
     (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
-    return CheckedSet(src["protocol"], qf[qa:qb], gf[ga:gb], _rows(query, qa, qb), _rows(gallery, ga, gb),
-                      str(src["name"]))  # fmt: skip
+    return CheckedSet(src["protocol"], _rows(query, qa, qb), _rows(gallery, ga, gb), str(src["name"]),
+                      measured.plain)  # fmt: skip
 
 
 def check_precision(
     out_dir: Path, model_path: Path, chain: ImageChain, checked: CheckedSet, evaluate: EvaluateConfig,
     device: torch.device,
 ) -> None:  # fmt: skip
-    """precision_check.json: rank-1/mAP of the chain's precision against fp32 features of the same rows
-    (a second extraction only when the chain is not fp32)."""
+    """precision_check.json: rank-1/mAP of the chain's precision (`checked.ranked`, evaluate's ranking)
+    against fp32 features of the same rows (a second extraction only when the chain is not fp32)."""
 
     def extract(fp32: ImageChain) -> tuple[np.ndarray, np.ndarray]:
         log.info("precision check: extracting the headline query/gallery again in fp32")
-        return extract_splits(model_path, fp32, checked.query, checked.gallery, evaluate, device)
+        load = partial(saved_model.load_model, model_path)
+        return extract_splits(load, fp32, checked.query, checked.gallery, evaluate.batch_size, device)
 
     result = precision_check(checked, chain, evaluate, extract)
     write_precision_check(out_dir / PRECISION_CHECK_FILE, result)
@@ -155,9 +157,10 @@ def check_precision(
 
 def _run_combined(
     prepared: PreparedSet, ref: runs.RunRef, out_dir: Path, qf: np.ndarray, gf: np.ndarray,
-    query: SplitData, gallery: SplitData, evaluate: EvaluateConfig,
+    query: SplitData, gallery: SplitData, evaluate: EvaluateConfig, check: Callable[[CheckedSet], None],
 ) -> EvaluateResult:  # fmt: skip
-    """Score each source on its own rows; the first source's metrics are the headline."""
+    """Score each source on its own rows; the first source's metrics are the headline (`check`: the
+    precision check of its rows)."""
     per_source: dict[str, tuple[ProtocolMetrics, dict[str, float]]] = {}
     for src in prepared.sources():
         (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
@@ -170,6 +173,7 @@ def _run_combined(
         _write_cmc(m.plain["cmc"], out_dir / f"cmc_{src['name']}.csv")
     first = next(iter(per_source))
     measured, reported = per_source[first]
+    check(_headline(prepared, query, gallery, measured))
     versions = {src["name"]: src["fingerprint"] for src in prepared.sources()}
     sections = {n: {**r, "protocol": m.protocol, "version": versions[n]} for n, (m, r) in per_source.items()}
     _write_metrics(out_dir, measured, reported, {"headline_source": first, **sections})
@@ -183,38 +187,6 @@ def _run_combined(
     for name in per_source:
         runs.log_artifact(ref, out_dir / f"cmc_{name}.csv", artifact_path="evaluation")
     return EvaluateResult(metrics=reported, metrics_path=out_dir / METRICS_FILE)
-
-
-def extract_splits(
-    model_path: Path,
-    chain: ImageChain,
-    query: SplitData,
-    gallery: SplitData,
-    evaluate: EvaluateConfig,
-    device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Query (Q, D) and gallery (G, D) features through the evaluated chain, in its precision; a larger
-    batch on a GPU, evaluate.batch_size on the CPU."""
-    on_gpu = device.type == "cuda"
-    precision = chain.precision
-    batch_size = max(evaluate.batch_size, GPU_EXTRACT_BATCH) if on_gpu else evaluate.batch_size
-    log.info("extracting on %s: precision %s, batch %d", check_device(device), precision, batch_size)
-    net = saved_model.load_model(model_path, device)
-    tf = chain.eval_transform()
-    qf, gf = (
-        extract_features(
-            net,
-            split.images,
-            tf,
-            batch_size=batch_size,
-            precision=precision,
-            device=device,
-            flip=chain.flip,
-            desc=f"{name} features",
-        )
-        for name, split in (("query", query), ("gallery", gallery))
-    )
-    return qf, gf
 
 
 def _write_metrics(

@@ -2,9 +2,11 @@
 
 When the evaluated chain runs the network in bf16 (evaluate.precision auto on a GPU or a native-bf16
 CPU), the evaluate stage extracts the same query and gallery once more in fp32 and ranks them under the
-same protocol; precision_check.json holds both figures and their difference (precision - fp32). For an fp32
-chain the file holds the evaluated figures twice, difference 0, without a second extraction. metrics.json
-is untouched: it is the evaluated chain's alone. A combined set is checked on its headline source.
+same protocol; precision_check.json holds both figures and their difference (precision - fp32). The
+chain's own figures are the ranking evaluate already made (metrics.json's), never ranked a second time.
+For an fp32 chain the file holds the evaluated figures twice, difference 0, without a second extraction
+or ranking. metrics.json is untouched: it is the evaluated chain's alone. A combined set is checked on
+its headline source.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy as np
 from ..config import EvaluateConfig
 from ..data.image_chain import ImageChain
 from ..data.manifest import SplitData
-from ..evaluation.protocol_metrics import protocol_name, rank_under_protocol
+from ..evaluation.measure import protocol_name, rank_under_protocol
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +33,18 @@ REFERENCE = "fp32"
 
 @dataclasses.dataclass(frozen=True)
 class CheckedSet:
-    """The rows checked: protocol, features at the chain's precision (Q, D), (G, D) and their splits."""
+    """The rows checked (the set, or a combined set's headline source): their protocol and splits, and
+    `ranked`, evaluate's ranking of them at the chain's precision (``RankingResult.to_dict()``)."""
 
     protocol: dict[str, Any]
-    qf: np.ndarray
-    gf: np.ndarray
     query: SplitData
     gallery: SplitData
     source: str
+    ranked: Mapping[str, Any]
 
 
-def _figures(checked: CheckedSet, qf: np.ndarray, gf: np.ndarray, evaluate: EvaluateConfig) -> dict:
-    """rank-1 and mAP of features qf (Q, D) against gf (G, D) under the checked set's protocol."""
-    plain = rank_under_protocol(checked.protocol, qf, gf, checked.query, checked.gallery, evaluate)
-    ranked = plain.to_dict()
+def _figures(ranked: Mapping[str, Any]) -> dict[str, float]:
+    """rank-1 and mAP of a ranking (``RankingResult.to_dict()``)."""
     return {key: float(ranked[key]) for key in CHECKED_KEYS}
 
 
@@ -56,14 +56,16 @@ def precision_check(
 ) -> dict[str, Any]:
     """{"precision", <precision>: {rank1, mAP}, "fp32": {...}, "difference": {...}, "protocol", "source"}.
 
-    `extract_fp32(chain)` -> (qf, gf) extracts the checked rows through `chain` (an fp32 copy of the
-    evaluated one); it is called only when the chain's precision is not fp32."""
-    measured = _figures(checked, checked.qf, checked.gf, evaluate)
+    The chain's figures are `checked.ranked`'s. `extract_fp32(chain)` -> (qf, gf) extracts the checked
+    rows through `chain` (an fp32 copy of the evaluated one); it is called, and its features ranked under
+    the checked protocol, only when the chain's precision is not fp32."""
+    measured = _figures(checked.ranked)
     if chain.precision == REFERENCE:
         reference = dict(measured)
     else:
         qf32, gf32 = extract_fp32(dataclasses.replace(chain, precision=REFERENCE))
-        reference = _figures(checked, qf32, gf32, evaluate)
+        fp32 = rank_under_protocol(checked.protocol, qf32, gf32, checked.query, checked.gallery, evaluate)
+        reference = _figures(fp32.to_dict())
     return {
         "precision": chain.precision,
         chain.precision: measured,

@@ -23,7 +23,7 @@ PAIR_BATCH = 1 << 14
 
 class DistanceSource(Protocol):
     """What re-ranking reads from a source of D (N = num_items, queries first); a source whose D is
-    symmetric also offers ``block`` and sets ``symmetric = True`` (see ``neighbours``)."""
+    symmetric also offers ``block`` and sets ``symmetric = True`` (see ``reciprocal.nearest_neighbours``)."""
 
     num_query: int
     num_items: int

@@ -1,5 +1,6 @@
-"""k-reciprocal re-ranking (rerank.final_distances and its metrics): equal to a dense reference written here
-from the paper, a hand-worked case, and chunking that cannot change the result."""
+"""k-reciprocal re-ranking (evaluation.rerank: its front ends and metrics): equal to a dense reference written
+here from the paper, a hand-worked case, chunking that cannot change the result; bad k1, k2, lambda are
+errors naming the parameter."""
 
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from fixtures.rerank_reference import clustered, cosine, dense_reference
 
-from spherereid.evaluation.metrics import evaluate_distmat
+from spherereid.evaluation.metrics import MetricsError, evaluate_distmat
 from spherereid.evaluation.rerank import (
     RerankParams,
     evaluate_reranked,
@@ -69,7 +70,7 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     whole = torch.cat(
         [c for _, c in rerank_chunks(FeatureSource(torch.from_numpy(qf), torch.from_numpy(gf)))]
     )
-    monkeypatch.setattr("spherereid.evaluation.rerank.jaccard.PAIR_BUDGET", 7)  # many pair groups
+    monkeypatch.setattr("spherereid.evaluation.rerank.reciprocal.PAIR_BUDGET", 7)  # many pair groups
     monkeypatch.setattr("spherereid.evaluation.rerank.reciprocal.SET_BLOCK", 5)
     source = FeatureSource(torch.from_numpy(qf), torch.from_numpy(gf))
     parts = list(rerank_chunks(source, chunk_elements=3 * 90, query_chunk=4))
@@ -115,3 +116,19 @@ def test_hand_worked_true_match_becomes_first():
     assert evaluate_distmat(HAND["q_g"], *labels, max_rank=4).mAP == 0.5
     after = evaluate_distmat(got, *labels, max_rank=4)
     assert (after.mAP, after.rank(1)) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, 0, 0.3), "k1 must be an integer >= 1"),
+        ((5, 6, 0.3), "k2 must be an integer in 1..5 (at most k1), got 6"),
+        ((5, 0, 0.3), "k2 must be an integer in 1..5"),
+        ((5, 2, 1.5), "lambda must be in [0, 1], got 1.5"),
+        ((5, 2, -0.1), "lambda must be in [0, 1]"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(args, message):
+    with pytest.raises(MetricsError) as err:
+        RerankParams(*args)
+    assert message in str(err.value)

@@ -1,4 +1,4 @@
-"""protocol_metrics: the evaluate stage's metrics under each protocol a prepared set names, re-ranked only
+"""evaluation.measure: the evaluate stage's metrics under each protocol a prepared set names, re-ranked only
 where there is one shared gallery; the reported dict follows REPORTED_KEYS (plain, then rerank_)."""
 
 import logging
@@ -9,8 +9,8 @@ from fixtures.rerank_reference import clustered, cosine, dense_reference
 
 from spherereid.config import EvaluateConfig
 from spherereid.data.manifest import SplitData
+from spherereid.evaluation.measure import measure
 from spherereid.evaluation.metrics import evaluate_distmat
-from spherereid.evaluation.protocol_metrics import measure
 from spherereid.evaluation.results import REPORTED_KEYS
 
 

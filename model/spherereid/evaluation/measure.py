@@ -1,5 +1,6 @@
-"""The metrics the evaluate stage reports for a prepared set: ranked under the set's protocol and, with
-evaluate.rerank, re-ranked where the protocol has one shared gallery.
+"""What the evaluate stage measures on a prepared set: its ranking under the set's protocol and, with
+evaluate.rerank, the re-ranked one where the protocol has one shared gallery (the front ends are in
+``metrics`` and ``rerank``).
 
 The protocol is the prepared set's ``dataset.json`` entry (``{"name": "market"}`` when absent):
 ``market`` (the standard protocol), ``cuhk03-classic`` (with ``repeats``) or ``cuhk-sysu`` (with
