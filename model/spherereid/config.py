@@ -240,6 +240,24 @@ class ScheduleConfig:
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CUDA_GRAPHS_SETTINGS = (True, False, "auto")
+# train.checkpoint_every as a duration: a number and one of these units (seconds per unit)
+DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|min|h)\s*")
+
+
+def checkpoint_cadence(every: int | str) -> tuple[int, float]:
+    """`train.checkpoint_every` as (epochs, seconds), one of them 0: an integer is a number of epochs
+    (`2` -> (2, 0.0)); a duration with a unit s, min or h is a time (`5min` -> (0, 300.0))."""
+    if isinstance(every, int) and not isinstance(every, bool):
+        _require(every >= 1, "train.checkpoint_every must be >= 1 (epochs)")
+        return every, 0.0
+    match = _DURATION.fullmatch(every) if isinstance(every, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(
+            "train.checkpoint_every must be a number of epochs (an integer >= 1) or a duration such as "
+            f"300s, 5min or 1h, got {every!r}"
+        )
+    return 0, float(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)
@@ -255,7 +273,9 @@ class TrainConfig:
     # capture the whole training step in a CUDA graph (CUDA only): true | false | auto (on for one GPU, off
     # under DDP, where true is refused)
     cuda_graphs: bool | str = False
-    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    # epochs between checkpoints (an integer), or a duration between them (300s, 5min, 1h: measured from the
+    # last checkpoint or the start); the last epoch is always saved
+    checkpoint_every: int | str = 1
     sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over the global batch (CUDA only)
     on_corrupt_checkpoint: str = "fail"  # fail | restart (move a damaged last.pt aside, train fresh)
 
@@ -275,7 +295,7 @@ class TrainConfig:
             "train.cuda_graphs needs precision fp32 or bf16 (fp16's GradScaler syncs every step); set it to "
             "auto or false",
         )
-        _require(self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1 (epochs)")
+        checkpoint_cadence(self.checkpoint_every)
 
 
 @dataclass(frozen=True)

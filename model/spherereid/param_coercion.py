@@ -2,13 +2,15 @@
 
 A KFP dict parameter travels as a protobuf Struct, whose only number type is a double: `{"epochs": 30}`
 arrives as `{"epochs": 30.0}`. `coerce_section` turns integral floats back into ints for the fields
-the section's dataclass declares as `int` (or `tuple[int, ...]`), and refuses a fractional value there.
+the section's dataclass declares as `int` (or `tuple[int, ...]`, or a union with `int` such as
+train.checkpoint_every's `int | str`), and refuses a fractional value there.
 Plain Python; nothing here imports kfp.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any
 
@@ -16,12 +18,14 @@ from .config import SECTIONS, TRAIN_SECTIONS, ConfigError, FitConfig, build_sect
 
 
 def _int_fields(cls: type) -> tuple[set[str], set[str]]:
-    """Names of `int` fields and of `tuple[int, ...]` fields of a section dataclass."""
+    """Names of `int` fields (also `int | str`) and of `tuple[int, ...]` fields of a section dataclass."""
     hints = typing.get_type_hints(cls)
     scalars, sequences = set(), set()
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        if hint is int:
+        if hint is int or (
+            typing.get_origin(hint) in (typing.Union, types.UnionType) and int in typing.get_args(hint)
+        ):
             scalars.add(f.name)
         elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (int,):
             sequences.add(f.name)

@@ -35,3 +35,9 @@ def test_fit_is_under_50_lines_and_every_stage_run_under_35():
 def test_the_measure_counts_a_long_function(tmp_path):
     (tmp_path / "m.py").write_text("def f():\n" + "    x = 1\n" * 70 + "\n\ndef g():\n    return 1\n")
     assert _functions(tmp_path) == {"m.py:f@1": 71, "m.py:g@74": 2}
+
+
+def test_fit_reads_on_one_screen_under_35_lines():
+    """The training recipe (set up, resume, epochs, save, clean up) reads top to bottom."""
+    (fit,) = [v for k, v in _functions(PKG).items() if k.startswith("training/trainer.py:fit@")]
+    assert fit < 35

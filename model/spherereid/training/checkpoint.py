@@ -2,9 +2,9 @@
 
 Training does not wait for the disk: `snapshot` copies the state to host memory (one device sync), and a
 `CheckpointWriter` writes it in a background thread with `save_atomic`, so a kill during the write leaves
-the previous complete file in place. Cadence: the trainer submits one after every `train.checkpoint_every`
-epochs and after the last one; each write is `torch.save` to a temporary path, fsync, rename, then (for
-checkpoints) the sha256 sidecar `<name>.sha256`, written in full first and renamed right after, then the
+the previous complete file in place. Cadence: the trainer's (`train.checkpoint_every`: epochs or a
+duration; and after the last epoch). Each write is `torch.save` to a temporary path, fsync, rename, then
+(for checkpoints) the sha256 sidecar `<name>.sha256`, written in full first and renamed right after, then the
 directory fsynced. `load` checks the sidecar when present, so a truncated or overwritten file is
 `CheckpointCorrupt`, never a silent resume. The checkpoint being replaced is kept as `previous(path)`
 (`last.prev.pt`, with its sidecar; a hard link, no copy): when `last.pt` fails verification (damaged, or a

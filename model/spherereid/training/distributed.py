@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -225,15 +224,6 @@ def reduce_epoch_stats(stats: EpochStats, ctx: DistContext) -> EpochStats:
     )
 
 
-def rank_generator(seed: int, ctx: DistContext) -> torch.Generator:
-    """The augmentation generator of this rank: seeded with `seed` on rank 0 (a single process draws
-    exactly as before) and with an independent stream on every other rank."""
-    if ctx.rank == 0:
-        return torch.Generator().manual_seed(seed)
-    mixed = np.random.SeedSequence([seed & 0xFFFFFFFF, ctx.rank]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(mixed))
-
-
 def is_peer_failure(exc: BaseException) -> bool:
     """True for the errors a collective raises when another rank died or timed out."""
     if isinstance(exc, dist.DistError):
@@ -258,29 +248,3 @@ def explain_peer_failure(ctx: DistContext) -> Iterator[None]:
                 f"({' '.join(str(exc).split())[:200]}); its own error is above"
             ) from None
         raise
-
-
-def add_rank_rng(state: dict[str, Any], generator: torch.Generator, ctx: DistContext) -> None:
-    """Record every rank's augmentation stream in a checkpoint `state` (a collective with several ranks;
-    nothing is added for one process, whose stream is `state['aug_rng']`)."""
-    if ctx.distributed:
-        state["aug_rng_ranks"] = all_gather(generator.get_state(), ctx)
-        state["world_size"] = ctx.world_size
-
-
-def restore_rank_rng(generator: torch.Generator, state: dict[str, Any], ctx: DistContext) -> None:
-    """Continue this rank's augmentation stream from a checkpoint. Written by another number of processes:
-    the batches are the same (they depend on seed and epoch only), rank 0 continues its stream and the
-    other ranks start fresh ones (a warning says so)."""
-    saved = state.get("aug_rng_ranks") or [state["aug_rng"]]
-    if len(saved) == ctx.world_size:
-        generator.set_state(saved[ctx.rank].cpu())  # a checkpoint loaded with map_location=cuda
-        return
-    if ctx.is_main:
-        log.warning(
-            "the checkpoint was written by %d processes and training resumes with %d: the same batches, "
-            "but augmentation draws differ from an uninterrupted run",
-            len(saved),
-            ctx.world_size,
-        )
-        generator.set_state(state["aug_rng"].cpu())

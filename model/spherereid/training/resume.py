@@ -1,5 +1,5 @@
 """Exact resume: the resume key (configuration + data + code fingerprint), the training state a checkpoint
-holds, and the decision to resume a checkpoint or retire it.
+holds (with every rank's augmentation stream), and the decision to resume a checkpoint or retire it.
 
 A checkpoint resumes only when it was written with the same key and holds at most the epochs asked for;
 otherwise it is moved aside to `<name>.stale` and training starts from scratch. A checkpoint that fails
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..config import FitConfig
+from ..config import FitConfig, TrainConfig
 from ..contracts import CORRUPT_SUFFIX, STALE_SUFFIX
 from ..data.sampler import BalancedIdentitySampler, RandomBatchSampler
 from ..data.transforms import TrainTransform
@@ -100,11 +101,25 @@ class TrainingParts:
     device: torch.device
 
 
+def rank_generator(seed: int, ctx: distributed.DistContext) -> torch.Generator:
+    """The augmentation generator of this rank: seeded with `seed` on rank 0 (a single process draws
+    exactly as before) and with an independent stream on every other rank."""
+    if ctx.rank == 0:
+        return torch.Generator().manual_seed(seed)
+    mixed = np.random.SeedSequence([seed & 0xFFFFFFFF, ctx.rank]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(mixed))
+
+
 def training_state(
-    epoch: int, parts: TrainingParts, history: list[EpochStats], config: dict[str, Any]
+    epoch: int,
+    parts: TrainingParts,
+    history: list[EpochStats],
+    config: dict[str, Any],
+    ctx: distributed.DistContext,
 ) -> dict[str, Any]:
     """Everything a resume needs after `epoch` epochs (live tensors: `checkpoint.snapshot` it before an
-    asynchronous write). Holds the CPU RNG and, on CUDA, the device's RNG state."""
+    asynchronous write). Holds the CPU RNG and, on CUDA, the device's RNG state. With several processes
+    every rank's augmentation stream too: a collective, called by every rank."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
@@ -122,25 +137,25 @@ def training_state(
         state["cuda_rng"] = torch.cuda.get_rng_state(parts.device)
     if parts.scaler is not None:
         state["scaler"] = parts.scaler.state_dict()
+    if ctx.distributed:  # one process: its stream is state["aug_rng"]
+        state["aug_rng_ranks"] = distributed.all_gather(parts.aug_rng.get_state(), ctx)
+        state["world_size"] = ctx.world_size
     return state
 
 
 def resume_or_retire(
-    path: Path,
-    config: dict[str, Any],
-    epochs: int,
-    parts: TrainingParts,
-    ctx: distributed.DistContext,
-    on_corrupt: str = "fail",
+    path: Path, config: dict[str, Any], parts: TrainingParts, ctx: distributed.DistContext, train: TrainConfig
 ) -> tuple[list[EpochStats], int]:
     """(history, epochs done): restore `parts` from the checkpoint at `path` when its key is `config` and it
-    holds at most `epochs` epochs; otherwise move it (and the previous one) to `<name>.stale` (after every
-    rank has read it) and return ([], 0), as with no checkpoint at all. A `path` that fails verification
-    falls back to the previous checkpoint (see `load_or_set_aside`)."""
+    holds at most `train.epochs` epochs; otherwise move it (and the previous one) to `<name>.stale` (after
+    every rank has read it) and return ([], 0), as with no checkpoint at all. A `path` that fails
+    verification falls back to the previous checkpoint (see `load_or_set_aside`;
+    `train.on_corrupt_checkpoint`)."""
     if not path.is_file():
         _set_aside_orphan(path, ctx)
         return [], 0
-    state = load_or_set_aside(path, parts.device, on_corrupt, ctx)
+    epochs = train.epochs
+    state = load_or_set_aside(path, parts.device, train.on_corrupt_checkpoint, ctx)
     if state is None:
         return [], 0
     same_config = state.get("format") == CHECKPOINT_FORMAT and state.get("config") == config
@@ -232,12 +247,32 @@ def restore(parts: TrainingParts, state: dict[str, Any], ctx: distributed.DistCo
     load_optimizer_state(parts.optimizer, state["optimizer"], parts.device)
     parts.scheduler.load_state_dict(state["scheduler"])
     parts.sampler.load_state_dict(state["sampler"])
-    distributed.restore_rank_rng(parts.aug_rng, state, ctx)  # this rank's stream
+    _restore_rank_rng(parts.aug_rng, state, ctx)  # this rank's stream
     torch.set_rng_state(state["torch_rng"].cpu())
     if parts.device.type == "cuda" and "cuda_rng" in state:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), parts.device)
     if parts.scaler is not None and "scaler" in state:
         parts.scaler.load_state_dict(state["scaler"])
+
+
+def _restore_rank_rng(
+    generator: torch.Generator, state: dict[str, Any], ctx: distributed.DistContext
+) -> None:
+    """Continue this rank's augmentation stream from a checkpoint. Written by another number of processes:
+    the batches are the same (they depend on seed and epoch only), rank 0 continues its stream and the
+    other ranks start fresh ones (a warning says so)."""
+    saved = state.get("aug_rng_ranks") or [state["aug_rng"]]
+    if len(saved) == ctx.world_size:
+        generator.set_state(saved[ctx.rank].cpu())  # a checkpoint loaded with map_location=cuda
+        return
+    if ctx.is_main:
+        log.warning(
+            "the checkpoint was written by %d processes and training resumes with %d: the same batches, "
+            "but augmentation draws differ from an uninterrupted run",
+            len(saved),
+            ctx.world_size,
+        )
+        generator.set_state(state["aug_rng"].cpu())
 
 
 def _plain(value: Any) -> Any:
