@@ -18,7 +18,8 @@ def test_ruff(args):
 
 
 def test_mypy_passes_on_the_checked_packages():
-    """mypy (pinned in requirements-dev.txt) on the packages [tool.mypy] names: training, evaluation, data."""
+    """mypy (pinned in requirements-dev.txt) on the packages [tool.mypy] names: training, evaluation, data,
+    tracking."""
     mypy = Path(sys.executable).parent / "mypy"
     assert mypy.exists(), "mypy is not installed: install requirements-dev.txt (scripts/venv.sh does)"
     proc = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)
