@@ -24,26 +24,11 @@ def cross_evaluate(
     metrics: Output[Metrics],
 ) -> str:
     """Run spherereid.stages.cross_evaluate for `model` against `tests`; tag its registered version."""
-    import itertools
-    import tempfile
-    from pathlib import Path
+    from spherereid.stages import tasks
 
-    from spherereid.param_coercion import build_from_struct
-    from spherereid.stages import cross_evaluate as stage
-    from spherereid.stages.collected import by_dataset, link_datasets, pick
-    from spherereid.tracking import xeval
-
-    train_dir = pick([(a.path, a.metadata) for a in trained], model, "trained")
-    eval_dir = pick([(a.path, a.metadata) for a in evaluations], model, "evaluation")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = link_datasets(by_dataset([(a.path, a.metadata) for a in prepared], "prepared"), Path(tmp))
-        res = stage.run(
-            model=model, train_dir=train_dir, eval_dir=eval_dir,
-            prepared_root=root, tests=[str(t) for t in tests], out_dir=Path(results.path),
-            evaluate=build_from_struct("evaluate", evaluate),
-        )  # fmt: skip
-    found = {test: r["metrics"] for test, r in res.items()}
-    for test, metric in itertools.product(found, xeval.TAGGED_METRICS):  # e.g. synthetic_b.rank1
-        metrics.log_metric(f"{test}.{metric}", float(found[test][metric]))
-    results.metadata.update(dataset=model, tests=sorted(found))
-    return stage.record_for_training_run(train_dir, model, found)
+    collected = {"prepared": prepared, "trained": trained, "evaluations": evaluations}
+    done = tasks.cross_evaluate(model, tests, collected, evaluate=evaluate, out_dir=results.path)
+    for key, value in done.metrics.items():  # e.g. synthetic_b.rank1
+        metrics.log_metric(key, value)
+    results.metadata.update(done.metadata)
+    return done.value

@@ -30,23 +30,12 @@ def evaluate(
     """Run spherereid.stages.evaluate; log every metric, embed the figures; decide the quality gate."""
     from pathlib import Path
 
-    from spherereid.contracts import CMC_PLOT, RANKED_LISTS_PLOT
-    from spherereid.param_coercion import build_from_struct
-    from spherereid.reporting.plots import figures_html
-    from spherereid.stages import evaluate as stage
-    from spherereid.stages.gate import verdict
+    from spherereid.stages import tasks
 
-    out = Path(evaluation.path)
-    res = stage.run(
-        prepared_dir=Path(prepared.path),
-        train_dir=Path(trained.path),
-        out_dir=out,
-        evaluate=build_from_struct("evaluate", evaluate),
-        transform=build_from_struct("transform", transform),
-    )
-    for key, value in res.metrics.items():
-        metrics.log_metric(key, float(value))
-    Path(report.path).write_text(figures_html(out, (CMC_PLOT, RANKED_LISTS_PLOT)))
-    run_id = trained.metadata.get("mlflow_run_id", "")
-    evaluation.metadata.update(dataset=prepared.metadata.get("dataset", ""), mlflow_run_id=run_id, **cell)
-    return verdict(res.metrics, build_from_struct("register", register))
+    structs = {"evaluate": evaluate, "transform": transform, "register": register}
+    done = tasks.evaluate(prepared, trained, evaluation.path, structs=structs, cell=cell)
+    for key, value in done.metrics.items():
+        metrics.log_metric(key, value)
+    Path(report.path).write_text(done.report)
+    evaluation.metadata.update(done.metadata)
+    return done.value

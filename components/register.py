@@ -15,20 +15,7 @@ def register(
     registration: Output[Artifact],
 ):
     """Run spherereid.stages.register (same gate and aliases as DVC); keep registration.json."""
-    import json
-    from pathlib import Path
+    from spherereid.stages import tasks
 
-    from spherereid.contracts import REGISTRATION_FILE
-    from spherereid.param_coercion import build_from_struct
-    from spherereid.stages import register as stage
-
-    out = Path(registration.path)
-    stage.run(
-        train_dir=Path(trained.path),
-        eval_dir=Path(evaluation.path),
-        out_dir=out,
-        register=build_from_struct("register", register),
-        prepared_dir=Path(prepared.path),
-    )
-    info = json.loads((out / REGISTRATION_FILE).read_text())
-    registration.metadata.update(info)
+    done = tasks.register(trained, evaluation, prepared, register=register, out_dir=registration.path)
+    registration.metadata.update(done.metadata)

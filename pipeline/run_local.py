@@ -73,7 +73,7 @@ def run_local(
 def _create_local_store() -> None:
     """Create a sqlite MLflow store's tables now: tasks running in parallel (one per dataset) would race
     to create them ("duplicate column name")."""
-    from spherereid.tracking.connection import client, tracking_uri
+    from spherereid.tracking.client import client, tracking_uri
 
     uri = tracking_uri()
     if uri.startswith("sqlite:"):

@@ -46,11 +46,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the paper's ablation grid (heads x loss x warm-up, + random sampling): train -> evaluate per cell",
     ),
     "promote": (
-        "spherereid.tracking.promote:main",
+        "spherereid.tracking.registry:promote_main",
         "make a registered version the champion by hand (records who, when, why)",
     ),
     "tracking": (
-        "spherereid.tracking.replay:main",
+        "spherereid.tracking.spool:main",
         "tracking tools: `tracking replay DIR` sends a training's spooled metrics to MLflow",
     ),
 }
@@ -80,7 +80,7 @@ def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
     from .entrypoint import run_cli
     from .redaction import redact_uri
     from .reporting.summary import summarize
-    from .tracking.connection import tracking_uri
+    from .tracking.client import tracking_uri
 
     parser = argparse.ArgumentParser(prog=prog, description=summary.__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),

@@ -63,7 +63,7 @@ def test_stages_write_and_log_no_credential_of_the_tracking_uri(server, tmp_path
                         out / "register", "--prepared", prep, env=env, log=log, cwd=work)  # fmt: skip
     assert "registered spherereid-synthetic version 1" in registered
     no_env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
-    replayed = _stage("tracking.replay", "replay", out / "train" / "checkpoints" / "spool", env=no_env,
+    replayed = _stage("tracking.spool", "replay", out / "train" / "checkpoints" / "spool", env=no_env,
                       log=log, cwd=work)  # fmt: skip
     assert f"to http://127.0.0.1:{server.port}:" in replayed  # the redacted URI still connects
 

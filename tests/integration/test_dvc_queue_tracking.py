@@ -2,7 +2,7 @@
 
 `dvc exp run --queue` (then `dvc queue start`) and `dvc exp run --temp` run the stages in a temporary copy
 of the repository under .dvc/tmp/exps/, deleted after the run; with MLFLOW_TRACKING_URI unset the runs and
-registered versions must land in <repo>/mlflow.db all the same (tracking.connection.repo_root)."""
+registered versions must land in <repo>/mlflow.db all the same (tracking.client.repo_root)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spherereid.tracking.connection import client
+from spherereid.tracking.client import client
 
 pytestmark = pytest.mark.slow
 

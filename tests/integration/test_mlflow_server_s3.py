@@ -18,8 +18,9 @@ import pytest
 from spherereid.config import RegisterConfig
 from spherereid.data.image_chain import ImageChain
 from spherereid.stages import register as register_stage
+from spherereid.tracking import lineage
 from spherereid.tracking import runs as tracking
-from spherereid.tracking.promote import promote
+from spherereid.tracking.registry import promote
 
 BIN = Path(sys.executable).parent
 S3_ENV = {
@@ -183,7 +184,7 @@ def test_dvc_s3_remote_push_then_pull_into_an_empty_cache(moto_s3, tmp_path):
     out = json.loads(run(dvc, "status", "-c", "--json") or "{}")
     assert out == {}  # nothing left to push
 
-    recorded = tracking.dvc_data_hash(repo / "data")
+    recorded = lineage.dvc_data_hash(repo / "data")
     assert recorded is not None and recorded.endswith(".dir")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dvc-test")["Contents"]]
     # DVC 3 stores objects as files/md5/<2>/<30>: every file and the .dir listing are in the bucket

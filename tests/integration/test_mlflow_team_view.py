@@ -11,6 +11,7 @@ import pytest
 from spherereid.config import RegisterConfig
 from spherereid.data.image_chain import ImageChain
 from spherereid.stages import register as register_stage
+from spherereid.tracking import client as mlflow_client
 from spherereid.tracking import runs as tracking
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def test_the_models_view_on_the_main_jobs_local_store(tmp_path, monkeypatch, mak
 
 def _check_the_models_view(store_uri, tmp_path, monkeypatch, make_train_dir):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
-    c = tracking.client(store_uri)
+    c = mlflow_client.client(store_uri)
     old = c.create_experiment("spherereid-toy")  # an experiment made before the tag existed
     assert "mlflow.experimentKind" not in (c.get_experiment(old).tags or {})
 

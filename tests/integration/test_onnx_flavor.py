@@ -22,6 +22,7 @@ from spherereid.deploy.commands import export as export_main
 from spherereid.deploy.model_source import resolve_model
 from spherereid.deploy.onnx_export import export_onnx
 from spherereid.stages import register as register_stage
+from spherereid.tracking import client as mlflow_client
 from spherereid.tracking import runs as tracking
 
 CHAIN = ImageChain(STORED, CROP, flip=True)
@@ -37,7 +38,7 @@ def prepared(tmp_path_factory):
 @pytest.fixture(scope="module")
 def empty_db(tmp_path_factory):
     db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    tracking.client(f"sqlite:///{db}").search_experiments()
+    mlflow_client.client(f"sqlite:///{db}").search_experiments()
     return db
 
 
@@ -78,7 +79,7 @@ def test_register_logs_the_onnx_flavor_with_parity_tags_and_it_loads_and_predict
     cfg = RegisterConfig(min_rank1=0.5, min_map=0.3, export_onnx=True)
     res = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg,
                              prepared_dir=prepared)  # fmt: skip
-    client = tracking.client(store)
+    client = mlflow_client.client(store)
     mv = client.get_model_version(res.name, str(res.version))
     tags = mv.tags
     assert float(tags["onnx.parity.min_cosine"]) >= 0.99999
@@ -131,7 +132,7 @@ def test_a_failed_parity_check_fails_the_stage_in_one_line_and_registers_nothing
     assert register_stage.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: parity check 'cosine' failed at batch size 1")
-    assert tracking.client(store).search_registered_models() == []
+    assert mlflow_client.client(store).search_registered_models() == []
     assert not (tmp_path / "reg" / "registration.json").exists()
 
     argv_without = argv[:-2]
@@ -157,7 +158,7 @@ def test_register_with_int8_logs_it_and_records_its_parity_and_speed_on_the_vers
     )
     res = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg,
                              prepared_dir=prepared)  # fmt: skip
-    client = tracking.client(store)
+    client = mlflow_client.client(store)
     mv = client.get_model_version(res.name, str(res.version))
     tags = mv.tags
     assert all(f"onnx.int8.{key}" in tags for key in INT8_FIGURES)
@@ -198,6 +199,6 @@ def test_an_int8_budget_violation_fails_the_stage_in_one_line_and_registers_noth
     assert err.endswith(
         "keep the fp32 model (register.onnx_quantize: none) or raise register.onnx_int8_budget"
     )
-    assert tracking.client(store).search_registered_models() == []
+    assert mlflow_client.client(store).search_registered_models() == []
     assert not (tmp_path / "reg" / "registration.json").exists()
     assert not (tmp_path / "reg" / "model.int8.onnx").exists()

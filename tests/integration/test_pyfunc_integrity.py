@@ -16,7 +16,7 @@ from test_serving import _png
 from test_serving_errors import _registered_champion
 
 from spherereid.deploy.model_source import resolve_model
-from spherereid.tracking import connection
+from spherereid.tracking.client import local_artifact_root
 from spherereid.training.saved_model import WeightsMismatch
 
 
@@ -29,7 +29,7 @@ def registered(tmp_path, monkeypatch, make_train_dir):
 
 def _stored_weights(uri: str):
     """The weights file of the logged pyfunc in the local artifact store (there is one model)."""
-    (path,) = connection.local_artifact_root(uri).rglob("artifacts/weights.pt")
+    (path,) = local_artifact_root(uri).rglob("artifacts/weights.pt")
     return path
 
 

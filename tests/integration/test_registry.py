@@ -18,10 +18,10 @@ from spherereid.config import RegisterConfig
 from spherereid.data.image_chain import ImageChain
 from spherereid.inference import extract_features
 from spherereid.stages import register as register_stage
+from spherereid.tracking import client as mlflow_client
 from spherereid.tracking import registry
 from spherereid.tracking import runs as tracking
-from spherereid.tracking.promote import promote
-from spherereid.tracking.registry import RegistryError
+from spherereid.tracking.registry import RegistryError, promote
 
 CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)  # conftest's HEIGHT, WIDTH = 32, 16
 
@@ -30,7 +30,7 @@ CHAIN = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)  # conf
 def empty_db(tmp_path_factory):
     """An initialised MLflow sqlite store, created once (schema migrations take seconds)."""
     db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    tracking.client(f"sqlite:///{db}").search_experiments()
+    mlflow_client.client(f"sqlite:///{db}").search_experiments()
     return db
 
 
@@ -55,7 +55,7 @@ def _register(
     promotion="same-data",
 ):
     """A run (created unless given) registered with the given metrics; returns (result, run_id)."""
-    c = tracking.client(uri)
+    c = mlflow_client.client(uri)
     if run_id is None:
         exp = c.get_experiment_by_name("e") or c.get_experiment(c.create_experiment("e"))
         run_id = c.create_run(exp.experiment_id).info.run_id
@@ -75,7 +75,7 @@ def _register(
 
 
 def _aliases(uri, name):
-    return {a: int(v) for a, v in tracking.client(uri).get_registered_model(name).aliases.items()}
+    return {a: int(v) for a, v in mlflow_client.client(uri).get_registered_model(name).aliases.items()}
 
 
 def test_champion_moves_only_to_a_better_model_on_the_same_data(store):
@@ -110,7 +110,7 @@ def test_failing_the_gate_is_reported_plainly_and_sets_no_alias(store):
         and "mAP 0.2000 < min_map 0.3000" in both.reason
     )
     assert _aliases(store, "m") == {"champion": 1, "challenger": 1}
-    tags = tracking.client(store).get_model_version("m", "2").tags
+    tags = mlflow_client.client(store).get_model_version("m", "2").tags
     assert tags["quality_gate"] == "failed" and float(tags["rank1"]) == 0.1
 
 
@@ -120,13 +120,13 @@ def test_registering_the_same_run_again_reuses_its_version(store):
     again, _ = _register(store, "m", rank1=0.6, m_ap=0.40, run_id=run_id)
     assert (again.version, again.aliases, again.champion_version) == (1, ["champion"], 1)
     assert "already champion" in again.reason
-    versions = tracking.client(store).search_model_versions("name = 'm'")
+    versions = mlflow_client.client(store).search_model_versions("name = 'm'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
     assert _aliases(store, "m") == {
         "champion": 1,
         "challenger": 2,
     }  # an older re-run does not take challenger
-    tags = tracking.client(store).get_model_version("m", "1").tags
+    tags = mlflow_client.client(store).get_model_version("m", "1").tags
     assert {tags[k] for k in ("run_id", "dataset_hash", "params_hash", "git_commit")} == {
         run_id,
         "hash-a",
@@ -151,7 +151,7 @@ def test_promotion_best_moves_champion_across_dataset_versions_and_manual_never_
     assert better.champion_version == 2 and "(evaluated on another dataset version, hash-a)" in better.reason
     worse, _ = _register(store, "b", rank1=0.9, m_ap=0.50, dataset_hash="hash-c", promotion="best")
     assert worse.champion_version == 2 and "challenger only" in worse.reason
-    tags = tracking.client(store).get_model_version("b", "2").tags
+    tags = mlflow_client.client(store).get_model_version("b", "2").tags
     assert tags["promoted_by"] == "register (promotion: best)" and tags["promoted_from_version"] == "1"
     assert tags["promotion_reason"].startswith("mAP 0.9000 beats champion version 1")
 
@@ -171,7 +171,7 @@ def test_promote_records_who_when_and_why_and_refuses_a_failed_version_without_f
     res = promote(name="p", version=2, reason="hash-b is the new data", user="alice")
     assert (res.version, res.previous, res.by) == (2, 1, "alice")
     assert _aliases(store, "p")["champion"] == 2
-    tags = tracking.client(store).get_model_version("p", "2").tags
+    tags = mlflow_client.client(store).get_model_version("p", "2").tags
     assert (tags["promoted_by"], tags["promotion_reason"], tags["promoted_from_version"]) == (
         "alice",
         "hash-b is the new data",
@@ -276,7 +276,7 @@ def test_register_stage_logs_the_pyfunc_once_and_serves_the_networks_embeddings(
     again = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg)
     assert os.environ["MLFLOW_TRACKING_URI"] == store  # logging the model leaves the variable alone
     assert again.version == 1 and again.model_uri == res.model_uri
-    c = tracking.client(store)
+    c = mlflow_client.client(store)
     run = c.get_run(res.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["registered_version"] == "1"
     logged = c.search_logged_models(experiment_ids=[run.info.experiment_id])
@@ -380,7 +380,7 @@ def test_register_cli_talks_to_the_set_tracking_uri_not_the_recorded_one(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: MLflow tracking server " + uri) and "2 attempts" in err[-1]
     assert not (tmp_path / "reg" / "registration.json").exists()
-    assert tracking.client(store).search_registered_models() == []  # nothing went to the recorded store
+    assert mlflow_client.client(store).search_registered_models() == []  # nothing went to the recorded store
 
     # a reachable store that does not hold the run: one line naming the run and the store
     other = f"sqlite:///{tmp_path / 'other.db'}"

@@ -1,7 +1,7 @@
-"""The registry lock (tracking/alias_lock.py) against a real `mlflow server` when a lease runs out.
+"""The registry lock (tracking/registry_lock.py) against a real `mlflow server` when a lease runs out.
 
 The interleavings are forced, not waited for: lease time is an injected clock moved by hand, and the
-test hook `alias_lock._between_read_and_delete` runs the other writer inside a holder's release, after
+test hook `registry_lock._between_read_and_delete` runs the other writer inside a holder's release, after
 it read the lock and before it deleted it.
 """
 
@@ -13,8 +13,10 @@ from contextlib import ExitStack
 import pytest
 from fixtures.fake_clock import FakeClock
 
-from spherereid.tracking import alias_lock as lock_module
-from spherereid.tracking.alias_lock import (
+from spherereid.tracking import registry_lock as lock_module
+from spherereid.tracking.client import client
+from spherereid.tracking.registry import CHAMPION, promote, register_and_gate
+from spherereid.tracking.registry_lock import (
     AliasLockLost,
     AliasLockTimeout,
     acquire,
@@ -22,9 +24,7 @@ from spherereid.tracking.alias_lock import (
     current_holder,
     release,
 )
-from spherereid.tracking.connection import client
-from spherereid.tracking.promote import promote
-from spherereid.tracking.registry import CHAMPION, PROMOTED_AT, register_and_gate
+from spherereid.tracking.tags import PROMOTED_AT
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Concurrent writers to the registry: 4 processes meet at a barrier, then register at once against one
 real `mlflow server`, 20 rounds (a new registered model each). Two of them register the same model file.
-Under the registry lock (tracking/alias_lock.py) every round ends with one version per model file, the
+Under the registry lock (tracking/registry_lock.py) every round ends with one version per model file, the
 champion the same-data policy picks (the best mAP), the challenger on the newest version, each champion
 move recorded in tags as one chain, and no lock left behind.
 
@@ -17,9 +17,10 @@ import queue
 import pytest
 from fixtures.registry_race import Entry, worker
 
-from spherereid.tracking.alias_lock import current_holder, lock_name
-from spherereid.tracking.connection import client
-from spherereid.tracking.registry import CHALLENGER, CHAMPION, PROMOTED_AT, PROMOTED_BY, PROMOTED_FROM
+from spherereid.tracking.client import client
+from spherereid.tracking.registry import CHALLENGER, CHAMPION
+from spherereid.tracking.registry_lock import current_holder, lock_name
+from spherereid.tracking.tags import PROMOTED_AT, PROMOTED_BY, PROMOTED_FROM
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ tracking URI, which defaults to the working directory)."""
 
 from __future__ import annotations
 
+from spherereid.tracking import client as mlflow_client
 from spherereid.tracking import registry
-from spherereid.tracking import runs as tracking
 
 
 def test_register_a_logged_model_of_a_store_outside_the_working_directory(tmp_path, monkeypatch):
@@ -15,7 +15,7 @@ def test_register_a_logged_model_of_a_store_outside_the_working_directory(tmp_pa
     (tmp_path / "workspace").mkdir()
     monkeypatch.chdir(tmp_path / "workspace")
     uri = f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"
-    c = tracking.client(uri)
+    c = mlflow_client.client(uri)
     exp = c.create_experiment("e", artifact_location=(tmp_path / "repo" / "mlartifacts").as_uri())
     run_id = c.create_run(exp).info.run_id
     model = c.create_logged_model(exp, source_run_id=run_id, name="reid")

@@ -21,9 +21,8 @@ import pytest
 from fixtures.mlflow_server import LocalMlflowServer
 from fixtures.tiny_params import tiny_params
 
-from spherereid.tracking.connection import client
-from spherereid.tracking.spool import MetricSpool
-from spherereid.tracking.spool_journal import DEAD_FILE, SpoolJournal
+from spherereid.tracking.client import client
+from spherereid.tracking.spool import DEAD_FILE, MetricSpool, SpoolJournal
 from spherereid.training import termination
 
 pytestmark = pytest.mark.slow
@@ -123,7 +122,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     from fixtures.tiny_training import fit_config, fit_tiny
     from spherereid.entrypoint import run_cli
-    from spherereid.tracking.train_run import TrainRunLogger
+    from spherereid.tracking.runs import TrainRunLogger
 
     out = Path(sys.argv[2])
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from spherereid.tracking.connection import client
+from spherereid.tracking.client import client
 from spherereid.tracking.spool import MetricSpool
 
 pytestmark = pytest.mark.slow

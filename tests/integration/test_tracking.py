@@ -9,6 +9,8 @@ import subprocess
 import pytest
 import requests
 
+from spherereid.tracking import client as mlflow_client
+from spherereid.tracking import lineage
 from spherereid.tracking import runs as tracking
 from spherereid.tracking.runs import RunRef, RunRefError, TrackingUnavailableError
 
@@ -27,11 +29,13 @@ def test_default_uri_is_the_repo_roots_sqlite_from_any_subfolder(tmp_path, monke
     deep = tmp_path / "outputs" / "x" / "train"
     deep.mkdir(parents=True)
     monkeypatch.chdir(deep)
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    assert tracking.local_artifact_root(tracking.tracking_uri()) == tmp_path.resolve() / "mlartifacts"
+    assert mlflow_client.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert (
+        mlflow_client.local_artifact_root(mlflow_client.tracking_uri()) == tmp_path.resolve() / "mlartifacts"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
-    assert tracking.local_artifact_root("http://127.0.0.1:5000") is None
+    assert mlflow_client.tracking_uri() == "http://127.0.0.1:5000"
+    assert mlflow_client.local_artifact_root("http://127.0.0.1:5000") is None
 
 
 def test_run_ref_round_trip_and_clear_errors(tmp_path):
@@ -56,13 +60,13 @@ def test_run_ref_round_trip_and_clear_errors(tmp_path):
 def test_params_hash_is_sha256_of_sorted_json_and_order_free():
     params = {"b.x": [1, 2], "a.y": 0.5, "c": "s"}
     expected = hashlib.sha256(b'{"a.y": 0.5, "b.x": [1, 2], "c": "s"}').hexdigest()[:12]
-    assert tracking.params_hash(params) == expected
-    assert tracking.params_hash(dict(reversed(list(params.items())))) == expected
-    assert tracking.params_hash({**params, "a.y": 0.6}) != expected
+    assert lineage.params_hash(params) == expected
+    assert lineage.params_hash(dict(reversed(list(params.items())))) == expected
+    assert lineage.params_hash({**params, "a.y": 0.6}) != expected
 
 
 def test_flatten_params_nests_with_dots_and_lists_as_json():
-    flat = tracking.flatten_params(
+    flat = lineage.flatten_params(
         {"model": {"backbone": "tiny", "dim": 16}, "betas": (0.9, 0.999), "amp": False}
     )
     assert flat == {"model.backbone": "tiny", "model.dim": "16", "betas": "[0.9, 0.999]", "amp": "False"}
@@ -135,7 +139,7 @@ def test_start_log_and_resume_share_one_run_and_artifacts_sit_beside_the_db(stor
 
 def test_git_commit_matches_rev_parse_and_is_none_outside_a_repo(tmp_path, monkeypatch):
     monkeypatch.delenv("SPHEREREID_GIT_COMMIT", raising=False)
-    assert tracking.git_commit(tmp_path) is None
+    assert lineage.git_commit(tmp_path) is None
     env = {
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@t",
@@ -151,15 +155,15 @@ def test_git_commit_matches_rev_parse_and_is_none_outside_a_repo(tmp_path, monke
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, env=env
     ).stdout.strip()
-    assert len(head) == 40 and tracking.git_commit(tmp_path) == head
+    assert len(head) == 40 and lineage.git_commit(tmp_path) == head
 
 
 def test_git_commit_outside_a_repo_or_without_git_is_the_images_build_commit(tmp_path, monkeypatch):
     """In the KFP image there is no .git and no git binary: the commit baked in at build time is used."""
     monkeypatch.setenv("SPHEREREID_GIT_COMMIT", "0123456789abcdef0123456789abcdef01234567")
-    assert tracking.git_commit(tmp_path) == "0123456789abcdef0123456789abcdef01234567"
+    assert lineage.git_commit(tmp_path) == "0123456789abcdef0123456789abcdef01234567"
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no git executable at all
-    assert tracking.git_commit(tmp_path) == "0123456789abcdef0123456789abcdef01234567"
+    assert lineage.git_commit(tmp_path) == "0123456789abcdef0123456789abcdef01234567"
 
 
 def test_dvc_data_hash_from_lock_and_dvc_file(tmp_path):
@@ -169,11 +173,11 @@ def test_dvc_data_hash_from_lock_and_dvc_file(tmp_path):
         "    - path: data/prepared/other\n      md5: 111.dir\n"
         "    - path: data/prepared/toy\n      hash: md5\n      md5: 0123abcd.dir\n      size: 10\n"
     )
-    assert tracking.dvc_data_hash(tmp_path / "data" / "prepared" / "toy") == "0123abcd.dir"
-    assert tracking.dvc_data_hash(tmp_path / "data" / "prepared" / "none") is None
+    assert lineage.dvc_data_hash(tmp_path / "data" / "prepared" / "toy") == "0123abcd.dir"
+    assert lineage.dvc_data_hash(tmp_path / "data" / "prepared" / "none") is None
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw.dvc").write_text("outs:\n- md5: feed.dir\n  path: raw\n")
-    assert tracking.dvc_data_hash(tmp_path / "raw") == "feed.dir"
+    assert lineage.dvc_data_hash(tmp_path / "raw") == "feed.dir"
 
 
 def test_with_retries_backs_off_exponentially_then_succeeds(monkeypatch):
@@ -187,7 +191,7 @@ def test_with_retries_backs_off_exponentially_then_succeeds(monkeypatch):
             raise requests.ConnectionError("Connection refused")
         return "ok"
 
-    assert tracking.with_retries(flaky, what="x", uri="http://h", attempts=5, base_delay=0.5) == "ok"
+    assert mlflow_client.with_retries(flaky, what="x", uri="http://h", attempts=5, base_delay=0.5) == "ok"
     assert len(calls) == 3 and sleeps == [0.5, 1.0]
 
 
@@ -198,7 +202,7 @@ def test_with_retries_lets_other_errors_through_at_once(monkeypatch):
         raise KeyError("not a connection problem")
 
     with pytest.raises(KeyError):
-        tracking.with_retries(broken, what="x", uri="http://h", attempts=5)
+        mlflow_client.with_retries(broken, what="x", uri="http://h", attempts=5)
 
 
 def test_unreachable_server_fails_with_the_uri_after_the_configured_retries(
@@ -232,7 +236,7 @@ def test_a_set_tracking_uri_overrides_the_recorded_one_and_unset_keeps_it(tmp_pa
 
 
 def test_a_run_missing_from_the_store_is_a_run_ref_error_naming_run_and_uri(store, tmp_path):
-    tracking.client(store).search_experiments()  # an initialised, empty store
+    mlflow_client.client(store).search_experiments()  # an initialised, empty store
     ref = RunRef("0123abcd", "1", store)
     for call in (
         lambda: tracking.get_run_tags(ref),
@@ -250,7 +254,7 @@ def test_a_run_missing_from_the_store_is_a_run_ref_error_naming_run_and_uri(stor
 def test_urllib3_retry_warnings_are_dropped_once_a_client_exists():
     import logging
 
-    tracking.client("sqlite:////tmp/unused-never-opened.db")
+    mlflow_client.client("sqlite:////tmp/unused-never-opened.db")
     pool = logging.getLogger("urllib3.connectionpool")
     retry = pool.makeRecord(
         pool.name, logging.WARNING, __file__, 1, "Retrying (%r) after %r", ("R", "e"), None
@@ -298,7 +302,7 @@ def test_a_server_that_is_not_mlflow_or_refuses_auth_is_one_line_naming_uri_and_
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     for status in (404, 401):
         state["status"] = status
-        with pytest.raises(tracking.TrackingServerError) as info:
+        with pytest.raises(mlflow_client.TrackingServerError) as info:
             tracking.get_run_tags(RunRef("abc", "1", uri))
         message = str(info.value)
         assert f"{uri} answered HTTP {status}" in message and "MLFLOW_TRACKING_URI" in message

@@ -12,8 +12,8 @@ from fixtures.mlflow_server import LocalMlflowServer
 from fixtures.tiny_training import fit_config as _fit_config
 from fixtures.tiny_training import fit_tiny as _fit
 
-from spherereid.tracking.connection import client
-from spherereid.tracking.train_run import TrackingBacklog, TrainRunLogger
+from spherereid.tracking.client import client
+from spherereid.tracking.runs import TrackingBacklog, TrainRunLogger
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6

@@ -8,7 +8,9 @@ import time
 import pytest
 from fixtures.fake_clock import FakeClock, wait_until
 
-from spherereid.tracking.alias_lock import (
+from spherereid.tracking.client import client
+from spherereid.tracking.registry import CHAMPION, promote
+from spherereid.tracking.registry_lock import (
     AliasLockLost,
     AliasLockTimeout,
     acquire,
@@ -16,9 +18,6 @@ from spherereid.tracking.alias_lock import (
     current_holder,
     release,
 )
-from spherereid.tracking.connection import client
-from spherereid.tracking.promote import promote
-from spherereid.tracking.registry import CHAMPION
 
 
 @pytest.fixture(scope="module")

@@ -165,11 +165,11 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
 
 
 def test_the_model_card_lists_every_source_with_its_version():
-    from spherereid.reporting.model_card import model_card
+    from spherereid.reporting.model_card import Lineage, model_card
 
     card = model_card(
         name="spherereid-market1501+msmt17", version=1, dataset="market1501+msmt17", dataset_hash="abcd",
-        params={}, metrics={}, passed_gate=True, gate_text="quality gate passed", lineage={},
+        params={}, metrics={}, passed_gate=True, gate_text="quality gate passed", lineage=Lineage(),
         chain={"stored_size": [36, 18], "input_size": [32, 16], "mean": [0.5] * 3, "std": [0.25] * 3},
         sources=[("market1501", "1111"), ("msmt17", "2222")],
     )  # fmt: skip

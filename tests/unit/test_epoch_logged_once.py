@@ -4,8 +4,9 @@ log and the checkpoint covering it (the epoch is trained again on resume; it is 
 import pytest
 from fixtures.tiny_training import fit_config, fit_tiny
 
+from spherereid.tracking import client as mlflow_client
 from spherereid.tracking import runs
-from spherereid.tracking.train_run import TrainRunLogger
+from spherereid.tracking.runs import TrainRunLogger
 from spherereid.training import checkpoint
 
 EPOCHS = 4
@@ -47,7 +48,7 @@ def _train(out, checkpoint_every, kill_after_logging=None):
 
 
 def _assert_each_epoch_once(run_id, history):
-    c = runs.client(runs.tracking_uri())
+    c = mlflow_client.client(mlflow_client.tracking_uri())
     for key in KEYS:
         logged = [(m.step, m.value) for m in c.get_metric_history(run_id, key)]
         assert sorted(step for step, _ in logged) == list(range(EPOCHS)), (key, logged)

@@ -66,7 +66,7 @@ ALLOWED = {
         "config",
         "param_coercion",
         "entrypoint",
-        "launch",  # stages.cleanup deletes a failed run's TrainJob
+        "launch",  # stages.tasks: the train task's torchrun / TrainJob; stages.cleanup deletes a failed one
     },  # fmt: skip
     "experiments": {
         "redaction",

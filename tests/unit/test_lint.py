@@ -19,7 +19,7 @@ def test_ruff(args):
 
 def test_mypy_passes_on_the_checked_packages():
     """mypy (pinned in requirements-dev.txt) on the packages [tool.mypy] names: training, evaluation, data,
-    deploy and stages."""
+    deploy, stages and tracking."""
     mypy = Path(sys.executable).parent / "mypy"
     assert mypy.exists(), "mypy is not installed: install requirements-dev.txt (scripts/venv.sh does)"
     proc = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)

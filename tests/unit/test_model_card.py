@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from spherereid.reporting.model_card import model_card
+from spherereid.reporting.model_card import Lineage, model_card
 
 CHAIN = {"stored_size": [288, 144], "input_size": [256, 128], "mean": [0.5, 0.5, 0.5], "std": [0.25] * 3}
 
@@ -26,7 +26,7 @@ def _card(**over):
         },  # fmt: skip
         passed_gate=True,
         gate_text="quality gate passed (rank1 0.9412 >= 0.5000, mAP 0.8333 >= 0.3000)",
-        lineage={"git_commit": "c0ffee", "dvc_data_hash": "d1.dir", "image": "reg/spherereid@sha256:1"},
+        lineage=Lineage(git_commit="c0ffee", dvc_data_hash="d1.dir", image="reg/spherereid@sha256:1"),
         chain={**CHAIN, "flip": True},
     )
     kwargs.update(over)
@@ -59,7 +59,7 @@ def test_a_failed_gate_and_a_chain_without_flip_are_stated():
         passed_gate=False,
         gate_text="quality gate failed: rank1 0.1000 < min_rank1 0.5000",
         chain={**CHAIN, "flip": False},
-        lineage={},
+        lineage=Lineage(),
     )
     assert "Quality gate: **failed**: rank1 0.1000 < min_rank1 0.5000." in card
     assert "mirror" not in card and "`local (no container image)`" in card

@@ -13,10 +13,10 @@ import requests
 
 from spherereid.entrypoint import run_cli
 from spherereid.stages.raw_source import RawSourceError, fetch_dvc, recorded_sources
-from spherereid.tracking import replay as replay_cli
-from spherereid.tracking.connection import TrackingUnavailableError, with_retries
+from spherereid.tracking import spool as replay_cli
+from spherereid.tracking.client import TrackingUnavailableError, with_retries
 from spherereid.tracking.runs import RunRef, read_run_ref, write_run_ref
-from spherereid.tracking.spool_journal import META_FILE, Record, SpoolError, SpoolJournal
+from spherereid.tracking.spool import META_FILE, Record, SpoolError, SpoolJournal
 
 SECRET = "SECRETxyz"
 URI = f"http://user:{SECRET}@127.0.0.1:5999"

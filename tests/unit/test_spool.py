@@ -9,9 +9,16 @@ import pytest
 from fixtures.mlflow_server import free_port
 
 from spherereid.cli import main as cli_main
-from spherereid.tracking.connection import client
-from spherereid.tracking.spool import MetricSpool, batches, replay, send_batch
-from spherereid.tracking.spool_journal import Record, SpoolError, SpoolJournal
+from spherereid.tracking.client import client
+from spherereid.tracking.spool import (
+    MetricSpool,
+    Record,
+    SpoolError,
+    SpoolJournal,
+    batches,
+    replay,
+    send_batch,
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ import uuid
 import pytest
 
 from spherereid.cli import main as cli_main
-from spherereid.tracking.connection import client
-from spherereid.tracking.spool import MetricSpool, replay
-from spherereid.tracking.spool_journal import DEAD_FILE, SpoolJournal
+from spherereid.tracking.client import client
+from spherereid.tracking.spool import DEAD_FILE, MetricSpool, SpoolJournal, replay
 
 
 @pytest.fixture(scope="module")

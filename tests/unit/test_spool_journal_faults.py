@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spherereid.tracking.spool_journal import SPOOL_FILE, Record, SpoolError, SpoolJournal
+from spherereid.tracking.spool import SPOOL_FILE, Record, SpoolError, SpoolJournal
 
 MODEL = str(Path(__file__).resolve().parents[2] / "model")
 
@@ -72,7 +72,7 @@ CHILD = textwrap.dedent(
     """
     import resource, signal, sys
     sys.path.insert(0, sys.argv[1])
-    from spherereid.tracking.spool_journal import Record, SpoolError, SpoolJournal, SPOOL_FILE
+    from spherereid.tracking.spool import Record, SpoolError, SpoolJournal, SPOOL_FILE
 
     def recs(start, n, step):
         return [Record(start + i, "r", "metric", f"k{i}", float(i), step, 1) for i in range(n)]

@@ -1,4 +1,4 @@
-"""Which repository's store a stage logs to (tracking.connection.repo_root): a DVC experiment's temporary
+"""Which repository's store a stage logs to (tracking.client.repo_root): a DVC experiment's temporary
 workspace (`dvc exp run --queue` / `--temp`: `<repo>/.dvc/tmp/exps/[standalone/]tmpXXXX`, deleted after
 the run) logs to the repository that owns that .dvc, never to its own folder."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spherereid.tracking.connection import TrackingLocationError, repo_root, tracking_uri
+from spherereid.tracking.client import TrackingLocationError, repo_root, tracking_uri
 
 
 def _workspace(folder: Path) -> Path:

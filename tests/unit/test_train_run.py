@@ -13,8 +13,9 @@ from spherereid.config import (
     TrainConfig,
     TransformConfig,
 )
-from spherereid.tracking import runs
-from spherereid.tracking.train_run import TrainRunLogger, run_params
+from spherereid.tracking import client as mlflow_client
+from spherereid.tracking import lineage, runs
+from spherereid.tracking.runs import TrainRunLogger, run_params
 from spherereid.training.step import EpochStats
 from spherereid.training.trainer import FitConfig
 
@@ -82,15 +83,15 @@ def test_a_training_logs_params_tags_dataset_and_epochs_and_leaves_the_run_open(
     (out / "history.png").write_bytes(b"png")
     run_id = logger.finish([out / "history.png"])
     assert runs.read_run_ref(out / "mlflow_run.json").run_id == run_id
-    run = runs.client(runs.tracking_uri()).get_run(run_id)
+    run = mlflow_client.client(mlflow_client.tracking_uri()).get_run(run_id)
     assert run.info.status == "RUNNING"  # register ends it
     assert run.data.params["model.backbone"] == "tiny" and run.data.params["dataset.name"] == "toy"
     tags = run.data.tags
     assert tags["dataset"] == "toy" and tags["dataset_hash"] == "fp-1" and tags["seed"] == "3"
-    assert tags["params_hash"] == runs.params_hash(run_params(CONFIG, "toy", "fp-1"))
-    history = runs.client(runs.tracking_uri()).get_metric_history(run_id, "loss")
+    assert tags["params_hash"] == lineage.params_hash(run_params(CONFIG, "toy", "fp-1"))
+    history = mlflow_client.client(mlflow_client.tracking_uri()).get_metric_history(run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(0, 2.5), (1, 1.5)]
-    ips = runs.client(runs.tracking_uri()).get_metric_history(run_id, "images_per_second")
+    ips = mlflow_client.client(mlflow_client.tracking_uri()).get_metric_history(run_id, "images_per_second")
     assert [m.value for m in ips] == [50.0, 50.0]
     assert [d.dataset.digest for d in run.inputs.dataset_inputs] == ["fp-1"]
 
@@ -100,7 +101,7 @@ def test_an_error_inside_the_block_marks_the_run_failed_and_propagates(store):
     with pytest.raises(KeyboardInterrupt), _logger(out) as logger:
         logger.start([])
         raise KeyboardInterrupt  # any exception, as the old BaseException catch did
-    run = runs.client(runs.tracking_uri()).get_run(logger.ref.run_id)
+    run = mlflow_client.client(mlflow_client.tracking_uri()).get_run(logger.ref.run_id)
     assert run.info.status == "FAILED"
 
 
@@ -125,6 +126,6 @@ def test_a_resumed_checkpoint_continues_its_run_and_new_params_get_the_whole_cur
     with _logger(out, other) as changed:
         changed.start(resumed)  # a continued checkpoint under new params: a new run with the old epochs
     assert changed.ref.run_id != first.ref.run_id
-    c = runs.client(runs.tracking_uri())
+    c = mlflow_client.client(mlflow_client.tracking_uri())
     assert c.get_run(changed.ref.run_id).data.tags["resumed_from_run"] == first.ref.run_id
     assert [m.value for m in c.get_metric_history(changed.ref.run_id, "loss")] == [2.5]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..tracking import runs
+from ..tracking.client import client, using_tracking_uri, with_retries
 from ..tracking.runs import RunRef
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def log_once(
     if tags.get(key_tag) == key and tags.get(uri_tag):
         log.info("%s already logged for run %s: %s", what, ref.run_id, tags[uri_tag])
         return tags[uri_tag]
-    uri = runs.with_retries(log_model, what=f"log {what}", uri=ref.tracking_uri)
+    uri = with_retries(log_model, what=f"log {what}", uri=ref.tracking_uri)
     runs.set_tags(ref, {uri_tag: uri, key_tag: key})
     return uri
 
@@ -58,9 +59,7 @@ def log_as_run_output(ref: RunRef, name: str, log_model: Callable[[str], Any]) -
     import mlflow
     from mlflow.entities import LoggedModelOutput
 
-    from ..tracking.mlflow_compat import using_tracking_uri
-
-    c = runs.client(ref.tracking_uri)
+    c = client(ref.tracking_uri)
     with using_tracking_uri(ref.tracking_uri):
         model = mlflow.initialize_logged_model(
             name=name, source_run_id=ref.run_id, experiment_id=ref.experiment_id

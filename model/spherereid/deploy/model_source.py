@@ -97,7 +97,7 @@ def _registered(
 ) -> ResolvedModel:
     from mlflow.exceptions import MlflowException
 
-    from ..tracking import connection
+    from ..tracking import client as connection
 
     uri = uri or connection.tracking_uri()
     client = connection.client(uri)

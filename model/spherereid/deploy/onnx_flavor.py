@@ -1,7 +1,7 @@
 """The ONNX flavour (for the register stage): export model.pt with its chain, prove parity on the prepared
 query/gallery, and log the file with MLflow's onnx flavor in the training run, next to the pyfunc. With
 register.onnx_quantize int8 also the int8 model (deploy.int8_export), logged as a second onnx flavor
-model, its parity and speed figures on the version (tags under INT8_TAG_PREFIX) and in the model card.
+model, its parity and speed figures on the version (tags under ONNX_INT8_PREFIX) and in the model card.
 
 Nothing is logged when the export, a parity check or the int8 budget fails: the ExportError /
 ParityError / QuantizeError propagates and the register stage stops before it registers anything.
@@ -18,8 +18,17 @@ import numpy as np
 from ..config import INT8_BUDGET_POINTS
 from ..data.image_chain import ImageChain, model_key
 from ..data.manifest import PreparedSet
-from ..tracking import runs
+from ..tracking.client import client
 from ..tracking.runs import RunRef
+from ..tracking.tags import (
+    ONNX_INT8_KEY,
+    ONNX_INT8_PREFIX,
+    ONNX_INT8_URI,
+    ONNX_KEY,
+    ONNX_MODEL_URI,
+    ONNX_OPSET,
+    ONNX_URI,
+)
 from ..training import saved_model
 from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
 from .int8_export import Int8Model, export_int8
@@ -29,12 +38,7 @@ from .parity import ParityReport, check_parity_rows
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
-ONNX_URI_TAG = "spherereid.onnx_model_uri"
-ONNX_KEY_TAG = "spherereid.onnx_key"  # sha256 of model.pt + chain: one logged ONNX model per pair
 ONNX_INT8_FILE = "model.int8.onnx"
-ONNX_INT8_URI_TAG = "spherereid.onnx_int8_model_uri"  # run tags: the logged int8 model, and of which pair
-ONNX_INT8_KEY_TAG = "spherereid.onnx_int8_key"
-INT8_TAG_PREFIX = "onnx.int8."  # version tags: <prefix>model_uri and each Int8Model figure
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class LoggedInt8:
     model_uri: str
     model: Int8Model
 
-    def tags(self, prefix: str = INT8_TAG_PREFIX) -> dict[str, str]:
+    def tags(self, prefix: str = ONNX_INT8_PREFIX) -> dict[str, str]:
         """`<prefix>model_uri` and `<prefix><figure>` for each of the model's figures."""
         return {f"{prefix}model_uri": self.model_uri,
                 **{f"{prefix}{k}": v for k, v in self.model.figures().items()}}  # fmt: skip
@@ -62,8 +66,8 @@ class OnnxExport:
 
     def version_tags(self) -> dict[str, str]:
         """Tags for the registered version: where the ONNX model(s) are, the parity (and int8) figures."""
-        tags = {"onnx.model_uri": self.model_uri, "onnx.opset": str(OPSET), **self.report.tags()}
-        return tags if self.int8 is None else {**tags, **self.int8.tags()}
+        logged = {ONNX_MODEL_URI: self.model_uri, ONNX_OPSET: str(OPSET), **self.report.tags()}
+        return logged if self.int8 is None else {**logged, **self.int8.tags()}
 
     def record(self) -> dict:
         """For registration.json."""
@@ -100,7 +104,7 @@ def export_and_log(
     name = logged_model_name(dataset, net.constructor_args, suffix="onnx")
     metadata = {"image_chain": chain.to_dict(), "parity": report.tags(prefix="")}
     uri = log_once(
-        ref, key, uri_tag=ONNX_URI_TAG, key_tag=ONNX_KEY_TAG, what="ONNX model",
+        ref, key, uri_tag=ONNX_URI, key_tag=ONNX_KEY, what="ONNX model",
         log_model=lambda: _log(ref, path, chain=chain, metadata=metadata, dim=dim, name=name),
     )  # fmt: skip
     if int8 is None:
@@ -113,13 +117,13 @@ def _log_int8(ref: RunRef, int8: Int8Model, key: str, *, chain: ImageChain, dim:
     """Log the int8 model (once per model.pt + chain) as an onnx flavor model of run `ref`; its URI."""
     metadata = {"image_chain": chain.to_dict(), "int8": int8.figures()}
     return log_once(
-        ref, key, uri_tag=ONNX_INT8_URI_TAG, key_tag=ONNX_INT8_KEY_TAG, what="int8 ONNX model",
+        ref, key, uri_tag=ONNX_INT8_URI, key_tag=ONNX_INT8_KEY, what="int8 ONNX model",
         log_model=lambda: _log(ref, int8.path, chain=chain, metadata=metadata, dim=dim, name=name),
     )  # fmt: skip
 
 
 def _log(ref: RunRef, path: Path, *, chain: ImageChain, metadata: dict, dim: int, name: str) -> str:
-    runs.client(ref.tracking_uri)  # sets the environment defaults
+    client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
     import onnx
     from mlflow.models import ModelSignature

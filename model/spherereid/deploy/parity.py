@@ -20,6 +20,7 @@ from ..data.image_chain import ImageChain
 from ..data.manifest import SplitData
 from ..evaluation.metrics import evaluate_features
 from ..inference import extract_features
+from ..tracking.tags import ONNX_PARITY_PREFIX
 from .onnx_export import OnnxEmbedder
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ParityReport:
     map_torch: float
     map_onnx: float
 
-    def tags(self, prefix: str = "onnx.parity.") -> dict[str, str]:
+    def tags(self, prefix: str = ONNX_PARITY_PREFIX) -> dict[str, str]:
         """Flat string tags for a registry version."""
         out = {f"{prefix}{k}": str(v) for k, v in asdict(self).items() if k != "batch_sizes"}
         out[f"{prefix}batch_sizes"] = ",".join(str(b) for b in self.batch_sizes)

@@ -45,7 +45,8 @@ from PIL import Image
 
 from ..data.image_chain import ImageChain, model_key
 from ..data.imageio import BadImage, open_header
-from ..tracking import runs
+from ..tracking import tags
+from ..tracking.client import client
 from ..tracking.runs import RunRef
 from ..training import saved_model
 from .flavors import log_as_run_output, log_once, logged_model_name, pip_pins
@@ -54,8 +55,6 @@ from .serve_limits import RequestTooLarge, ServeLimits
 log = logging.getLogger(__name__)
 
 IMAGE_COLUMN = "image"
-MODEL_URI_TAG = "spherereid.model_uri"
-MODEL_SHA_TAG = "spherereid.model_sha256"  # sha256 of model.pt + the chain: one logged model per pair
 PREDICT_BATCH = 64
 # one request decoded and embedded at a time per process: the memory bound of serve_limits holds per
 # server, whatever the number of clients (MLflow's scoring server runs each request in a thread)
@@ -231,8 +230,8 @@ def log_reid_model(
     return log_once(
         ref,
         model_key(model_pt, chain),
-        uri_tag=MODEL_URI_TAG,
-        key_tag=MODEL_SHA_TAG,
+        uri_tag=tags.MODEL_URI,
+        key_tag=tags.MODEL_KEY,
         what="pyfunc model",
         log_model=lambda: _log(ref, model_pt, chain=chain, dataset=dataset, registered_name=registered_name),
     )
@@ -242,7 +241,7 @@ def _log(ref: RunRef, model_pt: Path, *, chain: ImageChain, dataset: str, regist
     import pandas as pd
     import torch
 
-    runs.client(ref.tracking_uri)  # sets the environment defaults
+    client(ref.tracking_uri)  # sets the environment defaults
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema, TensorSpec

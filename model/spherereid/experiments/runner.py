@@ -25,7 +25,7 @@ from ..stages import evaluate as evaluate_stage
 from ..stages import preprocess as preprocess_stage
 from ..stages import synthesize as synthesize_stage
 from ..stages import train as train_stage
-from ..tracking import runs
+from ..tracking import lineage, runs, tags
 from .grid import Cell
 from .overrides import apply_overrides
 from .tables import METRICS, cell_record, write_ablation, write_json_atomic
@@ -76,7 +76,7 @@ def _parent_run(out_dir: Path, experiment: str, params: Params, cells: Sequence[
     if path.is_file():
         try:
             ref = runs.read_run_ref(path)
-            runs.set_tags(ref, {"ablation.resumed": "true"})
+            runs.set_tags(ref, tags.ablation_resumed_tags())
             return ref
         except runs.RunRefError as exc:
             log.warning("%s; starting a new parent run", exc)
@@ -84,7 +84,7 @@ def _parent_run(out_dir: Path, experiment: str, params: Params, cells: Sequence[
         experiment=experiment,
         run_name=f"ablation-{out_dir.resolve().name}",
         params={**params.flat(), "ablation.cells": ",".join(c.cell_id for c in cells)},
-        tags={"ablation": "parent", "git_commit": runs.git_commit(Path.cwd()) or "unknown"},
+        tags=tags.ablation_parent_tags(lineage.git_commit(Path.cwd())),
     )
     runs.write_run_ref(path, ref)
     return ref
@@ -95,7 +95,7 @@ def run_cell(
 ) -> tuple[dict, bool]:
     """Train and evaluate one cell (or reuse its done.json); returns (record, reused)."""
     cp = apply_overrides(params, cell.overrides(params))
-    key = runs.params_hash(cp.flat())
+    key = lineage.params_hash(cp.flat())
     done = cell_dir / DONE_FILE
     if done.is_file():
         record = json.loads(done.read_text())
@@ -106,7 +106,7 @@ def run_cell(
     train_dir = cell_dir / "train"
     train_stage.run(prepared_dir=prepared_dir, out_dir=train_dir, config=FitConfig.from_params(cp))
     child = runs.read_run_ref(train_dir / RUN_FILE)
-    runs.set_tags(child, {"mlflow.parentRunId": parent.run_id, "ablation.cell": cell.cell_id})
+    runs.set_tags(child, tags.ablation_cell_tags(parent.run_id, cell.cell_id))
     res = evaluate_stage.run(
         prepared_dir=prepared_dir, train_dir=train_dir, out_dir=cell_dir / "eval",
         evaluate=cp.evaluate, transform=cp.transform,
@@ -164,7 +164,7 @@ def _finish_parent(
 ) -> None:
     """Per-cell metrics (`<cell>.<metric>`), the --set overrides as tags, the three files; FINISHED."""
     runs.log_metrics(parent, {f"{r['cell']}.{m}": float(r[m]) for r in records for m in METRICS})
-    runs.set_tags(parent, {f"ablation.set.{k}": v for k, v in overrides.items()})
+    runs.set_tags(parent, tags.ablation_set_tags(overrides))
     for path in paths.values():
         runs.log_artifact(parent, path, artifact_path="ablation")
     runs.finish_run(parent)

@@ -8,6 +8,7 @@ to serve and call the model.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 METRIC_COLUMNS = (
@@ -58,14 +59,24 @@ def _intro(name: str, version: int, dataset: str, params: Mapping[str, str]) -> 
     ]
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """Where a version came from (the register stage reads it from the training run's tags)."""
+
+    git_commit: str | None = None
+    dvc_data_hash: str | None = None
+    image: str | None = None  # the container image, None when run locally
+    run_id: str | None = None
+
+
 def _data(
     dataset: str,
     dataset_hash: str | None,
-    lineage: Mapping[str, str | None],
+    lineage: Lineage,
     sources: Sequence[tuple[str, str]],
 ) -> list[str]:
     """The data table; a combined set adds one row per source with that source's own version."""
-    rows = [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.get('dvc_data_hash') or 'unknown'}`")]
+    rows = [(dataset, f"`{dataset_hash or 'unknown'}`", f"`{lineage.dvc_data_hash or 'unknown'}`")]
     rows += [(f"- source {name}", f"`{version}`", "(part of the above)") for name, version in sources]
     return ["## Data", "", *_table(("dataset", "version (manifest fingerprint)", "DVC data hash"), rows), ""]
 
@@ -109,12 +120,12 @@ def _extraction_precision(check: Mapping[str, Any] | None) -> list[str]:
     return ["Extraction precision (the same query and gallery, ranked the same way):", "", *table, ""]
 
 
-def _lineage(dataset_hash: str | None, lineage: Mapping[str, str | None]) -> list[str]:
+def _lineage(dataset_hash: str | None, lineage: Lineage) -> list[str]:
     row = (
-        f"`{lineage.get('git_commit') or 'unknown'}`",
+        f"`{lineage.git_commit or 'unknown'}`",
         f"`{dataset_hash or 'unknown'}`",
-        f"`{lineage.get('image') or 'local (no container image)'}`",
-        f"`{lineage.get('run_id') or 'unknown'}`",
+        f"`{lineage.image or 'local (no container image)'}`",
+        f"`{lineage.run_id or 'unknown'}`",
     )
     return ["## Lineage", "", *_table(("git commit", "data hash", "image", "MLflow run"), [row]), ""]
 
@@ -177,13 +188,13 @@ def model_card(
     metrics: Mapping[str, Any],
     passed_gate: bool,
     gate_text: str,
-    lineage: Mapping[str, str | None],
+    lineage: Lineage,
     chain: Mapping[str, Any],
     sources: Sequence[tuple[str, str]] = (),
     precision_check: Mapping[str, Any] | None = None,
 ) -> str:
-    """Markdown for version `version` of `name`. `params` are the run's flattened params, `lineage` has
-    git_commit, dvc_data_hash, image and run_id, `chain` is the served ImageChain as a dict, `sources` the
+    """Markdown for version `version` of `name`. `params` are the run's flattened params, `lineage` where
+    it came from, `chain` is the served ImageChain as a dict, `sources` the
     (name, version) of each source of a combined set (evaluate's metrics.json sections), `precision_check`
     evaluate's precision_check.json (None: no extraction precision table)."""
     lines = [

@@ -2,8 +2,9 @@
 
 KFP 2.17 allows an ExitHandler only at a pipeline's outermost scope, so one final task covers every
 dataset of the run. After a failure or cancellation it
-- marks the MLflow runs the pipeline run left RUNNING (tag `kfp_run_id`, see tracking/plugin.py) FAILED,
-  with tags `failed_task` and `failure_message` (runs that finished, e.g. another dataset's, stay);
+- marks the MLflow runs the pipeline run left RUNNING (their tags.KFP_RUN, see tracking/runs.py) FAILED,
+  tagged with the failed task and its message (tags.failure_tags; runs that finished, e.g. another
+  dataset's, stay);
 - deletes the Kubeflow Trainer TrainJobs multi-node train tasks made (named from run id and dataset);
 - removes the run's checkpoint folder on the PVC (<checkpoint_root>/<run id>) unless `keep_checkpoints`
   (the default: a retry of the run resumes from it).
@@ -19,7 +20,9 @@ from pathlib import Path
 
 from ..launch.launcher import TrainJobLauncher, current_namespace, in_cluster_api_client
 from ..launch.trainjob import job_name
-from ..tracking import plugin, runs
+from ..tracking import runs, tags
+from ..tracking.client import client, with_retries
+from ..tracking.client import tracking_uri as default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +55,27 @@ class CleanupResult:
 def mark_runs_failed(
     *, kfp_run: str, experiments: list[str], status: ChainStatus, tracking_uri: str | None = None
 ) -> list[str]:
-    """Set every RUNNING run tagged `kfp_run_id = kfp_run` in `experiments` (names) to FAILED; their ids."""
-    uri = tracking_uri or runs.tracking_uri()
+    """Set every RUNNING run of pipeline run `kfp_run` (tags.KFP_RUN) in `experiments` (names) to FAILED;
+    their ids."""
+    uri = tracking_uri or default_tracking_uri()
 
     def go() -> list[str]:
-        c = runs.client(uri)
+        c = client(uri)
         ids = [e.experiment_id for name in experiments if (e := c.get_experiment_by_name(name)) is not None]
-        extra = plugin.experiment_id(c) if plugin.plugin_run_id() else ""
+        extra = runs.plugin_experiment_id(c) if runs.plugin_run_id() else ""
         ids += [extra] if extra and extra not in ids else []
         if not ids:
             return []
-        found = c.search_runs(
-            ids, filter_string=f"tags.{plugin.KFP_RUN_TAG} = '{kfp_run}' and attributes.status = 'RUNNING'"
-        )
+        running = f"{tags.tag_filter(tags.KFP_RUN, kfp_run)} and attributes.status = 'RUNNING'"
+        found = c.search_runs(ids, filter_string=running)
+        failure = tags.failure_tags(status.task, status.message or status.state)
         for run in found:
-            c.set_tag(run.info.run_id, "failed_task", status.task or "unknown")
-            c.set_tag(run.info.run_id, "failure_message", (status.message or status.state)[:5000])
+            for key, value in failure.items():
+                c.set_tag(run.info.run_id, key, value)
             c.set_terminated(run.info.run_id, status="FAILED")
         return [run.info.run_id for run in found]
 
-    marked = runs.with_retries(go, what=f"mark the runs of pipeline run {kfp_run} FAILED", uri=uri)
+    marked = with_retries(go, what=f"mark the runs of pipeline run {kfp_run} FAILED", uri=uri)
     for run_id in marked:
         log.info("MLflow run %s marked FAILED (task %s)", run_id, status.task or "unknown")
     return marked
@@ -112,7 +116,7 @@ def run(
     if not status.failed:
         log.info("pipeline run ended %s: nothing to clean up", status.state)
         return CleanupResult(failed=False)
-    kfp_run = plugin.kfp_run_id() or kfp_run  # the pod label, equal to the placeholder on a cluster
+    kfp_run = runs.kfp_run_id() or kfp_run  # the pod label, equal to the placeholder on a cluster
     experiments = [f"{experiment_prefix}-{dataset}" for dataset in datasets]
     marked = mark_runs_failed(kfp_run=kfp_run, experiments=experiments, status=status)
     jobs = [delete_trainjob(kfp_run, d, trainjob_namespace) for d in datasets] if multi_node else []

@@ -8,7 +8,7 @@ The test images go through the model's own evaluated chain (`<eval>/chain.json`)
 set's protocol. The model's own set is not evaluated again: its row is the evaluate stage's
 metrics.json. Test sets without a query/gallery (train-only) are skipped with a log line and left out.
 With `--registration <register>/registration.json` the registered model version gets the results as
-`xeval.<test>.<metric>` tags (tracking.xeval); nothing else is logged to MLflow here.
+`xeval.<test>.<metric>` tags (tracking.registry); nothing else is logged to MLflow here.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..entrypoint import run_cli
 from ..evaluation.measure import measure
 from ..inference import extract_splits
 from ..reporting.cross_card import cross_section, with_cross_section
-from ..tracking import runs, xeval
+from ..tracking import registry, runs
 from ..training import saved_model
 
 log = logging.getLogger(__name__)
@@ -92,17 +92,17 @@ def run(
 def record_on_version(name: str, version: int, model: str, results: dict[str, dict]) -> dict[str, str]:
     """Registered model `name` version `version` (trained on `model`) gets `xeval.<test>.<metric>` tags
     and a cross-dataset table in its model card (results: {test: metrics}); returns the tags. DVC finds
-    the version in registration.json, KFP from the training run's tags (xeval.registered_version)."""
-    tags = xeval.tag_version(name, version, results)
+    the version in registration.json, KFP from the training run's tags (registry.registered_version)."""
+    tags = registry.tag_version(name, version, results)
     section = cross_section(model, results)
-    xeval.rewrite_description(name, version, lambda card: with_cross_section(card, section))
+    registry.rewrite_description(name, version, lambda card: with_cross_section(card, section))
     return tags
 
 
 def record_for_training_run(train_dir: Path, model: str, results: dict[str, dict]) -> str:
     """KFP's way in: the version the training run in `train_dir` was registered as gets the tags and the
     card table (record_on_version); a run the quality gate refused has none. Returns what was done."""
-    registered = xeval.registered_version(runs.read_run_ref(Path(train_dir) / RUN_FILE))
+    registered = registry.registered_version(runs.read_run_ref(Path(train_dir) / RUN_FILE))
     if registered is None:
         return "not registered (quality gate refused): no xeval tags"
     tags = record_on_version(*registered, model, results)

@@ -12,15 +12,13 @@ from typing import Any
 
 from ..config import RegisterConfig
 from ..contracts import RUN_FILE
-from ..tracking import registry, runs
-
-PASSED, FAILED = "passed", "failed"
+from ..tracking import registry, runs, tags
 
 
 def verdict(metrics: dict[str, Any], register: RegisterConfig) -> tuple[float, float, str, str]:
-    """(rank1, mAP, "passed" | "failed", reason) under register's thresholds."""
+    """(rank1, mAP, tags.PASSED | tags.FAILED, reason) under register's thresholds."""
     passed, reason = registry.gate(metrics, min_rank1=register.min_rank1, min_map=register.min_map)
-    return float(metrics["rank1"]), float(metrics["mAP"]), PASSED if passed else FAILED, reason
+    return float(metrics["rank1"]), float(metrics["mAP"]), tags.gate_verdict(passed), reason
 
 
 def refusal_markdown(*, name: str, rank1: float, m_ap: float, reason: str, register: RegisterConfig) -> str:
@@ -38,14 +36,14 @@ def refusal_markdown(*, name: str, rank1: float, m_ap: float, reason: str, regis
 def record_refusal(
     *, train_dir: Path, report: Path, rank1: float, m_ap: float, reason: str, register: RegisterConfig
 ) -> str:
-    """Write the refusal Markdown to `report`, tag the training run quality_gate=failed and close it
-    (register, which would close it, does not run). Returns the Markdown."""
+    """Write the refusal Markdown to `report`, tag the training run's quality gate failed (and why) and
+    close it (register, which would close it, does not run). Returns the Markdown."""
     ref = runs.read_run_ref(Path(train_dir) / RUN_FILE)
-    dataset = runs.get_run_tags(ref).get("dataset", "")
+    dataset = runs.get_run_tags(ref).get(tags.DATASET, "")
     text = refusal_markdown(
         name=f"{register.model_prefix}-{dataset}", rank1=rank1, m_ap=m_ap, reason=reason, register=register
     )
     Path(report).write_text(text)
-    runs.set_tags(ref, {"quality_gate": FAILED, "quality_gate_reason": reason})
+    runs.set_tags(ref, tags.gate_tags(False, reason))
     runs.finish_run(ref)
     return text

@@ -34,8 +34,8 @@ from ..deploy.onnx_flavor import OnnxExport, export_and_log, usage_markdown
 from ..deploy.pyfunc_flavor import log_reid_model
 from ..entrypoint import run_cli
 from ..redaction import redact_uri
-from ..reporting.model_card import model_card
-from ..tracking import logged_model, registry, runs, versions
+from ..reporting.model_card import Lineage, model_card
+from ..tracking import logged_model, registry, runs, tags
 from ..tracking.registry import RegistrationResult
 from ..tracking.runs import RunRef
 from .precision_check import read_precision_check
@@ -155,7 +155,12 @@ def _describe(
 ) -> Callable[[int], str]:  # fmt: skip
     """The model card of a version number (with the ONNX section when there is one)."""
     ref = given.ref
-    lineage = {**run_tags, "run_id": ref.run_id, "image": os.environ.get(IMAGE_ENV)}
+    lineage = Lineage(
+        git_commit=run_tags.get(tags.GIT_COMMIT),
+        dvc_data_hash=run_tags.get(tags.DVC_DATA_HASH),
+        image=os.environ.get(IMAGE_ENV),
+        run_id=ref.run_id,
+    )
 
     def card(version: int) -> str:
         text = model_card(
@@ -240,7 +245,7 @@ def run(
     onnx = _export_onnx(given, chain, register, prepared_dir, out_dir)
     logged = _log_model(given, chain, evaluated=prepared_dir or eval_dir)
     reg = _register_version(given, register, logged, gate=gate, chain=chain, onnx=onnx)
-    versions.mark_registered(given.ref, reg)
+    registry.mark_registered(given.ref, reg)
     runs.finish_run(given.ref)
     path = _write_record(out_dir, reg, given, logged, register=register, onnx=onnx)
     return _result(reg, given.ref, logged.model_uri, path)
@@ -258,7 +263,7 @@ def _log_model(given: _Inputs, chain: ImageChain, *, evaluated: Path) -> _Logged
     """Log the pyfunc model (once per model file + chain) with the evaluation metrics on it."""
     model_uri = log_reid_model(given.ref, given.model_pt, chain=chain, dataset=given.dataset)
     run_tags = runs.get_run_tags(given.ref)
-    dataset_hash = given.lineage.get("dataset_hash") or run_tags.get("dataset_hash")
+    dataset_hash = given.lineage.get("dataset_hash") or run_tags.get(tags.DATASET_HASH)
     _log_model_metrics(given, model_uri, evaluated, dataset_hash)
     return _Logged(model_uri, run_tags, dataset_hash)
 
@@ -276,13 +281,13 @@ def _register_version(
     tags and model card, and apply the quality gate and promotion policy."""
     name, ref = f"{register.model_prefix}-{given.dataset}", given.ref
     dataset_hash, run_tags = logged.dataset_hash, logged.run_tags
-    tags = versions.version_tags(
+    version_tags = tags.version_lineage(
         run_tags, dataset=given.dataset, extra=None if onnx is None else onnx.version_tags()
     )
     return registry.register_and_gate(
         name=name, model_uri=logged.model_uri, run_id=ref.run_id, metrics=given.metrics,
         dataset_hash=dataset_hash, min_rank1=register.min_rank1, min_map=register.min_map,
-        promotion=register.promotion, tags=tags,
+        promotion=register.promotion, tags=version_tags,
         describe=_describe(given, name=name, dataset_hash=dataset_hash, gate=gate, chain=chain,
                            run_tags=run_tags, onnx=onnx),
         tracking_uri=ref.tracking_uri,

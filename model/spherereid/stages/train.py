@@ -34,7 +34,7 @@ from ..contracts import HISTORY_FILE, HISTORY_PLOT, LINEAGE_FILE, MODEL_FILE, RE
 from ..data.manifest import PreparedSet
 from ..entrypoint import run_cli
 from ..reporting.plots import plot_history
-from ..tracking.train_run import TrainRunLogger
+from ..tracking.runs import TrainRunLogger
 from ..training import distributed, saved_model
 from ..training.step import EpochStats
 from ..training.trainer import FitResult, fit
@@ -56,7 +56,7 @@ class TrainResult:
 
 def run(*, prepared_dir: Path, out_dir: Path, config: FitConfig) -> TrainResult:
     """Train on the prepared set's train split with `config` (FitConfig.from_params), logging to its MLflow
-    run (see tracking.train_run). Under torchrun every rank calls this; rank 0 alone writes files and MLflow
+    run (see tracking.runs). Under torchrun every rank calls this; rank 0 alone writes files and MLflow
     (others return no run id). The output folder is held for the whole run (train_lock): a second training
     on it is refused."""
     ctx = distributed.setup(config.train.device)  # a plain single process outside torchrun

@@ -12,9 +12,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import runs
+from .client import client, dataset_input, with_retries
+from .client import tracking_uri as default_tracking_uri
+from .runs import RunRef
 
-EVAL_CONTEXT = "evaluation"
+EVAL_CONTEXT = "evaluation"  # the evaluated set's dataset-input context
 
 
 def model_id_of(model_uri: str) -> str:
@@ -25,7 +27,7 @@ def model_id_of(model_uri: str) -> str:
 
 
 def log_model_metrics(
-    ref: runs.RunRef,
+    ref: RunRef,
     model_uri: str,
     metrics: Mapping[str, float],
     *,
@@ -35,32 +37,36 @@ def log_model_metrics(
 ) -> str:
     """Log `metrics` (finite ones) to the run and the LoggedModel of `model_uri` on the named dataset;
     returns the model id."""
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.sources import LocalArtifactDatasetSource
-    from mlflow.entities import DatasetInput, InputTag, Metric
-
-    from .mlflow_compat import dataset_entity
+    from mlflow.entities import Metric
 
     model_id = model_id_of(model_uri)
     digest = dataset_digest[:36]
-    dataset = MetaDataset(LocalArtifactDatasetSource(dataset_source), name=dataset_name, digest=digest)
-    item = DatasetInput(dataset_entity(dataset), tags=[InputTag("mlflow.data.context", EVAL_CONTEXT)])
+    item = dataset_input(dataset_source, name=dataset_name, digest=digest, context=EVAL_CONTEXT)
     now = int(time.time() * 1000)
     values = [
-        Metric(k, float(v), now, 0, model_id=model_id, dataset_name=dataset_name, dataset_digest=digest,
-               run_id=ref.run_id)
-        for k, v in metrics.items() if float(v) == float(v)
-    ]  # fmt: skip
+        Metric(
+            k,
+            float(v),
+            now,
+            0,
+            model_id=model_id,
+            dataset_name=dataset_name,
+            dataset_digest=digest,
+            run_id=ref.run_id,
+        )
+        for k, v in metrics.items()
+        if float(v) == float(v)
+    ]
 
     def go() -> None:
-        c = runs.client(ref.tracking_uri)
+        c = client(ref.tracking_uri)
         c.log_inputs(ref.run_id, datasets=[item])
         carried = _on_model(c, model_id)
         fresh = [m for m in values if carried.get((m.key, m.dataset_name)) != m.value]
         if fresh:  # a rerun of register logs nothing twice
             c.log_batch(ref.run_id, metrics=fresh)
 
-    runs.with_retries(go, what=f"log metrics on model {model_id}", uri=ref.tracking_uri)
+    with_retries(go, what=f"log metrics on model {model_id}", uri=ref.tracking_uri)
     return model_id
 
 
@@ -71,10 +77,10 @@ def _on_model(c: Any, model_id: str) -> dict[tuple[str, str | None], float]:
 
 def ranked_models(experiment_id: str, metric: str = "mAP", tracking_uri: str | None = None) -> list[Any]:
     """The experiment's LoggedModels, best `metric` first (search_logged_models order_by)."""
-    uri = tracking_uri or runs.tracking_uri()
+    uri = tracking_uri or default_tracking_uri()
     order = [{"field_name": f"metrics.{metric}", "ascending": False}]
-    return runs.with_retries(
-        lambda: list(runs.client(uri).search_logged_models(experiment_ids=[experiment_id], order_by=order)),
+    return with_retries(
+        lambda: list(client(uri).search_logged_models(experiment_ids=[experiment_id], order_by=order)),
         what="search logged models",
         uri=uri,
     )

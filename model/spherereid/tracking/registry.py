@@ -2,40 +2,48 @@
 
 Quality gate: rank1 >= min_rank1 and mAP >= min_map. A passing version gets alias `challenger` (unless a
 newer version holds it). Alias `champion` follows the promotion policy (register.promotion):
-- same-data: a better mAP than the champion's on the same dataset version (equal `dataset_hash` tags);
+- same-data: a better mAP than the champion's on the same dataset version (equal dataset hash tags);
 - best: a better mAP, whatever the dataset version;
-- manual: never automatically; `spherereid promote` moves it.
+- manual: never automatically; `spherereid promote` moves it (`promote_main`):
+
+    spherereid promote --name spherereid-synthetic --version 3 --reason "new dataset version, checked"
+
 Any policy makes the first passing version champion, except manual. Every move records who, when and
-why as version tags. Failing the gate is a result (passed_gate False, reason), not an error.
-Registering the same logged model again reuses its version; a new model file is always a new version.
+why as version tags (tags.promotion_tags). Failing the gate is a result (passed_gate False, reason), not
+an error. Registering the same logged model again reuses its version; a new model file is always a new
+version. The version carries the run's lineage (tags.version_lineage), and the run the version it became
+(`mark_registered`). Cross-dataset results land on the version as `xeval.<test>.<metric>` tags
+(`tag_version`) and a table in its model card (`rewrite_description`); `registered_version` finds the
+version from the training run's tags (a run the quality gate refused in KFP has none).
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import getpass
 import logging
 import math
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import runs
-from .alias_lock import alias_lock, ensure_held
-from .mlflow_compat import link_model_version, using_tracking_uri
+from ..contracts import USER_ENV
+from ..entrypoint import run_cli
+from ..redaction import redact_uri
+from . import runs, tags
+from .client import client, is_connection_error, link_model_version, using_tracking_uri, with_retries
+from .client import tracking_uri as default_tracking_uri
+from .registry_lock import alias_lock, ensure_held
+from .runs import RunRef
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 GATE_METRICS = ("rank1", "mAP")
-
-
-PROMOTED_BY, PROMOTED_AT, PROMOTION_REASON, PROMOTED_FROM = (
-    "promoted_by",
-    "promoted_at",
-    "promotion_reason",
-    "promoted_from_version",
-)
 
 
 class RegistryError(ValueError):
@@ -106,7 +114,7 @@ def _ensure_model(c, name: str) -> None:
         c.get_registered_model(name)
         return
     except MlflowException as exc:
-        if runs.is_connection_error(exc):
+        if is_connection_error(exc):
             raise
     try:
         c.create_registered_model(name, description=MODEL_DESCRIPTION.format(name=name))
@@ -144,10 +152,10 @@ def register_and_gate(
     """Register the logged model (once), tag it with metrics and lineage, set its description (the model
     card: `describe(version)`), apply the gate, then move aliases under the promotion policy."""
     passed, gate_text = gate(metrics, min_rank1=min_rank1, min_map=min_map)
-    uri = tracking_uri or runs.tracking_uri()
+    uri = tracking_uri or default_tracking_uri()
 
     def go() -> RegistrationResult:
-        c = runs.client(uri)
+        c = client(uri)
         with alias_lock(c, name):  # find-or-create and the alias moves, one writer at a time
             return _register(
                 c,
@@ -158,28 +166,22 @@ def register_and_gate(
                 dataset_hash=dataset_hash,
                 passed=passed,
                 gate_text=gate_text,
-                tags=tags,
+                lineage=tags,
                 promotion=promotion,
                 describe=describe,
             )
 
-    result = runs.with_retries(go, what=f"register {name}", uri=uri)
+    result = with_retries(go, what=f"register {name}", uri=uri)
     log.info("%s version %d: %s", name, result.version, result.reason)
     return result
 
 
 def _register(
-    c, *, name, model_uri, run_id, metrics, dataset_hash, passed, gate_text, tags, promotion, describe
+    c, *, name, model_uri, run_id, metrics, dataset_hash, passed, gate_text, lineage, promotion, describe
 ) -> RegistrationResult:
     _ensure_model(c, name)
-    version_tags = {str(k): str(v) for k, v in tags.items()}
-    version_tags.update({k: repr(float(v)) for k, v in metrics.items() if _is_number(v)})
-    version_tags.update(
-        {
-            "run_id": run_id,
-            "dataset_hash": dataset_hash or "unknown",
-            "quality_gate": "passed" if passed else "failed",
-        }
+    version_tags = tags.version_tags(
+        lineage, metrics, run_id=run_id, dataset_hash=dataset_hash, passed=passed
     )
     version = _find_or_create_version(c, name, model_uri, run_id, version_tags)
     if describe is not None:
@@ -205,8 +207,9 @@ def _register(
         c, name, version, aliases.get(CHAMPION), float(metrics["mAP"]), dataset_hash, promotion
     )
     if move:
-        _move_champion(c, name, version, aliases.get(CHAMPION), by=f"register (promotion: {promotion})",
-                       reason=decision)  # fmt: skip
+        _move_champion(
+            c, name, version, aliases.get(CHAMPION), by=f"register (promotion: {promotion})", reason=decision
+        )
     aliases = _aliases(c, name)
     return RegistrationResult(
         name,
@@ -251,14 +254,11 @@ def _champion_decision(
         return False, f"promotion is manual: {held}; to serve this version run `{promote_cmd}`"
     if champion is None:
         return True, f"no champion yet: version {version} is now {CHAMPION}"
-    tags = c.get_model_version(name, str(champion)).tags
-    champ_hash = tags.get("dataset_hash")
-    try:
-        champ_map = float(tags.get("mAP", "nan"))
-    except ValueError:
-        champ_map = math.nan
+    champion_tags = c.get_model_version(name, str(champion)).tags
+    champ_hash = champion_tags.get(tags.DATASET_HASH)
+    champ_map = tags.metric_value(champion_tags, "mAP")
     same_data = (
-        dataset_hash is not None and champ_hash not in (None, "unknown") and champ_hash == dataset_hash
+        dataset_hash is not None and champ_hash not in (None, tags.UNKNOWN) and champ_hash == dataset_hash
     )
     if promotion == "same-data" and not same_data:
         return False, (
@@ -284,15 +284,149 @@ def _move_champion(c, name: str, version: int, previous: int | None, *, by: str,
     (under the registry lock: ensure_held raises AliasLockLost, moving nothing, once its lease ended)."""
     ensure_held(c, name)
     c.set_registered_model_alias(name, CHAMPION, str(version))
-    record = {
-        PROMOTED_BY: by,
-        PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-        PROMOTION_REASON: reason,
-        PROMOTED_FROM: str(previous) if previous is not None else "none",
-    }
-    for key, value in record.items():
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    for key, value in tags.promotion_tags(by=by, at=at, reason=reason, previous=previous).items():
         c.set_model_version_tag(name, str(version), key, value)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+# ---------------------------------------------------------------- run <-> version, cross-dataset results
+
+
+def mark_registered(ref: RunRef, reg: RegistrationResult) -> None:
+    """Tag the run with the registered model, its version and the gate's verdict."""
+    runs.set_tags(ref, tags.registered_tags(reg.name, reg.version, reg.passed_gate))
+
+
+def registered_version(ref: RunRef) -> tuple[str, int] | None:
+    """The (name, version) the training run `ref` was registered as (mark_registered's run tags); None
+    when it was never registered (the quality gate refused it)."""
+    return tags.registered_as(runs.get_run_tags(ref))
+
+
+def tag_version(name: str, version: int, results: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+    """Set the `xeval.<test>.<metric>` tags of `results` ({test: {metric: value}}) on registered model
+    `name` version `version`; return them."""
+    version_tags = tags.xeval_tags(results)
+    uri = default_tracking_uri()
+    c = client(uri)
+    for key, value in version_tags.items():
+        with_retries(
+            functools.partial(c.set_model_version_tag, name, str(version), key, value),
+            what=f"tagging {name} version {version}",
+            uri=uri,
+        )
+    return version_tags
+
+
+def rewrite_description(name: str, version: int, rewrite: Callable[[str], str]) -> str:
+    """Replace the description (the model card) of `name` version `version` by `rewrite(current)`."""
+    uri = default_tracking_uri()
+    c = client(uri)
+    what = f"updating the model card of {name} version {version}"
+    current: str = with_retries(
+        lambda: c.get_model_version(name, str(version)).description or "", what=what, uri=uri
+    )
+    text = rewrite(current)
+    with_retries(lambda: c.update_model_version(name, str(version), description=text), what=what, uri=uri)
+    return text
+
+
+# ---------------------------------------------------------------- promotion by hand (`spherereid promote`)
+PROMOTE_HELP = (
+    "`spherereid promote`: make a registered version the champion by hand, recording who, when and why."
+)
+
+
+def current_user() -> str:
+    """Who runs this: $SPHEREREID_USER, else the login name, else 'unknown'."""
+    name = os.environ.get(USER_ENV, "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The result of `promote`: the new and the previous champion."""
+
+    name: str
+    version: int
+    previous: int | None
+    by: str
+    reason: str
+
+
+def promote(
+    *,
+    name: str,
+    version: int,
+    reason: str,
+    force: bool = False,
+    user: str | None = None,
+    tracking_uri: str | None = None,
+) -> Promotion:
+    """Make `version` the champion of `name` by hand, recording who, when and why as version tags.
+    A version that failed the quality gate needs `force`."""
+    uri = tracking_uri or default_tracking_uri()
+    by = user or current_user()
+
+    def go() -> Promotion:
+        from mlflow.exceptions import MlflowException
+
+        c = client(uri)
+        try:
+            mv = c.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if is_connection_error(exc):
+                raise
+            raise RegistryError(_missing_version(c, name, version, uri)) from None
+        if tags.failed_gate(mv.tags) and not force:
+            shown = {m: mv.tags.get(m, "?") for m in GATE_METRICS}  # as the version carries them
+            raise RegistryError(
+                f"{name} version {version} failed the quality gate (rank1 {shown['rank1']}, mAP "
+                f"{shown['mAP']}); pass --force to promote it anyway"
+            )
+        with alias_lock(c, name):  # the read of the champion and its move, one writer at a time
+            previous = _aliases(c, name).get(CHAMPION)
+            _move_champion(c, name, version, previous, by=by, reason=reason)
+        return Promotion(name, version, previous, by, reason)
+
+    result = with_retries(go, what=f"promote {name} version {version}", uri=uri)
+    log.info(
+        "%s version %d is now %s (was %s); by %s: %s", name, version, CHAMPION, result.previous, by, reason
+    )
+    return result
+
+
+def _missing_version(c, name: str, version: int, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = sorted(int(v.version) for v in c.search_model_versions(f"name = '{name}'"))
+    except MlflowException:
+        found = []
+    if not found:
+        return f"registered model {name!r} has no versions (or does not exist) at {redact_uri(uri)}"
+    return f"{name} version {version} not found; versions: {', '.join(map(str, found))}"
+
+
+def promote_main(argv: Sequence[str] | None = None, prog: str = "spherereid promote") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=PROMOTE_HELP)
+    parser.add_argument("--name", required=True, help="registered model name, e.g. spherereid-synthetic")
+    parser.add_argument("--version", type=int, required=True, help="the version to make champion")
+    parser.add_argument("--reason", default="promoted by hand", help="why (recorded as a version tag)")
+    parser.add_argument(
+        "--force", action="store_true", help="promote a version that failed the quality gate anyway"
+    )
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        res = promote(name=args.name, version=args.version, reason=args.reason, force=args.force)
+        was = f"version {res.previous}" if res.previous is not None else "none"
+        print(f"{res.name} version {res.version} is now champion (was {was}); by {res.by}: {res.reason}")
+        return 0
+
+    return run_cli(body)

@@ -1,50 +1,83 @@
-"""MLflow tracking without global state: every call opens the run by id, so stages in separate
-processes (train, evaluate, register; DVC or KFP) log to the same run.
+"""MLflow runs without global state: every call opens the run by id, so stages in separate processes
+(train, evaluate, register; DVC or KFP) log to the same run.
 
-The URI, the client and the retries live in connection.py (re-exported here); MLflow's private API,
-where it is needed, in mlflow_compat.py.
+The run's lifecycle across the stages (one MLflow run is one training from scratch):
+- train opens it (`TrainRunLogger.start`, called by fit once it knows whether a checkpoint resumes): a
+  resumed checkpoint continues the run recorded beside it (same params), training from scratch (no
+  checkpoint, changed code or data, fewer epochs) starts a new one. It logs params, lineage tags, the
+  datasets panel, system metrics and per-epoch metrics, marks the run FAILED when training raises (a server
+  that cannot be told is a warning: the training's own error, or a SIGTERM's exit 143, stands), and leaves
+  it RUNNING on success; `<train_dir>/mlflow_run.json` carries it on. Per-epoch metrics and the resume tags
+  go through a `MetricSpool` in `<train_dir>/checkpoints/spool/` (beside the checkpoint, kept by DVC's
+  persist), so a tracking outage never blocks training; if the server is still down at the end, `finish`
+  raises `TrackingBacklog` (one line naming the spool and the replay command) after model.pt is written,
+  and a rerun of the stage resumes the finished checkpoint (no training) and drains the spool. Each epoch's
+  metrics are logged once: an epoch trained again after a kill (its checkpoint was not yet durable, or
+  `checkpoint_every` > 1) is not logged again when the run already holds it (the spool's journal, which
+  travels with the checkpoint, and the run's metric history say so);
+- evaluate reopens it by id and logs the metrics and plots into it;
+- register logs the model into it (a model version) and ends it.
+
 Logging calls use the URI of the RunRef: `read_run_ref` gives the URI recorded by train (where the run
 lives), unless MLFLOW_TRACKING_URI is set, which always wins; a run missing there raises RunRefError.
 mlflow_run.json holds the URI without credentials (redaction.redact_uri): they come from the environment
 (MLFLOW_TRACKING_URI, or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD) in every stage.
-Nothing happens at import time; mlflow is imported inside the functions.
+
+KFP's MLflow plugin (kubeflow/pipelines 2.17) opens a parent MLflow run per pipeline run and a nested run
+per task, and injects MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID and MLFLOW_RUN_ID (the task's nested run)
+into the task's container. The train stage then opens its training run as a CHILD of the task's run, in
+the plugin's experiment: the tree reads pipeline run -> train task -> training run. A child, not the
+task's run itself, because the training run outlives the train task (evaluate and register log into it,
+the cleanup task may mark it FAILED) and is resumed across retries, while the plugin closes its task run
+when the task ends. Without the plugin the run goes to experiment spherereid-<dataset>. MLflow's fluent
+`end_run` (used inside log_model) clears MLFLOW_RUN_ID in its process; each KFP task is its own process
+and the train stage reads the variable before any fluent call. The pod's pipeline run id (KFP_RUN_ID)
+becomes the run's `tags.KFP_RUN` tag, by which the cleanup task finds the runs a failed pipeline run left
+RUNNING. Nothing happens at import time; mlflow is imported inside the functions.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
-from ..contracts import TRACKING_URI_ENV
+from ..config import FitConfig
+from ..contracts import KFP_RUN_ENV, TRACKING_URI_ENV
+from ..contracts import MLFLOW_EXPERIMENT_ENV as EXPERIMENT_ENV
+from ..contracts import MLFLOW_RUN_ENV as RUN_ENV
+from ..contracts import SPOOL_CLOSE_ENV as CLOSE_ENV
+from ..device import effective_precision, resolve_device
 from ..redaction import redact_uri
-from . import plugin
-from .connection import (  # noqa: F401 - re-exported: the tracking API in one place
-    ARTIFACTS_DIR,
-    ENV_BACKOFF,
-    ENV_RETRIES,
-    T,
+from ..training.step import EpochStats
+from ..training.termination import Terminated
+from . import client as mlflow_client
+from .client import (
     TrackingServerError,
     TrackingUnavailableError,
     client,
+    dataset_input,
     is_connection_error,
     local_artifact_root,
-    non_api_status,
-    repo_root,
     tracking_uri,
     with_retries,
 )
-from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash  # noqa: F401 - re-exported
-from .mlflow_compat import dataset_entity
-from .mlflow_compat import system_metrics as _system_metrics
+from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash
+from .spool import MetricSpool
+from .tags import EXPERIMENT_KIND, TRAINING_KIND, lineage_tags, resume_tags, run_tree_tags
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RunRefError(ValueError):
@@ -112,18 +145,39 @@ def _read_run_ref(path: Path) -> RunRef:
         ) from None
 
 
+# ---------------------------------------------------------------- KFP's MLflow plugin
+
+
+def plugin_run_id() -> str:
+    """The run KFP's MLflow plugin opened for this task (MLFLOW_RUN_ID), or '' without the plugin."""
+    return os.environ.get(RUN_ENV, "").strip()
+
+
+def kfp_run_id() -> str:
+    """This pod's pipeline run id (KFP_RUN_ID), or ''."""
+    return os.environ.get(KFP_RUN_ENV, "").strip()
+
+
+def plugin_experiment_id(c: Any) -> str:
+    """The plugin's experiment (MLFLOW_EXPERIMENT_ID, else the plugin run's), or '' without the plugin:
+    a child run must live in its parent's experiment to show under it."""
+    parent = plugin_run_id()
+    if not parent:
+        return ""
+    given = os.environ.get(EXPERIMENT_ENV, "").strip()
+    return given or str(c.get_run(parent).info.experiment_id)
+
+
 # ---------------------------------------------------------------- runs
 
-# MLflow's experiment tag for the UI layout: the training layout (Runs / Models) rather than the GenAI one.
-EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
 
 
 def ensure_training_kind(c, experiment_id: str) -> None:
-    """Tag the experiment `mlflow.experimentKind=custom_model_development` unless it already is."""
+    """Tag the experiment with MLflow's training layout (EXPERIMENT_KIND) unless it already is."""
     exp = c.get_experiment(experiment_id)
-    if (exp.tags or {}).get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
-        c.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    if (exp.tags or {}).get(EXPERIMENT_KIND) != TRAINING_KIND:
+        c.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
 
 
 def ui_base(tracking_uri: str) -> str:
@@ -158,9 +212,7 @@ def _get_or_create_experiment(c, name: str, uri: str) -> str:
     root = local_artifact_root(uri)
     location = (root / name).as_uri() if root is not None else None
     try:
-        return c.create_experiment(
-            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
-        )
+        return c.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: TRAINING_KIND})
     except MlflowException as exc:  # another process created it in between
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -178,7 +230,7 @@ def start_run(
         from mlflow.entities import Param
 
         c = client(uri)
-        exp_id = plugin.experiment_id(c) or _get_or_create_experiment(c, experiment, uri)
+        exp_id = plugin_experiment_id(c) or _get_or_create_experiment(c, experiment, uri)
         ensure_training_kind(c, exp_id)
         run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
         flat = flatten_params(params)
@@ -204,9 +256,9 @@ def start_or_resume_run(
     """With `resume` (the trainer continues a checkpoint), reuse the run in `ref_path` when it exists on
     the current tracking URI with the same params; otherwise start a new run: one run is one training
     from scratch. Writes `ref_path` either way. Under KFP's MLflow plugin a new run is a child of the
-    task's run; the pipeline run id becomes tag kfp_run_id (see plugin.py)."""
+    task's run, tagged with the pipeline run (see the module docstring)."""
     ref_path = Path(ref_path)
-    tags = {**plugin.context_tags(), **tags}
+    tags = {**run_tree_tags(plugin_run=plugin_run_id(), kfp_run=kfp_run_id()), **tags}
     uri = tracking_uri()
     if resume and ref_path.is_file():
         try:
@@ -315,14 +367,7 @@ def finish_run(ref: RunRef, status: str = "FINISHED", attempts: int | None = Non
 def log_dataset(ref: RunRef, *, name: str, source: str, digest: str, context: str) -> None:
     """Record a dataset the run used (the run's Datasets panel) without loading it: `digest` is the
     manifest fingerprint or DVC md5, `context` train / query / gallery."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.sources import LocalArtifactDatasetSource
-    from mlflow.entities import DatasetInput, InputTag
-
-    where = LocalArtifactDatasetSource(source) if "://" not in source else resolve_dataset_source(source)
-    dataset = MetaDataset(where, name=name, digest=digest[:36])
-    item = DatasetInput(dataset_entity(dataset), tags=[InputTag("mlflow.data.context", context)])
+    item = dataset_input(source, name=name, digest=digest, context=context)
     _on_run(ref, lambda: client(ref.tracking_uri).log_inputs(ref.run_id, datasets=[item]), what="log dataset")
 
 
@@ -330,5 +375,200 @@ def log_dataset(ref: RunRef, *, name: str, source: str, digest: str, context: st
 def system_metrics(ref: RunRef, *, interval: float = 10.0) -> Iterator[None]:
     """Log CPU, memory, disk and network use (and GPU utilisation and memory through nvidia-ml-py when a
     GPU is there) as `system/*` metrics of the run every `interval` s while the block runs."""
-    with _system_metrics(ref.run_id, tracking_uri=ref.tracking_uri, interval=interval):
+    with mlflow_client.system_metrics(ref.run_id, tracking_uri=ref.tracking_uri, interval=interval):
         yield
+
+
+# ---------------------------------------------------------------- the training run (train stage)
+SPOOL_DIR = "spool"
+EPOCH_METRICS = ("loss", "accuracy", "lr", "images_per_second")  # logged at step = 0-based epoch
+
+
+class TrackingBacklog(RuntimeError):
+    """Training finished but the tracking server is still down: the spool keeps the unsent records."""
+
+
+def run_params(config: FitConfig, dataset: str, fingerprint: str) -> dict[str, Any]:
+    """`section.key -> value` for every field of the training's sections, the dataset's name and hash, and
+    `train.precision_used`: train.precision resolved on the training device (auto -> bf16 | fp32)."""
+    sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    flat = {f"{name}.{k}": v for name, cfg in sections.items() for k, v in dataclasses.asdict(cfg).items()}
+    flat["dataset.name"], flat["dataset.fingerprint"] = dataset, fingerprint
+    flat["train.precision_used"] = effective_precision(
+        config.train.precision, resolve_device(config.train.device)
+    )
+    return flat
+
+
+class TrainRunLogger:
+    """Opens or resumes the training's MLflow run and logs into it (rank 0 only: fit calls `start` and
+    `epoch` on rank 0). A context manager around fit: on an error the run is marked FAILED; system metrics
+    are recorded from `start` to the end of the block.
+
+    `run_file` is `<out>/mlflow_run.json` (what later stages read); the run recorded beside the checkpoint
+    (`<out>/checkpoints/mlflow_run.json`) is the one a resumed checkpoint continues.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_file: Path,
+        checkpoint_run_file: Path,
+        prepared_dir: Path,
+        dataset: str,
+        fingerprint: str,
+        config: FitConfig,
+    ):
+        self.run_file, self.checkpoint_run_file = run_file, checkpoint_run_file
+        self.prepared_dir, self.dataset, self.fingerprint = prepared_dir, dataset, fingerprint
+        self.run_name = f"{dataset}-{config.model.backbone}-{config.model.head}"
+        self.params = params = run_params(config, dataset, fingerprint)
+        self.tags = lineage_tags(
+            dataset=dataset,
+            dataset_hash=fingerprint,
+            params_hash=params_hash(params),
+            seed=config.train.seed,
+            precision=str(params["train.precision_used"]),
+            git_commit=git_commit(Path.cwd()),
+            dvc_data_hash=dvc_data_hash(prepared_dir),
+        )
+        self.ref: RunRef | None = None
+        self.spool: MetricSpool | None = None
+        self.logged: set[tuple[str, int]] = set()  # (metric, step) the run holds or the spool will send
+        self.drained = False  # set when the block ends: did every spooled record reach MLflow?
+        self._monitor = ExitStack()
+
+    def __enter__(self) -> TrainRunLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._monitor.close()
+        if self.spool is not None:  # wait for the backlog (briefly after an error); the rest stays spooled
+            self.drained = self.spool.close(timeout=5.0 if exc is not None else _close_timeout())
+        if exc is not None:
+            self._fail_quietly(once=isinstance(exc, Terminated))
+
+    def start(self, resumed: list[EpochStats]) -> None:
+        """Open the run (or continue the checkpoint's, when `resumed` holds its epochs) and record the
+        params, tags, dataset and, on a new run continuing a checkpoint, the resumed epochs' metrics."""
+        before = _recorded_run_id(self.checkpoint_run_file) if resumed else None
+        self.ref = start_or_resume_run(
+            self.checkpoint_run_file,
+            experiment=f"spherereid-{self.dataset}",
+            run_name=self.run_name,
+            params=self.params,
+            tags=self.tags,
+            resume=bool(resumed),
+        )
+        write_run_ref(self.run_file, self.ref)
+        spool = self.checkpoint_run_file.parent / SPOOL_DIR
+        self.spool = MetricSpool(spool, self.ref.run_id, self.ref.tracking_uri)  # sends a left-over backlog
+        self.logged = self._already_logged(continued=bool(resumed) and self.ref.run_id == before)
+        if resumed and self.ref.run_id != before:  # a continued checkpoint under new params: whole curves
+            self.spool.set_tags(resume_tags(len(resumed), before))
+            for stats in resumed:
+                self.epoch(stats)
+        log_dataset(
+            self.ref,
+            name=f"{self.dataset}-train",
+            source=str(self.prepared_dir.resolve()),
+            digest=self.fingerprint,
+            context="train",
+        )
+        self._monitor.enter_context(system_metrics(self.ref))
+
+    def epoch(self, stats: EpochStats) -> None:
+        """One epoch's loss, accuracy, learning rate and throughput, at step `stats.epoch` (spooled: returns
+        without waiting for the server). A value the run already holds at that step is not logged again:
+        an epoch logged before a kill that came before its checkpoint was durable is trained again on
+        resume, and keeps its first values (equal on the CPU: the resume is exact)."""
+        ref = self._started()
+        assert self.spool is not None
+        values = dict(
+            zip(EPOCH_METRICS, (stats.loss, stats.accuracy, stats.lr, stats.images_per_second), strict=True)
+        )
+        todo = {key: value for key, value in values.items() if (key, stats.epoch) not in self.logged}
+        if len(todo) < len(values):
+            log.info("epoch %d is already in MLflow run %s; not logged again", stats.epoch + 1, ref.run_id)
+        if todo:
+            self.spool.log_metrics(todo, step=stats.epoch)
+            self.logged.update((key, stats.epoch) for key in todo)
+
+    def _already_logged(self, continued: bool) -> set[tuple[str, int]]:
+        """(metric, step) of the epoch metrics this run holds or will: every record of it in the spool's
+        journal (sent or not: the journal travels with the checkpoint) and, when a resumed checkpoint
+        continues the run, its MLflow metric history (the server was just reached to reopen the run)."""
+        ref, spool = self._started(), self.spool
+        assert spool is not None
+        logged = {
+            (r.key, r.step)
+            for r in spool.journal.records
+            if r.run == ref.run_id and r.kind == "metric" and r.key in EPOCH_METRICS
+        }
+        if continued:
+            c = client(ref.tracking_uri)
+            for key in EPOCH_METRICS:
+                history = with_retries(
+                    functools.partial(c.get_metric_history, ref.run_id, key),
+                    what=f"read run {ref.run_id}'s {key} history",
+                    uri=ref.tracking_uri,
+                )
+                logged.update((key, int(m.step)) for m in history)
+        return logged
+
+    def fail(self, attempts: int | None = None) -> None:
+        """Mark the run FAILED (nothing when it was never opened, e.g. on ranks other than 0)."""
+        if self.ref is not None:
+            finish_run(self.ref, status="FAILED", attempts=attempts)
+
+    def _fail_quietly(self, *, once: bool) -> None:
+        """`fail()` when the block raised: a server that cannot be told is a warning, so the block's own
+        error (or a SIGTERM's exit 143) stands. After a SIGTERM one attempt (the grace period is short)."""
+        from mlflow.exceptions import MlflowException
+
+        errs = (MlflowException, TrackingUnavailableError, TrackingServerError, RunRefError)
+        try:
+            self.fail(attempts=1 if once else None)
+        except errs as err:
+            log.warning("run %s is not marked FAILED: %s", self.ref.run_id if self.ref else "?", err)
+
+    def finish(self, artifacts: list[Path]) -> str:
+        """Log the trained model's `artifacts` (e.g. the history plot) and return the run id. The run stays
+        open: evaluate logs into it and register ends it. Raises `TrackingBacklog` when the spool was not
+        drained by the end of the `with` block (it waits `SPHEREREID_SPOOL_CLOSE_S`, default 30 s)."""
+        ref = self._started()
+        if self.spool is not None and not self.drained:
+            spool = self.spool.journal.dir
+            raise TrackingBacklog(
+                f"{spool}: {self.spool.pending} tracking records not sent to {redact_uri(ref.tracking_uri)} "
+                f"({self.spool.why_unsent()}); the model is saved - replay with "
+                f"`spherereid tracking replay {spool}` or rerun the stage (it does not retrain)"
+            )
+        for path in artifacts:
+            log_artifact(ref, path)
+        return ref.run_id
+
+    def _started(self) -> RunRef:
+        if self.ref is None:
+            raise RuntimeError("the training's MLflow run is not open: start() comes first (fit calls it)")
+        return self.ref
+
+
+def _recorded_run_id(path: Path) -> str | None:
+    try:
+        return read_run_ref(path).run_id
+    except RunRefError:
+        return None
+
+
+def _close_timeout() -> float:
+    raw = os.environ.get(CLOSE_ENV, "30")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise TrackingBacklog(f"{CLOSE_ENV}={raw!r}: expected seconds (default 30)") from None

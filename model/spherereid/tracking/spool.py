@@ -1,40 +1,247 @@
-"""Training never waits on tracking: metrics, params and tags go to a local spool (spool_journal.py) and a
-daemon thread drains it to MLflow in order, with `MlflowClient.log_batch`.
+"""Training never waits on tracking: metrics, params and tags go to a local spool and a daemon thread
+drains it to MLflow in order, with `MlflowClient.log_batch`.
+
+    <dir>/spool.jsonl   the append-only journal, one record a line: {"seq", "run", "kind", "key", "value",
+                        "step", "ts"} (kind metric, param or tag; ts: wall clock in ms; step 0 but metrics')
+    <dir>/spool.offset  {"sent": SEQ}: every record up to SEQ reached MLflow or was set aside (atomic)
+    <dir>/spool.dead.jsonl  records set aside, each once, because their run is not in the store (a removed
+                        mlflow.db, a deleted run)
+    <dir>/spool.json    {"tracking_uri": URI}: where the records go (without credentials: redact_uri)
+    <dir>/spool.lock    flock'ed by the one process that drains this spool
 
 - `log_metrics` / `log_params` / `set_tags` append, flush and fsync one batch and return; they never
-  touch the network. Each metric keeps the step and the wall-clock timestamp (ms) of its call.
+  touch the network. An append is all-or-nothing: a write that fails part-way (a full disk) is cut back
+  off the file. A torn last line (a crash mid-append) is dropped with a warning (its call never
+  returned); any other unreadable line is an error naming the file and line.
 - The drain thread retries connection errors (and 429/5xx, and a busy store: sqlite's "database is
   locked" while an `mlflow ui` writes) with exponential backoff, for ever. Records of a run the store
-  does not hold (a removed mlflow.db, a deleted run) are set aside in spool.dead.jsonl with one warning
-  naming the run and the file, and the other runs' records go on. Any other error (e.g. a changed param
-  value) stops it, with the message kept in `error`.
-- After each batch the drained high-water mark is persisted atomically. The one batch whose fate is
-  unknown (the first one after opening, or one sent while the connection broke) is compared with the
-  run's metric history first, so a replay after a partial flush duplicates nothing. Params are
-  immutable in MLflow, but an identical value may be sent again; tags are simply overwritten.
-- `close(timeout)` waits at most `timeout` s and says whether everything reached the server;
-  `replay(dir)` (the CLI, or a rerun of the train stage) sends what is left.
+  does not hold are set aside in spool.dead.jsonl with one warning naming the run and the file, and the
+  other runs' records go on. Any other error (e.g. a changed param value) stops it, kept in `error`.
+- After each batch the drained high-water mark is persisted. The one batch whose fate is unknown (the
+  first one after opening, or one sent while the connection broke) is compared with the run's metric
+  history first, so a replay after a partial flush duplicates nothing. Params are immutable in MLflow,
+  but an identical value may be sent again; tags are simply overwritten.
+- `close(timeout)` waits at most `timeout` s and says whether everything reached the server. What is
+  left goes with a rerun of the train stage or `spherereid tracking replay DIR` (`replay`): in order, to
+  the URI in DIR/spool.json (a set MLFLOW_TRACKING_URI wins, with a warning), nothing twice; a server that
+  stays unreachable, a busy store or a refused record is one line naming the URI and what to do, exit 2.
 """
 
 from __future__ import annotations
 
+import argparse
+import fcntl
 import functools
+import json
 import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from ..contracts import TRACKING_URI_ENV
+from ..entrypoint import run_cli
 from ..redaction import redact_text, redact_uri
-from .connection import client, is_connection_error, non_api_status, with_retries
-from .spool_journal import DEAD_FILE, META_FILE, Record, SpoolError, SpoolJournal
+from .client import client, is_connection_error, non_api_status, with_retries
 
 __all__ = ["MetricSpool", "ReplayResult", "SpoolError", "replay"]
 
 log = logging.getLogger(__name__)
+
+SPOOL_FILE, OFFSET_FILE, META_FILE, LOCK_FILE = "spool.jsonl", "spool.offset", "spool.json", "spool.lock"
+DEAD_FILE = "spool.dead.jsonl"
+KINDS = ("metric", "param", "tag")
+
+
+class SpoolError(RuntimeError):
+    """The spool cannot be used as asked; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One metric value, param or tag bound for run `run`."""
+
+    seq: int
+    run: str
+    kind: str
+    key: str
+    value: float | str
+    step: int
+    ts: int
+
+
+def _parse(line: str, where: str) -> Record:
+    try:
+        raw = json.loads(line)
+        rec = Record(**raw)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise SpoolError(f"{where}: not a spool record ({exc}); move the file away to start afresh") from None
+    if rec.kind not in KINDS:
+        raise SpoolError(f"{where}: unknown record kind {rec.kind!r} (expected one of {', '.join(KINDS)})")
+    return rec
+
+
+def _lines(records: list[Record]) -> bytes:
+    return "".join(json.dumps(asdict(r)) + "\n" for r in records).encode()
+
+
+def _append_whole(f: IO[bytes], end: int, data: bytes) -> None:
+    """Write `data` at `end` (the end of the last whole record) of the unbuffered file `f` and fsync; on
+    an OSError (a full disk) cut the file back to `end` and raise it: all or nothing."""
+    fd = f.fileno()
+    try:
+        if os.fstat(fd).st_size != end:  # an earlier cut-back failed: finish it first
+            os.ftruncate(fd, end)
+        done = 0
+        while done < len(data):  # a short write is continued; nothing stays queued in a buffer
+            done += f.write(data[done:])
+        os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, end)
+        except OSError as exc:  # the next append tries again before writing
+            log.warning("%s: could not cut a failed append back off (%s)", getattr(f, "name", f), exc)
+        raise
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class SpoolJournal:
+    """The files of one spool directory, held (flock) by this process until `close()`."""
+
+    def __init__(self, directory: str | Path, tracking_uri: str | None = None, *, redirect: bool = False):
+        """Open (or create) the spool; `tracking_uri` None reads the recorded one. A different URI while
+        records are pending is refused, unless `redirect` (a replay told where to send them)."""
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()
+        self.records = self._load()
+        self.sent = self._load_offset()
+        self.tracking_uri = self._meta_uri(tracking_uri, redirect)
+        self._out: IO[bytes] = open(self.dir / SPOOL_FILE, "ab", buffering=0)  # noqa: SIM115 - close()
+        self._size = os.fstat(self._out.fileno()).st_size  # the end of the last whole record
+
+    def _take_lock(self) -> IO[str]:
+        lock = open(self.dir / LOCK_FILE, "w")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise SpoolError(
+                f"{self.dir}: the spool is in use by another process (a running training or replay); "
+                "wait for it to finish"
+            ) from None
+        return lock
+
+    def _load(self) -> list[Record]:
+        path = self.dir / SPOOL_FILE
+        if not path.is_file():
+            return []
+        data = path.read_text()
+        lines = data.split("\n")
+        if lines and lines[-1]:  # no newline at the end: a torn append
+            log.warning("%s: dropping a torn last record (%d bytes)", path, len(lines[-1]))
+            with open(path, "r+") as f:
+                f.truncate(len(data) - len(lines[-1]))
+        return [_parse(line, f"{path} line {i}") for i, line in enumerate(lines[:-1], 1) if line]
+
+    def _load_offset(self) -> int:
+        path = self.dir / OFFSET_FILE
+        if not path.is_file():
+            return 0
+        try:
+            return int(json.loads(path.read_text())["sent"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SpoolError(
+                f"{path}: unreadable ({exc}); delete it to resend everything (replay skips what MLflow has)"
+            ) from None
+
+    def _meta_uri(self, uri: str | None, redirect: bool) -> str:
+        path = self.dir / META_FILE
+        recorded = json.loads(path.read_text())["tracking_uri"] if path.is_file() else None
+        if uri is None:
+            if recorded is None:
+                raise SpoolError(f"{path}: not found; {self.dir} holds no spool")
+            return str(recorded)
+        shown = redact_uri(uri)  # the file never holds credentials; the caller's URI carries them
+        if recorded not in (None, shown) and self.pending() and not redirect:
+            raise SpoolError(
+                f"{self.dir}: {len(self.pending())} records for {recorded} are not sent yet; run "
+                f"`spherereid tracking replay {self.dir}` with that server up, or move the spool away"
+            )
+        if recorded != shown:
+            _write_atomic(path, json.dumps({"tracking_uri": shown}) + "\n")
+        return uri
+
+    @property
+    def next_seq(self) -> int:
+        return (self.records[-1].seq if self.records else 0) + 1
+
+    def pending(self) -> list[Record]:
+        """Records not known to have reached MLflow, in order."""
+        return [r for r in self.records if r.seq > self.sent]
+
+    def append(self, records: list[Record]) -> None:
+        """Append and fsync one batch of records, all or nothing: when a write fails part-way (ENOSPC,
+        EFBIG) the file is cut back to its previous end and SpoolError names it; `records` and
+        `next_seq` then stay as they were."""
+        data = _lines(records)
+        try:
+            _append_whole(self._out, self._size, data)
+        except OSError as exc:
+            raise SpoolError(
+                f"{self.dir / SPOOL_FILE}: could not append {len(records)} tracking records "
+                f"({exc.strerror or exc}); the spool is unchanged - free disk space and rerun"
+            ) from exc
+        self._size += len(data)
+        self.records.extend(records)
+
+    def set_aside(self, records: list[Record]) -> Path:
+        """Keep `records` (whose run the store does not hold) in spool.dead.jsonl, each once, fsynced;
+        the caller then marks them sent. Returns the file."""
+        path = self.dir / DEAD_FILE
+        with open(path, "ab+", buffering=0) as f:
+            f.seek(0)
+            held = f.read()
+            whole = held[: held.rfind(b"\n") + 1]  # a torn last line (a crash mid-write) is written again
+            lines = whole.decode(errors="replace").splitlines()
+            kept = {_parse(line, str(path)).seq for line in lines if line}
+            new = [r for r in records if r.seq not in kept]
+            if new:
+                _append_whole(f, len(whole), _lines(new))
+        return path
+
+    def mark_sent(self, seq: int) -> None:
+        """Persist that every record up to `seq` reached MLflow (or was set aside)."""
+        _write_atomic(self.dir / OFFSET_FILE, json.dumps({"sent": seq}) + "\n")
+        self.sent = seq
+
+    def close(self) -> None:
+        self._out.close()
+        self._lock.close()
+
+
+# ---------------------------------------------------------------- sending
 
 # MLflow's log_batch limits: 1000 metrics, 100 params, 100 tags, 1000 entities in all
 LIMITS = {"metric": 1000, "param": 100, "tag": 100}
@@ -138,9 +345,13 @@ def deliver(c, journal: SpoolJournal, batch: list[Record], *, dedupe: bool, gone
         gone.add(run)
         log.warning(
             "%s: run %s is not in %s (a removed store or a deleted run): its %d unsent records are set "
-            "aside in %s; the other runs' records go on", journal.dir, run, journal.tracking_uri,
-            sum(r.run == run for r in journal.pending()), journal.dir / DEAD_FILE,
-        )  # fmt: skip
+            "aside in %s; the other runs' records go on",
+            journal.dir,
+            run,
+            journal.tracking_uri,
+            sum(r.run == run for r in journal.pending()),
+            journal.dir / DEAD_FILE,
+        )
     journal.set_aside(batch)
     return Counts(set_aside=len(batch))
 
@@ -174,9 +385,15 @@ class MetricSpool:
     daemon thread (`start=False`: spool only, e.g. to replay later)."""
 
     def __init__(
-        self, directory: str | Path, run_id: str, tracking_uri: str, *, start: bool = True,
-        base_delay: float = 0.5, max_delay: float = 15.0,
-    ) -> None:  # fmt: skip
+        self,
+        directory: str | Path,
+        run_id: str,
+        tracking_uri: str,
+        *,
+        start: bool = True,
+        base_delay: float = 0.5,
+        max_delay: float = 15.0,
+    ) -> None:
         self.run_id, self.tracking_uri = run_id, tracking_uri
         self.journal = SpoolJournal(directory, tracking_uri)
         self.error: str | None = None  # why the drain stopped for good
@@ -206,8 +423,10 @@ class MetricSpool:
             if self._closing:
                 raise SpoolError(f"{self.journal.dir}: the spool is closed")
             seq = self.journal.next_seq
-            recs = [Record(seq + i, self.run_id, kind, str(k), v, int(step), ts) for i, (k, v) in
-                    enumerate(items.items())]  # fmt: skip
+            recs = [
+                Record(seq + i, self.run_id, kind, str(k), v, int(step), ts)
+                for i, (k, v) in enumerate(items.items())
+            ]
             if recs:
                 self.journal.append(recs)
                 self._cond.notify_all()
@@ -242,9 +461,14 @@ class MetricSpool:
         if not self._thread.is_alive():
             self.journal.close()
         if not done:
-            log.warning("%s: %d records not sent to %s (%s); replay with `spherereid tracking replay %s`",
-                        self.journal.dir, self.pending, redact_uri(self.tracking_uri),
-                        self.why_unsent(), self.journal.dir)  # fmt: skip
+            log.warning(
+                "%s: %d records not sent to %s (%s); replay with `spherereid tracking replay %s`",
+                self.journal.dir,
+                self.pending,
+                redact_uri(self.tracking_uri),
+                self.why_unsent(),
+                self.journal.dir,
+            )
         return done
 
     def why_unsent(self) -> str:
@@ -278,8 +502,12 @@ class MetricSpool:
                 self.retrying = summary(exc)
                 if not outage:
                     state = "unreachable" if is_connection_error(exc) else f"busy ({self.retrying})"
-                    log.warning("tracking server %s %s; spooling in %s and retrying",
-                                redact_uri(self.tracking_uri), state, self.journal.dir)  # fmt: skip
+                    log.warning(
+                        "tracking server %s %s; spooling in %s and retrying",
+                        redact_uri(self.tracking_uri),
+                        state,
+                        self.journal.dir,
+                    )
                 uncertain, outage = True, True
                 self._sleep(delay)
                 delay = min(2 * delay, self._delays[1])
@@ -360,3 +588,59 @@ def _replay_batch(c, journal: SpoolJournal, batch: list[Record], gone: set[str])
             f"{journal.dir}: records {batch[0].seq}-{batch[-1].seq} of run {batch[0].run} not sent to {uri} "
             f"({summary(exc)}); {todo}"
         ) from None
+
+
+# ---------------------------------------------------------------- `spherereid tracking replay DIR`
+
+
+def _target_uri(directory: Path) -> str | None:
+    """MLFLOW_TRACKING_URI when set and different from the spool's recorded URI, else None (recorded)."""
+    env_uri = os.environ.get(TRACKING_URI_ENV, "").strip()
+    meta = directory / META_FILE
+    if not env_uri or not meta.is_file():
+        return None
+    try:
+        recorded = json.loads(meta.read_text()).get("tracking_uri")
+    except (json.JSONDecodeError, AttributeError):
+        recorded = None
+    shown = redact_uri(env_uri)  # spool.json holds the URI without credentials
+    if recorded != shown:
+        log.warning("%s: spool recorded for %s; replaying to MLFLOW_TRACKING_URI=%s", meta, recorded, shown)
+    return env_uri
+
+
+def replay_main(argv: Sequence[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="send a spool's remaining records to MLflow")
+    parser.add_argument("dir", type=Path, help="the spool directory (the train stage's checkpoints folder)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        res = replay(args.dir, tracking_uri=_target_uri(args.dir))
+        s = res.sent
+        sent_to = ", ".join(res.runs) or "none"
+        shown = redact_uri(res.tracking_uri)
+        print(
+            f"replayed {args.dir} to {shown}: {s.metrics} metric values, {s.params} params, "
+            f"{s.tags} tags sent (run {sent_to}); {s.skipped} metric values were already there"
+        )
+        if s.set_aside:
+            print(
+                f"{s.set_aside} records of runs not in {shown} set aside in "
+                f"{res.directory / DEAD_FILE} (run {', '.join(res.gone)})"
+            )
+        return 0
+
+    return run_cli(body)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "spherereid tracking") -> int:
+    """`spherereid tracking <subcommand>`; today: replay."""
+    parser = argparse.ArgumentParser(prog=prog, description="tracking tools (today: replay a spool)")
+    sub = parser.add_subparsers(dest="subcommand", metavar="<subcommand>", required=True)
+    sub.add_parser("replay", add_help=False, help="replay DIR: send a spool's remaining records to MLflow")
+    args, rest = parser.parse_known_args(argv)
+    return replay_main(rest, prog=f"{prog} {args.subcommand}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

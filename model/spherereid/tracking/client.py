@@ -1,4 +1,5 @@
-"""The connection to MLflow: the tracking URI, a client, and retries with backoff.
+"""The connection to MLflow: the tracking URI, a client, retries with backoff, and every use of MLflow's
+private API.
 
 The tracking URI comes from MLFLOW_TRACKING_URI; unset, it is `sqlite:///<repo root>/mlflow.db` with
 artifacts in `<repo root>/mlartifacts`, whatever the working directory; a DVC experiment run in a
@@ -7,6 +8,10 @@ Calls to a tracking server are retried with exponential backoff on connection er
 MLflow's own retries ran out), then fail with `TrackingUnavailableError`; an answer that is not MLflow's
 (wrong port, an auth proxy) raises `TrackingServerError`. Both name the URI in one line, without its
 credentials (redaction.redact_uri, as every message and file naming a URI). mlflow is imported lazily.
+
+MLflow's private API is used here only (tests/unit/test_mlflow_compat.py fails on a private MLflow name
+anywhere else), written against mlflow 3.17.2 (pinned in requirements.txt); each function of the last
+section says which internal it needs and why. On an MLflow upgrade check these first.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..contracts import MLFLOW_BACKOFF_ENV as ENV_BACKOFF
 from ..contracts import MLFLOW_RETRIES_ENV as ENV_RETRIES
 from ..contracts import TRACKING_URI_ENV
 from ..redaction import redact_uri
+from . import tags
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +144,7 @@ def _prepare_env() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
-def client(uri: str | None = None):
+def client(uri: str | None = None) -> Any:
     """An `MlflowClient` for `uri` (default: `tracking_uri()`), tracking and registry alike."""
     _prepare_env()
     from mlflow import MlflowClient
@@ -218,3 +225,113 @@ def with_retries(
             )
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ---------------------------------------------------------------- MLflow's private API (mlflow 3.17.2)
+
+
+def _global_tracking_uri() -> str | None:
+    """mlflow's process-global tracking URI as set by set_tracking_uri, or None when never set.
+
+    mlflow 3.17.2: `mlflow.tracking._tracking_service.utils._tracking_uri`; the public get_tracking_uri()
+    resolves the default instead, so restoring it would pin that default for the rest of the process."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return tracking_utils._tracking_uri
+
+
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """mlflow's global tracking URI set to `uri` for the block (log_model has no URI argument); the
+    previous global and the MLFLOW_TRACKING_URI variable (which set_tracking_uri also writes) are
+    restored afterwards."""
+    import mlflow
+
+    saved_global, saved_env = _global_tracking_uri(), os.environ.get(TRACKING_URI_ENV)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_global)  # type: ignore[arg-type]  # None: back to "never set"
+        if saved_env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = saved_env
+
+
+def dataset_input(source: str, *, name: str, digest: str, context: str) -> Any:
+    """A run's dataset input, recorded without loading the data: `source` a local path or a URI, `digest`
+    its content hash (the first 36 characters are kept), `context` train / query / gallery / evaluation."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # registered
+    from mlflow.entities import DatasetInput, InputTag
+
+    where = LocalArtifactDatasetSource(source) if "://" not in source else resolve_dataset_source(source)
+    dataset = MetaDataset(where, name=name, digest=digest[:36])  # type: ignore[abstract]  # profile: None
+    return DatasetInput(dataset_entity(dataset), tags=[InputTag(tags.DATASET_CONTEXT, context)])
+
+
+def dataset_entity(dataset: Any) -> Any:
+    """The `mlflow.entities.Dataset` of an `mlflow.data` dataset, for MlflowClient.log_inputs.
+
+    mlflow 3.17.2: `Dataset._to_mlflow_entity()`; the public mlflow.log_input needs the fluent active
+    run, and the stages log by run id."""
+    return dataset._to_mlflow_entity()
+
+
+@contextmanager
+def system_metrics(run_id: str, *, tracking_uri: str, interval: float = 10.0) -> Iterator[None]:
+    """Log CPU, memory, disk and network use (and GPU utilisation and memory through nvidia-ml-py when a
+    GPU is there) as `system/*` metrics of run `run_id` every `interval` s while the block runs.
+
+    mlflow 3.17.2: `mlflow.system_metrics.system_metrics_monitor.SystemMetricsMonitor` (public is only
+    start_run(log_system_metrics=True), which needs the fluent active run), and its collect_metrics /
+    aggregate_metrics / publish_metrics / mlflow_logger for one last sample at the end. Monitoring never
+    stops the block: a failure is a warning."""
+    monitor = None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=interval, resume_logging=True, tracking_uri=tracking_uri
+        )
+        monitor.start()
+    except Exception as exc:  # noqa: BLE001 - monitoring must never stop training
+        log.warning("system metrics are not recorded for run %s: %s", run_id, exc)
+        monitor = None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            _finish(monitor)
+
+
+def _finish(monitor: Any) -> None:
+    """Stop the monitor and publish one last sample, so a block shorter than the interval leaves one."""
+    monitor.finish()
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("last system metrics sample not recorded: %s", exc)
+
+
+def link_model_version(c: Any, model_id: str, name: str, version: int) -> None:
+    """Record registered version `name` v`version` on LoggedModel `model_id`, as MLflow's own
+    `mlflow.register_model` does, so the Models view's "Registered models" column shows it.
+
+    mlflow 3.17.2: the LoggedModel tag `mlflow.utils.mlflow_tags.MLFLOW_MODEL_VERSIONS`
+    ("mlflow.modelVersions"), a JSON list of {"name", "version"}. The tracking server's create-version
+    handler writes it, but a client on a direct sqlite/database store does not (only the fluent
+    register_model does). Idempotent: a version already listed (int or str) is kept once."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    tags = c.get_logged_model(model_id).tags or {}
+    listed = json.loads(tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    if not any(e.get("name") == name and str(e.get("version")) == str(version) for e in listed):
+        entry = {"name": name, "version": int(version)}
+        c.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*listed, entry])})

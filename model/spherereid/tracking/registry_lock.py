@@ -31,7 +31,8 @@ a number is handed out only after every lower one exists. So the lock of `name` 
 - a ticket whose `lock.expires_ms` has passed (its writer died or hung) is broken by the first waiter
   behind it that sees it: deleted by number (of several breakers one delete succeeds, the others find it
   gone) and recorded as the tag `lock.broken.<number>` on `<name>.lock`, the audit trail.
-- the holder keeps its lease alive (lock_lease.py): a heartbeat thread renews it every ttl/5, and
+- the holder keeps its lease alive (`Lease`, `Heartbeat` below): a heartbeat thread renews it every ttl/5,
+  and
   `ensure_held`, called immediately before each alias move, renews it once more with a write to the
   ticket itself: a broken ticket answers RESOURCE_DOES_NOT_EXIST, and a lease with less than its guard
   (0.4 ttl) left is over. Either raises AliasLockLost instead of moving.
@@ -44,7 +45,7 @@ has passed on W's clock. H renews only while at least the guard is left before E
 only right after such a renewal succeeded (which sets a new E a whole ttl away). So each call of H
 starts at least guard - skew (real time) before W may read the ticket as stale, and has landed by then
 if one call, retries included, takes less than guard - skew; after a break H's next renewal finds the
-ticket gone. `lock_lease.default_ttl_s` makes the guard cover one call (a ~600 s ttl: a ~240 s guard
+ticket gone. `default_ttl_s` makes the guard cover one call (a ~600 s ttl: a ~240 s guard
 against a 120 s timeout with one retry). What no client-side lock rules out: a holder paused for about a
 ttl between `ensure_held` and its move, or a request reaching the server after its client gave up on it
 (stuck in a proxy beyond the guard); MLflow has no fencing token a server could check.
@@ -68,24 +69,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .connection import is_connection_error
-from .lock_lease import (
-    EXPIRES_TAG,
-    OWNER_TAG,
-    AliasLockError,
-    AliasLockLost,
-    AliasLockTimeout,
-    Clock,
-    Heartbeat,
-    Lease,
-    default_ttl_s,
-    error_code,
-    lock_name,
-    to_ms,
-)
+from .client import is_connection_error
+from .tags import LOCK_BROKEN_PREFIX, LOCK_EXPIRES, LOCK_OWNER, lock_ticket_tags
 
 __all__ = [
     "AliasLockError",
@@ -103,11 +91,165 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# ---------------------------------------------------------------- a ticket's lease
+# The lease of one ticket: its expiry, its renewal and the heartbeat that renews it while the holder works.
+# A ticket is a model version of `<name>.lock` whose tag `lock.expires_ms` says until when its lease runs
+# (ms since the epoch, by the writer's clock). `Lease.renew` pushes that to now + ttl with one write to the
+# ticket, so the write itself proves the ticket still exists (a broken ticket answers
+# RESOURCE_DOES_NOT_EXIST). A lease with less than `guard_s` (0.4 ttl) left is over for its holder: it is
+# never renewed (a waiter may already have read it as expired and be about to break it) and no alias is
+# moved under it. `guard_s` must cover one registry call, retries included, plus the clock skew between
+# writers; `default_ttl_s` sizes the ttl from MLflow's HTTP timeout and retries so that it does.
+
+Clock = Callable[[], float]  # seconds since the epoch; tests inject one to expire a lease without sleeping
+
+LOCK_SUFFIX = ".lock"
+MIN_TTL_S = 600.0
+GUARD_SHARE = 0.4  # the part of the ttl kept back: no renewal and no alias move within it
+RENEW_SHARE = 0.2  # the heartbeat renews every ttl * RENEW_SHARE (wall-clock seconds)
+BACKOFF_MAX_S = 120.0  # urllib3's cap on one backoff sleep between MLflow's HTTP retries
+
+
+class AliasLockError(RuntimeError):
+    """The registry lock could not be taken or was lost."""
+
+
+class AliasLockTimeout(AliasLockError):
+    """Another writer held the registry lock for longer than we were willing to wait."""
+
+
+class AliasLockLost(AliasLockError):
+    """This writer's lease on the registry lock ended (expired or broken) before an alias move."""
+
+
+def lock_name(name: str) -> str:
+    """The registered model whose versions are the tickets of the lock of registered model `name`."""
+    return f"{name}{LOCK_SUFFIX}"
+
+
+def error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def to_ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def default_ttl_s() -> float:
+    """max(600 s, 2.5 x the longest one MLflow HTTP call may take: its timeout times 1 + its retries, plus
+    the backoff), so that `guard_s` (0.4 ttl) covers one call. ~600 s with this project's settings
+    (client.client: 120 s timeout, 1 retry)."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    retries = max(0, MLFLOW_HTTP_REQUEST_MAX_RETRIES.get())
+    worst_call_s = MLFLOW_HTTP_REQUEST_TIMEOUT.get() * (1 + retries)
+    factor = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
+    worst_call_s += sum(min(factor * 2**i, BACKOFF_MAX_S) for i in range(retries))
+    return max(MIN_TTL_S, worst_call_s / GUARD_SHARE)
+
+
+@dataclass(eq=False)
+class Lease:
+    """Ticket `ticket` of the lock of registered model `name`, renewed last at `renewed_at` (by `clock`)."""
+
+    name: str
+    ticket: int
+    owner: str
+    ttl_s: float
+    clock: Clock
+    renewed_at: float
+    lost: str = ""  # why the lease ended, once this process knows it did
+    _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def lock(self) -> str:
+        return lock_name(self.name)
+
+    @property
+    def guard_s(self) -> float:
+        return GUARD_SHARE * self.ttl_s
+
+    def left_s(self) -> float:
+        return self.renewed_at + self.ttl_s - self.clock()
+
+    def lost_error(self) -> AliasLockLost:
+        return AliasLockLost(
+            f"registry lock {self.lock!r}: the lease of ticket {self.ticket} ({self.owner}) {self.lost}; "
+            "no alias moved - run the command again (a register reuses its version)"
+        )
+
+    def renew(self, c) -> None:
+        """Push the lease to now + ttl; AliasLockLost when it ended (too little left, or broken)."""
+        from mlflow.exceptions import MlflowException
+
+        with self._mutex:
+            if self.lost:
+                raise self.lost_error()
+            sent = self.clock()
+            left = self.renewed_at + self.ttl_s - sent
+            if left < self.guard_s:
+                self.lost = (
+                    f"had {left:.0f} s of its {self.ttl_s:.0f} s left, less than the {self.guard_s:.0f} s "
+                    "kept back for one registry call (its renewals failed or hung)"
+                )
+                raise self.lost_error()
+            expires = str(to_ms(sent + self.ttl_s))
+            try:
+                c.set_model_version_tag(self.lock, str(self.ticket), LOCK_EXPIRES, expires)
+            except MlflowException as exc:
+                if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                self.lost = "was broken by another writer after its lease ran out"
+                raise self.lost_error() from None
+            self.renewed_at = sent
+
+    def renew_if_due(self, c) -> None:
+        """Renew when a heartbeat's interval has passed since the last renewal (a waiter's poll loop)."""
+        if self.clock() - self.renewed_at >= RENEW_SHARE * self.ttl_s:
+            self.renew(c)
+
+
+class Heartbeat:
+    """A daemon thread renewing `lease` every ttl * RENEW_SHARE wall-clock seconds until `stop()`, so
+    one slow call inside the critical section does not let the lease run out."""
+
+    def __init__(self, c, lease: Lease) -> None:
+        self.c, self.lease = c, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease {lease.lock}", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)  # a renewal hung in a call ends on its own; its result is ignored
+
+    def _run(self) -> None:
+        while not self._stop.wait(RENEW_SHARE * self.lease.ttl_s):
+            try:
+                self.lease.renew(self.c)
+            except AliasLockLost as exc:
+                if not self._stop.is_set():
+                    log.warning("%s", exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried at the next beat; the guard covers the gap
+                if not self._stop.is_set():
+                    log.warning("%s: renewing the lease failed (%s); retrying", self.lease.lock, exc)
+
+
+# ---------------------------------------------------------------- the queue of tickets
+
 TICKET_SOURCE = "spherereid-lock:/ticket"
-BROKEN_TAG_PREFIX = "lock.broken."
 WAIT_BEYOND_TTL_S = 60.0  # the default wait outlasts a dead holder's lease
 LOCK_DESCRIPTION = (
-    "The registry lock of `{name}` (spherereid.tracking.alias_lock): each version is a writer's ticket, "
+    "The registry lock of `{name}` (spherereid.tracking.registry_lock): each version is a writer's ticket, "
     "the lowest live one holds the lock. Do not delete this model; a dead writer's ticket (version) may "
     "be deleted, or is broken after its `lock.expires_ms`."
 )
@@ -148,7 +290,7 @@ def _tickets(c, lock: str) -> list[Ticket]:
     """The live tickets of `lock`, lowest number first."""
     found = c.search_model_versions(f"name = '{lock}'")
     tickets = [
-        Ticket(int(v.version), v.tags.get(OWNER_TAG, "?"), int(v.tags.get(EXPIRES_TAG, "0") or 0))
+        Ticket(int(v.version), v.tags.get(LOCK_OWNER, "?"), int(v.tags.get(LOCK_EXPIRES, "0") or 0))
         for v in found
     ]
     return sorted(tickets, key=lambda t: t.number)
@@ -165,7 +307,7 @@ def _take_ticket(c, name: str, *, owner: str, ttl_s: float, clock: Clock) -> Lea
     from mlflow.exceptions import MlflowException
 
     lock, now = lock_name(name), clock()
-    tags = {OWNER_TAG: owner, EXPIRES_TAG: str(to_ms(now + ttl_s))}
+    tags = lock_ticket_tags(owner, to_ms(now + ttl_s))
     for attempt in range(5):
         try:
             mv = c.create_model_version(lock, source=TICKET_SOURCE, tags=tags, await_creation_for=0)
@@ -213,7 +355,7 @@ def _break(c, lease: Lease, stale: Ticket) -> None:
         return  # another waiter broke it first, or its writer released it
     now = to_ms(lease.clock())
     record = f"{stale.owner}, expired at {_stamp(stale.expires_ms)}, broken by {lease.owner} at {_stamp(now)}"
-    c.set_registered_model_tag(lease.lock, f"{BROKEN_TAG_PREFIX}{stale.number}", record)
+    c.set_registered_model_tag(lease.lock, f"{LOCK_BROKEN_PREFIX}{stale.number}", record)
     log.warning("%s: broke the stale ticket %d of %s", lease.lock, stale.number, record)
 
 
