@@ -38,8 +38,13 @@ def worker(args: argparse.Namespace) -> None:
         if args.backbone:
             model_kwargs["backbone"] = args.backbone
         net = ReIDNet(**model_kwargs).to(ctx.device)
-        loss = build_loss(p.loss.type, embedding_dim=net.embedding_dim, num_classes=751, scale=p.loss.scale,
-                          margin=p.loss.margin).to(ctx.device)  # fmt: skip
+        loss = build_loss(
+            p.loss.type,
+            embedding_dim=net.embedding_dim,
+            num_classes=751,
+            scale=p.loss.scale,
+            margin=p.loss.margin,
+        ).to(ctx.device)
         model, criterion = distributed.wrap(net, ctx), distributed.wrap(loss, ctx)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(criterion.parameters()), lr=1e-4)
         per_rank = p.sampler.batch_size // ctx.world_size
@@ -66,8 +71,12 @@ def worker(args: argparse.Namespace) -> None:
         distributed.barrier(ctx)
         seconds = time.perf_counter() - start
         if ctx.is_main:
-            figures = {"processes": ctx.world_size, "device": str(ctx.device), "per_rank_batch": per_rank,
-                       "images_per_second": args.steps * per_rank * ctx.world_size / seconds}  # fmt: skip
+            figures = {
+                "processes": ctx.world_size,
+                "device": str(ctx.device),
+                "per_rank_batch": per_rank,
+                "images_per_second": args.steps * per_rank * ctx.world_size / seconds,
+            }
             Path(args.worker).write_text(json.dumps(figures))
 
 
@@ -84,9 +93,23 @@ def capacity() -> tuple[int, str]:
 
 def run(nproc: int, args: argparse.Namespace, out: Path) -> dict:
     extra = ["--backbone", args.backbone] if args.backbone else []
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            __file__, "--worker", str(out), "--params", str(args.params), "--steps", str(args.steps),
-            "--warmup", str(args.warmup), *extra]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        __file__,
+        "--worker",
+        str(out),
+        "--params",
+        str(args.params),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())

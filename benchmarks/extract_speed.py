@@ -76,8 +76,9 @@ def extraction(model, device, images, crop, batch: int, precision: str) -> float
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # before every leg
     tf = EvalTransform(size=crop)
-    extract_features(model, images[: batch * 2], tf, batch_size=batch, device=device, precision=precision,
-                     progress=False)  # fmt: skip
+    extract_features(
+        model, images[: batch * 2], tf, batch_size=batch, device=device, precision=precision, progress=False
+    )
     sync(device)
     start = time.perf_counter()
     extract_features(model, images, tf, batch_size=batch, device=device, precision=precision, progress=False)
@@ -114,12 +115,25 @@ def map_difference(device, epochs: int) -> dict[str, float]:
     for precision in ("fp32", "bf16"):  # bf16 extraction on the CPU too (native bf16 or not: measured)
         batch = 512 if precision == "bf16" else 128
         q, g = (
-            extract_features(res.model, splits[s].images, EvalTransform(size=(128, 64)), device=device,
-                             batch_size=batch, precision=precision, progress=False)
+            extract_features(
+                res.model,
+                splits[s].images,
+                EvalTransform(size=(128, 64)),
+                device=device,
+                batch_size=batch,
+                precision=precision,
+                progress=False,
+            )
             for s in ("query", "gallery")
-        )  # fmt: skip
-        r = evaluate_features(q, g, splits["query"].pids, splits["gallery"].pids, splits["query"].camids,
-                              splits["gallery"].camids).to_dict()  # fmt: skip
+        )
+        r = evaluate_features(
+            q,
+            g,
+            splits["query"].pids,
+            splits["gallery"].pids,
+            splits["query"].camids,
+            splits["gallery"].camids,
+        ).to_dict()
         out[precision] = r["mAP"]
     return out
 
@@ -160,10 +174,18 @@ def main() -> None:
     diff = (maps["bf16"] - maps["fp32"]) * 100
     print(f"mAP bf16 - fp32: {diff:+.3f} points  (goal: within 0.1 point)")
     if args.json is not None:
-        figures = {"device": describe(device), "case": recipe.name, "images": n, "precision": precision,
-                   "batch": batch, "bare_images_per_s": bare, "extract_images_per_s": ours,
-                   "ratio_extract_to_bare": ours / bare, "mAP": maps,
-                   "mAP_bf16_minus_fp32_points": diff}  # fmt: skip
+        figures = {
+            "device": describe(device),
+            "case": recipe.name,
+            "images": n,
+            "precision": precision,
+            "batch": batch,
+            "bare_images_per_s": bare,
+            "extract_images_per_s": ours,
+            "ratio_extract_to_bare": ours / bare,
+            "mAP": maps,
+            "mAP_bf16_minus_fp32_points": diff,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"figures written to {args.json}")

@@ -61,10 +61,20 @@ def bare_step(recipe, device, precision: str, graphs: bool, steps: int, warmup: 
     model = ReIDNet(**recipe.model).to(device, memory_format=fmt)
     crit = build_loss(embedding_dim=model.embedding_dim, num_classes=recipe.ids, **LOSS).to(device)
     crit.check_labels = False
-    opt = build_optimizer(list(model.parameters()) + list(crit.parameters()), device=device,
-                          capturable=graphs, **{**OPTIM, "betas": tuple(OPTIM["betas"])})  # fmt: skip
-    step = TrainStep(model=model, criterion=crit, optimizer=opt, stats=EpochAccumulator(device),
-                     precision=prec, cuda_graphs=graphs)  # fmt: skip
+    opt = build_optimizer(
+        list(model.parameters()) + list(crit.parameters()),
+        device=device,
+        capturable=graphs,
+        **{**OPTIM, "betas": tuple(OPTIM["betas"])},
+    )
+    step = TrainStep(
+        model=model,
+        criterion=crit,
+        optimizer=opt,
+        stats=EpochAccumulator(device),
+        precision=prec,
+        cuda_graphs=graphs,
+    )
     b = recipe.p * recipe.k
     x = torch.randn(b, 3, *recipe.crop, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, recipe.ids, (b,), device=device)
@@ -151,8 +161,10 @@ def main() -> None:
     precision = effective_precision(args.precision, device)
     graphs = cuda and precision != "fp16"
     print(f"device: {describe(device)}")
-    print(f"case  : {recipe.name}: batch {recipe.p}x{recipe.k}, stored {recipe.stored}, input {recipe.crop}, "
-          f"{recipe.images} images of {recipe.ids} ids")  # fmt: skip
+    print(
+        f"case  : {recipe.name}: batch {recipe.p}x{recipe.k}, stored {recipe.stored}, input {recipe.crop}, "
+        f"{recipe.images} images of {recipe.ids} ids"
+    )
     figures = run_legs(recipe, device, precision, graphs, steps, epochs)
     figures.update(device=describe(device), case=recipe.name, precision=precision, graphs=graphs)
     if args.json is not None:
@@ -174,8 +186,10 @@ def run_legs(recipe, device, precision: str, graphs: bool, steps: int, epochs: i
     mode = f"{precision}{', graphs' if graphs else ''}"
     print(f"fit(), {mode}, checkpoint every epoch ({f['checkpoint_mb']:.0f} MB):")
     print(f"  in-epoch        : {f['in_epoch']:9.1f} images/s")
-    print(f"  wall per epoch  : {f['wall']:9.1f} images/s ({f['steady_epoch_s']:.3f} s per steady epoch, "
-          f"first epoch {f['first_epoch_s']:.2f} s)")  # fmt: skip
+    print(
+        f"  wall per epoch  : {f['wall']:9.1f} images/s ({f['steady_epoch_s']:.3f} s per steady epoch, "
+        f"first epoch {f['first_epoch_s']:.2f} s)"
+    )
     best_bare, kind = (graph, "graph") if graph is not None else (fast, "eager")
     ratio = f["wall"] / best_bare
     print(f"ratio fit wall / bare {kind} step: {ratio:6.3f}  (goal >= 0.90)")
@@ -183,8 +197,10 @@ def run_legs(recipe, device, precision: str, graphs: bool, steps: int, epochs: i
     per_step = f["steady_epoch_s"] / (f["images_per_epoch"] / (recipe.p * recipe.k))
     projected = f["first_epoch_s"] + (PAPER_EPOCHS - 1) * market_steps * per_step
     cuda = device.type == "cuda"
-    print(f"projected paper schedule ({PAPER_EPOCHS} epochs, Market-sized, checkpoints): {projected:7.1f} s "
-          f"= {projected / 60:.2f} min{'  (goal <= 2 min on an H100/H200)' if cuda else ''}")  # fmt: skip
+    print(
+        f"projected paper schedule ({PAPER_EPOCHS} epochs, Market-sized, checkpoints): {projected:7.1f} s "
+        f"= {projected / 60:.2f} min{'  (goal <= 2 min on an H100/H200)' if cuda else ''}"
+    )
     return {
         "bare_fp32_images_per_s": fp32,
         "bare_fast_eager_images_per_s": fast,

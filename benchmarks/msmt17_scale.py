@@ -88,9 +88,11 @@ def main() -> None:
         data = dataclasses.replace(base, workers=args.workers)
         res = preprocess.run(dataset="msmt17", raw_dir=raw, out_dir=out, data=data)
         t2 = time.perf_counter()
-        print(f"preprocess (stored {data.stored_height}x{data.stored_width}, {args.workers} workers): "
-              f"{t2 - t1:.1f} s, {n / (t2 - t1):.0f} images/s; {res.num_images}, {res.num_classes} classes, "
-              f"{res.skipped} skipped")  # fmt: skip
+        print(
+            f"preprocess (stored {data.stored_height}x{data.stored_width}, {args.workers} workers): "
+            f"{t2 - t1:.1f} s, {n / (t2 - t1):.0f} images/s; {res.num_images}, {res.num_classes} classes, "
+            f"{res.skipped} skipped"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)

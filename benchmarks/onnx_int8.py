@@ -82,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.naive:
             variants["naive"] = _naive_int8(fp32, Path(tmp) / "naive.onnx", calibration)
         for name, path in variants.items():
-            p = check_int8_parity(int8_path=path, fp32_rows=rows, query=query, gallery=gallery,
-                                  budget_points=float("inf"))  # fmt: skip
-            print(f"{name:7s} parity on {p.rows} images: {p.summary()}, row cosine mean {p.mean_cosine:.5f} "
-                  f"worst {p.min_cosine:.5f}")  # fmt: skip
+            p = check_int8_parity(
+                int8_path=path, fp32_rows=rows, query=query, gallery=gallery, budget_points=float("inf")
+            )
+            print(
+                f"{name:7s} parity on {p.rows} images: {p.summary()}, row cosine mean {p.mean_cosine:.5f} "
+                f"worst {p.min_cosine:.5f}"
+            )
             _print_speed(name, fp32, path, np.asarray(query.images), args)
     return 0
 

@@ -70,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             rates[name] = args.images / (time.perf_counter() - start)
     cos = row_cosines(outputs["onnxruntime"], outputs["pytorch"])
     h, w = chain.stored_size
-    print(f"backbone {kwargs['backbone']}, head {kwargs['head']}, stored {h}x{w} -> input "
-          f"{chain.input_size[0]}x{chain.input_size[1]}, flip {chain.flip}, batch {args.batch}, "
-          f"{args.images} images, torch threads {torch.get_num_threads()}")  # fmt: skip
+    print(
+        f"backbone {kwargs['backbone']}, head {kwargs['head']}, stored {h}x{w} -> input "
+        f"{chain.input_size[0]}x{chain.input_size[1]}, flip {chain.flip}, batch {args.batch}, "
+        f"{args.images} images, torch threads {torch.get_num_threads()}"
+    )
     print(f"export: {export_s:.1f} s")
     for name, rate in rates.items():
         print(f"{name:12s} {rate:8.1f} images/s")

@@ -66,9 +66,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
         t = time.perf_counter()
-        generate(raw, seed=0, train_identities=args.ids, test_identities=args.ids, cameras=6,
-                 images_per_camera=2, min_cameras=2, distractors=100, junk=50, height=args.height,
-                 width=args.width, workers=args.workers)  # fmt: skip
+        generate(
+            raw,
+            seed=0,
+            train_identities=args.ids,
+            test_identities=args.ids,
+            cameras=6,
+            images_per_camera=2,
+            min_cameras=2,
+            distractors=100,
+            junk=50,
+            height=args.height,
+            width=args.width,
+            workers=args.workers,
+        )
         gen = time.perf_counter() - t
         s = market1501.parse(raw, Path(tmp) / "work")
         paths = [i.path for i in s.train + s.query + s.gallery]

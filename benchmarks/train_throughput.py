@@ -88,10 +88,13 @@ def extraction_leg(recipe, device, precision: str, args) -> dict:
     model = ReIDNet(**recipe.model).to(device)
     bare = bare_inference(model, device, recipe.crop, n, batch, precision)
     with temp_dir() as tmp:
-        ours = extraction(model, device, random_memmap(Path(tmp), n, recipe.stored), recipe.crop, batch,
-                          precision)  # fmt: skip
-    print(f"(2) extraction, {precision}: bare {bare:.1f}, extract_features {ours:.1f} images/s, "
-          f"ratio {ours / bare:.3f} (goal >= 0.90)")  # fmt: skip
+        ours = extraction(
+            model, device, random_memmap(Path(tmp), n, recipe.stored), recipe.crop, batch, precision
+        )
+    print(
+        f"(2) extraction, {precision}: bare {bare:.1f}, extract_features {ours:.1f} images/s, "
+        f"ratio {ours / bare:.3f} (goal >= 0.90)"
+    )
     return {"bare": bare, "extract_features": ours, "ratio": ours / bare}
 
 
@@ -128,8 +131,11 @@ def main() -> None:
     print(f"device: {describe(device)}, {torch.get_num_threads()} threads, load {load:.2f}, {precision}")
     figures: dict = {"device": describe(device), "load": load, "precision": precision}
     extract_precision = "bf16" if precision == "fp16" else precision  # the chain is fp32 or bf16
-    legs = {"training": (training_leg, precision), "extraction": (extraction_leg, extract_precision),
-            "serving": (serving_leg, extract_precision)}  # fmt: skip
+    legs = {
+        "training": (training_leg, precision),
+        "extraction": (extraction_leg, extract_precision),
+        "serving": (serving_leg, extract_precision),
+    }
     for name in LEGS:
         if name in args.only:
             leg, leg_precision = legs[name]

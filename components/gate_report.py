@@ -23,6 +23,10 @@ def gate_report(
     from spherereid.stages import gate as stage
 
     stage.record_refusal(
-        train_dir=Path(trained.path), report=Path(report.path), rank1=rank1, m_ap=mAP, reason=reason,
+        train_dir=Path(trained.path),
+        report=Path(report.path),
+        rank1=rank1,
+        m_ap=mAP,
+        reason=reason,
         register=build_from_struct("register", register),
-    )  # fmt: skip
+    )

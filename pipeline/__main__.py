@@ -121,17 +121,26 @@ def _parser() -> argparse.ArgumentParser:
     _add_cluster_flags(c)
     c.add_argument("--out", type=Path, required=True, help="output YAML file")
     c.add_argument(
-        "--ablation", action="store_true",
+        "--ablation",
+        action="store_true",
         help="compile the ablation pipeline: the grid's cells fan out (train -> evaluate), one summary table",
-    )  # fmt: skip
+    )
     c.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="with --ablation: override a parameter in every cell (repeatable), as `spherereid ablation`",
-    )  # fmt: skip
+    )
     c.add_argument(
-        "--grid", dest="filters", action="append", default=[], metavar="AXIS=V1,V2",
+        "--grid",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="AXIS=V1,V2",
         help="with --ablation: narrow an axis of the grid (repeatable), as `spherereid ablation`",
-    )  # fmt: skip
+    )
     s = sub.add_parser("submit", help="compile and start a run on a Kubeflow Pipelines API")
     _add_cluster_flags(s)
     s.add_argument("--host", default=os.environ.get(KFP_HOST_ENV, ""), help="KFP API URL; default $KFP_HOST")
@@ -190,9 +199,15 @@ def _schedule(args: argparse.Namespace) -> None:
     if args.datasets:
         overrides["datasets"] = args.datasets
     job_id = schedule(
-        host=args.host, image=args.image, cron=args.cron, params_path=args.params, settings=_settings(args),
-        experiment=args.experiment, name=args.name, overrides=overrides,
-    )  # fmt: skip
+        host=args.host,
+        image=args.image,
+        cron=args.cron,
+        params_path=args.params,
+        settings=_settings(args),
+        experiment=args.experiment,
+        name=args.name,
+        overrides=overrides,
+    )
     print(f"recurring run {job_id} ({args.name}, cron '{args.cron}', one at a time) on {args.host}")
 
 
@@ -203,9 +218,13 @@ def _compile(args: argparse.Namespace) -> None:
         raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
     if args.ablation:
         out = compile_ablation(
-            image=args.image, out=args.out, params_path=args.params, settings=_settings(args),
-            overrides=args.overrides, filters=args.filters,
-        )  # fmt: skip
+            image=args.image,
+            out=args.out,
+            params_path=args.params,
+            settings=_settings(args),
+            overrides=args.overrides,
+            filters=args.filters,
+        )
         print(f"compiled the ablation pipeline {out} for image {args.image}")
         return
     if args.overrides or args.filters:

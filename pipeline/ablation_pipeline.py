@@ -69,9 +69,13 @@ def _cell(settings: ClusterSettings, cell: Any, prepared: Any, a: dict[str, Any]
     fit = train_component(prepared=prepared, scale=json.dumps(settings.scale_out(_train_image())), **sections)
     _gpu_train(fit, settings)
     ev = evaluate_component(
-        prepared=prepared, trained=fit.outputs["trained"], evaluate=a["evaluate"],
-        transform=a["transform"], register=a["register"], cell=cell.cell,
-    )  # fmt: skip
+        prepared=prepared,
+        trained=fit.outputs["trained"],
+        evaluate=a["evaluate"],
+        transform=a["transform"],
+        register=a["register"],
+        cell=cell.cell,
+    )
     _small(ev, settings, "evaluate")
     if settings.evaluate_gpus > 0:
         _on_gpus(ev, settings, settings.evaluate_gpus)

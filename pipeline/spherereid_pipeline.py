@@ -245,9 +245,13 @@ def _cross_pipeline(settings: ClusterSettings) -> Callable:
     ):
         with dsl.ParallelFor(datasets, parallelism=settings.parallelism) as dataset:
             xev = cross_evaluate_component(
-                model=dataset, tests=datasets, prepared=prepared, trained=trained, evaluations=evaluations,
+                model=dataset,
+                tests=datasets,
+                prepared=prepared,
+                trained=trained,
+                evaluations=evaluations,
                 evaluate=evaluate,
-            )  # fmt: skip
+            )
             _small(xev, settings, "cross_evaluate").set_caching_options(False)  # tags the registry
             if settings.evaluate_gpus > 0:
                 _on_gpus(xev, settings, settings.evaluate_gpus)

@@ -83,10 +83,15 @@ def summary(argv: Sequence[str], prog: str = "spherereid summary") -> int:
     from .tracking.client import tracking_uri
 
     parser = argparse.ArgumentParser(prog=prog, description=summary.__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
-                        help="params file whose `datasets` are summarised (default params.yaml)")  # fmt: skip
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"),
-                        help="the stages' output root (default outputs)")  # fmt: skip
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file whose `datasets` are summarised (default params.yaml)",
+    )
+    parser.add_argument(
+        "--outputs", type=Path, default=Path("outputs"), help="the stages' output root (default outputs)"
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:

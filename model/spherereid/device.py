@@ -124,8 +124,11 @@ def _cuda_auto_precision(device: torch.device) -> str:
         _LOGGED_FP32_DEVICES.add(str(device))
         log.info(
             "%s has compute capability %d.%d (< %d.%d): no native bf16, precision auto is fp32",
-            device, major, minor, *NATIVE_BF16_CUDA_CAPABILITY,
-        )  # fmt: skip
+            device,
+            major,
+            minor,
+            *NATIVE_BF16_CUDA_CAPABILITY,
+        )
     return chosen
 
 

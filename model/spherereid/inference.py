@@ -90,8 +90,9 @@ def extract_features(
     layout = memory_format(device, effective)
     model.to(memory_format=layout)  # type: ignore[call-overload]  # outside inference_mode: see above
     with torch.inference_mode():
-        chunks = _embed_batches(model, images, transform, batch_size, device, flip, dtype, layout,
-                                progress, desc)  # fmt: skip
+        chunks = _embed_batches(
+            model, images, transform, batch_size, device, flip, dtype, layout, progress, desc
+        )
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(chunks).cpu().numpy().astype(np.float32, copy=False)

@@ -19,8 +19,20 @@ REDACTED = "REDACTED"
 # query keys (compared in lower case) that hold secrets: exactly, by prefix, or as a part of the key
 SECRET_KEYS = frozenset({"sig", "key", "pwd", "pass", "code"})
 SECRET_PREFIXES = ("x-amz-", "x-goog-")
-SECRET_PARTS = ("token", "secret", "password", "passwd", "signature", "credential", "auth", "apikey",
-                "api_key", "api-key", "access_key", "private")  # fmt: skip
+SECRET_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "credential",
+    "auth",
+    "apikey",
+    "api_key",
+    "api-key",
+    "access_key",
+    "private",
+)
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 

@@ -115,10 +115,22 @@ def _step_pair(precision: str):
         model = ReIDNet(**{**MODEL, "dropout": 0.0}).to(dev, memory_format=torch.channels_last)
         crit = build_loss(embedding_dim=256, num_classes=40, **LOSS).to(dev)
         crit.check_labels = False  # as fit() does after validating the dataset: no host read in the graph
-        opt = build_optimizer(list(model.parameters()) + list(crit.parameters()), lr=1e-3,
-                              weight_decay=5e-4, betas=(0.9, 0.999), device=dev, capturable=True)  # fmt: skip
-        step = TrainStep(model=model, criterion=crit, optimizer=opt, stats=EpochAccumulator(dev),
-                         precision=precision, cuda_graphs=graphs)  # fmt: skip
+        opt = build_optimizer(
+            list(model.parameters()) + list(crit.parameters()),
+            lr=1e-3,
+            weight_decay=5e-4,
+            betas=(0.9, 0.999),
+            device=dev,
+            capturable=True,
+        )
+        step = TrainStep(
+            model=model,
+            criterion=crit,
+            optimizer=opt,
+            stats=EpochAccumulator(dev),
+            precision=precision,
+            cuda_graphs=graphs,
+        )
         out.append((model, opt, step))
     return out
 
@@ -128,10 +140,12 @@ def test_graph_and_eager_steps_agree_and_lr_changes_reach_the_graph(precision):
     gen = torch.Generator(device="cuda").manual_seed(1)
     cl = torch.channels_last
     batches = [
-        (torch.randn(64, 3, 128, 64, device="cuda", generator=gen).contiguous(memory_format=cl),
-         torch.randint(0, 40, (64,), device="cuda", generator=gen))
+        (
+            torch.randn(64, 3, 128, 64, device="cuda", generator=gen).contiguous(memory_format=cl),
+            torch.randint(0, 40, (64,), device="cuda", generator=gen),
+        )
         for _ in range(8)
-    ]  # fmt: skip
+    ]
     (eager, _, eager_step), (graph, graph_opt, graph_step) = _step_pair(precision)
     start = torch.cat([p.detach().flatten() for p in eager.parameters()])
     for x, y in batches[:6]:  # 3 warm-up steps, the capture, 2 replays
@@ -209,13 +223,26 @@ def test_bf16_extraction_agrees_with_fp32_feature_by_feature_and_in_the_ranking(
     maps, feats = {}, {}
     for precision, batch in (("fp32", 128), ("bf16", 512)):
         q, g = (
-            extract_features(trained.model, splits[s].images, tf, batch_size=batch, device="cuda",
-                             precision=precision, progress=False)
+            extract_features(
+                trained.model,
+                splits[s].images,
+                tf,
+                batch_size=batch,
+                device="cuda",
+                precision=precision,
+                progress=False,
+            )
             for s in ("query", "gallery")
-        )  # fmt: skip
+        )
         feats[precision] = (q, g)
-        r = evaluate_features(q, g, splits["query"].pids, splits["gallery"].pids, splits["query"].camids,
-                              splits["gallery"].camids).to_dict()  # fmt: skip
+        r = evaluate_features(
+            q,
+            g,
+            splits["query"].pids,
+            splits["gallery"].pids,
+            splits["query"].camids,
+            splits["gallery"].camids,
+        ).to_dict()
         maps[precision] = r["mAP"]
     print(f"mAP fp32 {maps['fp32']:.4%} bf16 {maps['bf16']:.4%}")
     assert maps["fp32"] > 0.2  # the model learned something: the comparison means something

@@ -41,8 +41,17 @@ def test_train_stage_on_two_gpus_with_sync_batchnorm(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     out = tmp_path / "train"
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    argv = [*run, "-m", "spherereid.stages.train", "--params", str(params), "--prepared", str(prepared),
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        *run,
+        "-m",
+        "spherereid.stages.train",
+        "--params",
+        str(params),
+        "--prepared",
+        str(prepared),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "rank 1 of 2 on cuda:1 (nccl)" in done.stderr

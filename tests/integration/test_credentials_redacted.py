@@ -49,22 +49,63 @@ def test_stages_write_and_log_no_credential_of_the_tracking_uri(server, tmp_path
     work.mkdir()
     params = tiny_params(work, register={"min_rank1": 0.0, "min_map": 0.0})
     secret_uri = f"http://user:{SECRET}@127.0.0.1:{server.port}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": secret_uri, "SPHEREREID_LOG_LEVEL": "DEBUG",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "SPHEREREID_MLFLOW_RETRIES": "2"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": secret_uri,
+        "SPHEREREID_LOG_LEVEL": "DEBUG",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_MLFLOW_RETRIES": "2",
+    }
     log, out = tmp_path / "stages.log", work / "outputs"
     p, raw, prep = ("--params", params), work / "raw", work / "prepared"
     _stage("stages.synthesize", *p, "--out", raw, env=env, log=log, cwd=work)
-    _stage("stages.preprocess", *p, "--dataset", "synthetic", "--raw", raw, "--out", prep, env=env, log=log,
-           cwd=work)  # fmt: skip
+    _stage(
+        "stages.preprocess",
+        *p,
+        "--dataset",
+        "synthetic",
+        "--raw",
+        raw,
+        "--out",
+        prep,
+        env=env,
+        log=log,
+        cwd=work,
+    )
     _stage("stages.train", *p, "--prepared", prep, "--out", out / "train", env=env, log=log, cwd=work)
-    _stage("stages.evaluate", *p, "--prepared", prep, "--train", out / "train", "--out", out / "eval",
-           env=env, log=log, cwd=work)  # fmt: skip
-    registered = _stage("stages.register", *p, "--train", out / "train", "--eval", out / "eval", "--out",
-                        out / "register", "--prepared", prep, env=env, log=log, cwd=work)  # fmt: skip
+    _stage(
+        "stages.evaluate",
+        *p,
+        "--prepared",
+        prep,
+        "--train",
+        out / "train",
+        "--out",
+        out / "eval",
+        env=env,
+        log=log,
+        cwd=work,
+    )
+    registered = _stage(
+        "stages.register",
+        *p,
+        "--train",
+        out / "train",
+        "--eval",
+        out / "eval",
+        "--out",
+        out / "register",
+        "--prepared",
+        prep,
+        env=env,
+        log=log,
+        cwd=work,
+    )
     assert "registered spherereid-synthetic version 1" in registered
     no_env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
-    replayed = _stage("tracking.spool", "replay", out / "train" / "checkpoints" / "spool", env=no_env,
-                      log=log, cwd=work)  # fmt: skip
+    replayed = _stage(
+        "tracking.spool", "replay", out / "train" / "checkpoints" / "spool", env=no_env, log=log, cwd=work
+    )
     assert f"to http://127.0.0.1:{server.port}:" in replayed  # the redacted URI still connects
 
     text = log.read_text()

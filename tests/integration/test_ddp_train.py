@@ -34,14 +34,28 @@ def _params(tmp_path: Path, epochs: int) -> Path:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return {**env, "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-            "MLFLOW_DISABLE_TELEMETRY": "true", "SPHEREREID_DIST_TIMEOUT_S": "60"}  # fmt: skip
+    return {
+        **env,
+        "OMP_NUM_THREADS": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_DIST_TIMEOUT_S": "60",
+    }
 
 
 def _torchrun(params: Path, prepared: Path, out: Path) -> list[str]:
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    return [*run, "-m", "spherereid.stages.train", "--params", str(params), "--prepared", str(prepared),
-            "--out", str(out)]  # fmt: skip
+    return [
+        *run,
+        "-m",
+        "spherereid.stages.train",
+        "--params",
+        str(params),
+        "--prepared",
+        str(prepared),
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +90,10 @@ def test_two_ranks_train_then_the_model_evaluates_and_registers(prepared, tmp_pa
     experiment = store.get_experiment_by_name("spherereid-synthetic")
     assert len(store.search_runs([experiment.experiment_id])) == 1, "one MLflow run, not two"
     ev, reg = tmp_path / "ev", tmp_path / "reg"
-    stages = {"evaluate": ["--prepared", str(prepared), "--train", str(out), "--out", str(ev)],
-              "register": ["--train", str(out), "--eval", str(ev), "--out", str(reg)]}  # fmt: skip
+    stages = {
+        "evaluate": ["--prepared", str(prepared), "--train", str(out), "--out", str(ev)],
+        "register": ["--train", str(out), "--eval", str(ev), "--out", str(reg)],
+    }
     for stage, extra in stages.items():
         argv = [sys.executable, "-m", f"spherereid.stages.{stage}", "--params", str(params), *extra]
         step = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
@@ -85,8 +101,17 @@ def test_two_ranks_train_then_the_model_evaluates_and_registers(prepared, tmp_pa
     assert (ev / "metrics.json").is_file() and any(reg.iterdir())
     # a changed process count resumes too: one process continues the 2-rank checkpoint for a 4th epoch
     more = _params(tmp_path, epochs=4)
-    argv = [sys.executable, "-m", "spherereid.stages.train", "--params", str(more),
-            "--prepared", str(prepared), "--out", str(out)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "spherereid.stages.train",
+        "--params",
+        str(more),
+        "--prepared",
+        str(prepared),
+        "--out",
+        str(out),
+    ]
     alone = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert "resuming from" in alone.stderr and "after epoch 3" in alone.stderr
@@ -109,8 +134,13 @@ def _rank_pids(root: psutil.Process) -> dict[int, int]:
 def test_killing_one_rank_mid_epoch_stops_the_run_and_a_restart_resumes(prepared, tmp_path):
     params, out, env = _params(tmp_path, epochs=40), tmp_path / "train", _env(tmp_path)
     ckpt = out / "checkpoints" / "last.pt"
-    proc = subprocess.Popen(_torchrun(params, prepared, out), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _torchrun(params, prepared, out),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:

@@ -30,11 +30,16 @@ def repo(tmp_path_factory):
     params["datasets"] = ["synthetic", "synthetic_b"]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
-        **os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true",
-        "SPHEREREID_LOG_LEVEL": "WARNING", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-    }  # fmt: skip
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_LOG_LEVEL": "WARNING",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
@@ -112,10 +117,21 @@ def test_kfp_local_gives_the_dvc_matrix(repo, tmp_path):
 
     dest, env = repo
     uri = f"sqlite:///{tmp_path / 'kfp-mlflow.db'}"
-    kfp_env = {**env, "MLFLOW_TRACKING_URI": uri,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))}  # fmt: skip
-    cmd = [sys.executable, "-m", "pipeline", "run-local", "--params", str(dest / "params.yaml"),
-           "--out", str(tmp_path / "kfp")]  # fmt: skip
+    kfp_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")])),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run-local",
+        "--params",
+        str(dest / "params.yaml"),
+        "--out",
+        str(tmp_path / "kfp"),
+    ]
     proc = subprocess.run(cmd, cwd=dest, env=kfp_env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads(proc.stdout)

@@ -151,10 +151,25 @@ def test_second_repro_is_a_no_op_and_metrics_show_works(repo):
 def test_kfp_local_run_gives_the_same_numbers_as_the_dvc_path(repo, tmp_path):
     """Same params and seed through kfp.local (the KFP path) -> the same metrics as `dvc repro`."""
     dest, env = repo
-    kfp_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'kfp-mlflow.db'}",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}  # fmt: skip
-    proc = _run([sys.executable, "-m", "pipeline", "run-local", "--params", str(dest / "params.yaml"),
-                 "--out", str(tmp_path / "kfp")], ROOT, kfp_env)  # fmt: skip
+    kfp_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'kfp-mlflow.db'}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    }
+    proc = _run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run-local",
+            "--params",
+            str(dest / "params.yaml"),
+            "--out",
+            str(tmp_path / "kfp"),
+        ],
+        ROOT,
+        kfp_env,
+    )
     kfp_metrics = json.loads(proc.stdout)["synthetic"]["metrics"]
     dvc_metrics = json.loads((dest / "outputs" / "synthetic" / "eval" / "metrics.json").read_text())
     for key in (

@@ -33,10 +33,15 @@ def _scratch_repo(dest: Path) -> dict[str, str]:
             shutil.copy2(ROOT / rel, dest / rel)
     tiny_params(dest, register={"min_rank1": 0.0, "min_map": 0.0})
     env = {
-        **os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",
-        "SPHEREREID_LOG_LEVEL": "WARNING", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-    }  # fmt: skip
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_LOG_LEVEL": "WARNING",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_BASELINE_REV", "DVC_EXP_NAME"):
         env.pop(name, None)  # the default store: <repo>/mlflow.db
     commit = [["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]]
@@ -64,8 +69,22 @@ def test_queued_and_temp_experiments_log_runs_and_versions_to_the_repository_sto
     dest.mkdir()
     env = _scratch_repo(dest)
     for name, epochs in EXPERIMENTS.items():
-        _run(["dvc", "exp", "run", "--queue", "--name", name, "-S", "model.backbone=tiny",
-              "-S", f"train.epochs={epochs}"], dest, env)  # fmt: skip
+        _run(
+            [
+                "dvc",
+                "exp",
+                "run",
+                "--queue",
+                "--name",
+                name,
+                "-S",
+                "model.backbone=tiny",
+                "-S",
+                f"train.epochs={epochs}",
+            ],
+            dest,
+            env,
+        )
     try:
         _run(["dvc", "queue", "start"], dest, env)
         status = _wait_for_queue(dest, env)

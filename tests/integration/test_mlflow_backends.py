@@ -49,9 +49,10 @@ def test_runs_and_artifacts_land_in_the_store_the_id_names_and_outlive_a_restart
     c.log_artifact(run, str(note), artifact_path="notes")
 
     assert run in stored_run_ids(server.store.backend_store_uri)
-    assert any(p.endswith(f"{run}/artifacts/notes/note.txt") for p in stored_artifacts(
-        server.store.artifacts_destination, moto_s3
-    ))  # fmt: skip
+    assert any(
+        p.endswith(f"{run}/artifacts/notes/note.txt")
+        for p in stored_artifacts(server.store.artifacts_destination, moto_s3)
+    )
 
     server.kill()
     server.start()

@@ -23,18 +23,22 @@ def _train_and_register(tmp_path: Path, make_train_dir, name: str, m_ap: float, 
     train_dir, eval_dir = tmp_path / name / "train", tmp_path / name / "eval"
     make_train_dir(train_dir, seed=seed)
     ref = tracking.start_or_resume_run(
-        train_dir / "mlflow_run.json", experiment="spherereid-toy", run_name=name,
+        train_dir / "mlflow_run.json",
+        experiment="spherereid-toy",
+        run_name=name,
         params={"model": {"seed": seed}},
         tags={"dataset": "toy", "params_hash": f"ph{seed}", "git_commit": "gc"},
-    )  # fmt: skip
+    )
     eval_dir.mkdir(parents=True)
     (eval_dir / "metrics.json").write_text(json.dumps({**METRICS, "mAP": m_ap}))
     chain = ImageChain(stored_size=(36, 18), input_size=(32, 16), flip=True)
     (eval_dir / "chain.json").write_text(json.dumps(chain.to_dict()))
     res = register_stage.run(
-        train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / name / "reg",
+        train_dir=train_dir,
+        eval_dir=eval_dir,
+        out_dir=tmp_path / name / "reg",
         register=RegisterConfig(min_rank1=0.5, min_map=0.3, promotion="best"),
-    )  # fmt: skip
+    )
     return ref, res
 
 

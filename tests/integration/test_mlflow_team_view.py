@@ -26,9 +26,12 @@ def _trained_and_evaluated(tmp_path, make_train_dir):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     make_train_dir(train_dir, seed=0)
     ref = tracking.start_or_resume_run(
-        train_dir / "mlflow_run.json", experiment="spherereid-toy", run_name="toy",
-        params={"model.backbone": "tiny"}, tags={"dataset": "toy"},
-    )  # fmt: skip
+        train_dir / "mlflow_run.json",
+        experiment="spherereid-toy",
+        run_name="toy",
+        params={"model.backbone": "tiny"},
+        tags={"dataset": "toy"},
+    )
     tracking.log_metrics(ref, {"loss": 5.3, "accuracy": 0.01, "lr": 5e-5, "images_per_second": 99.0}, step=0)
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps({**EVALUATED, "protocol": "market"}))

@@ -26,8 +26,14 @@ from spherereid.tracking import client as mlflow_client
 from spherereid.tracking import runs as tracking
 
 CHAIN = ImageChain(STORED, CROP, flip=True)
-METRICS = {"rank1": 0.8, "mAP": 0.6, "mAP_official": 0.55, "mINP": 0.3, "num_valid_queries": 8.0,
-           "num_queries": 8.0}  # fmt: skip
+METRICS = {
+    "rank1": 0.8,
+    "mAP": 0.6,
+    "mAP_official": 0.55,
+    "mINP": 0.3,
+    "num_valid_queries": 8.0,
+    "num_queries": 8.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +59,13 @@ def store(tmp_path, monkeypatch, empty_db):
 def _inputs(tmp_path, make_train_dir):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     net = make_train_dir(train_dir)
-    tracking.start_or_resume_run(train_dir / "mlflow_run.json", experiment="spherereid-toy", run_name="toy",
-                                 params={"model.backbone": "tiny"}, tags={"dataset": "toy"})  # fmt: skip
+    tracking.start_or_resume_run(
+        train_dir / "mlflow_run.json",
+        experiment="spherereid-toy",
+        run_name="toy",
+        params={"model.backbone": "tiny"},
+        tags={"dataset": "toy"},
+    )
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps({**METRICS, "protocol": "market"}))
     (eval_dir / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
@@ -77,8 +88,9 @@ def test_register_logs_the_onnx_flavor_with_parity_tags_and_it_loads_and_predict
 
     train_dir, eval_dir, net = _inputs(tmp_path, make_train_dir)
     cfg = RegisterConfig(min_rank1=0.5, min_map=0.3, export_onnx=True)
-    res = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg,
-                             prepared_dir=prepared)  # fmt: skip
+    res = register_stage.run(
+        train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg, prepared_dir=prepared
+    )
     client = mlflow_client.client(store)
     mv = client.get_model_version(res.name, str(res.version))
     tags = mv.tags
@@ -127,8 +139,18 @@ def test_a_failed_parity_check_fails_the_stage_in_one_line_and_registers_nothing
     from fixtures.deploy import ROOT
 
     params.write_text((ROOT / "params.yaml").read_text().replace("export_onnx: false", "export_onnx: true"))
-    argv = ["--params", str(params), "--train", str(train_dir), "--eval", str(eval_dir), "--out",
-            str(tmp_path / "reg"), "--prepared", str(prepared)]  # fmt: skip
+    argv = [
+        "--params",
+        str(params),
+        "--train",
+        str(train_dir),
+        "--eval",
+        str(eval_dir),
+        "--out",
+        str(tmp_path / "reg"),
+        "--prepared",
+        str(prepared),
+    ]
     assert register_stage.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: parity check 'cosine' failed at batch size 1")
@@ -141,10 +163,23 @@ def test_a_failed_parity_check_fails_the_stage_in_one_line_and_registers_nothing
 
 
 INT8_FIGURES = (
-    "rank1_fp32", "rank1_int8", "map_fp32", "map_int8", "rank1_difference_points", "map_difference_points",
-    "top1_agreement", "mean_cosine", "min_cosine", "budget_points", "fp32_images_per_s", "int8_images_per_s",
-    "speedup", "batch", "cpu", "calibration_images",
-)  # fmt: skip
+    "rank1_fp32",
+    "rank1_int8",
+    "map_fp32",
+    "map_int8",
+    "rank1_difference_points",
+    "map_difference_points",
+    "top1_agreement",
+    "mean_cosine",
+    "min_cosine",
+    "budget_points",
+    "fp32_images_per_s",
+    "int8_images_per_s",
+    "speedup",
+    "batch",
+    "cpu",
+    "calibration_images",
+)
 
 
 def test_register_with_int8_logs_it_and_records_its_parity_and_speed_on_the_version_and_card(
@@ -156,8 +191,9 @@ def test_register_with_int8_logs_it_and_records_its_parity_and_speed_on_the_vers
     cfg = RegisterConfig(
         min_rank1=0.0, min_map=0.0, export_onnx=True, onnx_quantize="int8", onnx_int8_budget=100.0
     )
-    res = register_stage.run(train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg,
-                             prepared_dir=prepared)  # fmt: skip
+    res = register_stage.run(
+        train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg", register=cfg, prepared_dir=prepared
+    )
     client = mlflow_client.client(store)
     mv = client.get_model_version(res.name, str(res.version))
     tags = mv.tags
@@ -191,8 +227,18 @@ def test_an_int8_budget_violation_fails_the_stage_in_one_line_and_registers_noth
     text = (ROOT / "params.yaml").read_text().replace("export_onnx: false", "export_onnx: true")
     text = text.replace("onnx_quantize: none", "onnx_quantize: int8")
     params.write_text(text.replace("onnx_int8_budget: 0.5", "onnx_int8_budget: 0.0"))
-    argv = ["--params", str(params), "--train", str(train_dir), "--eval", str(eval_dir), "--out",
-            str(tmp_path / "reg"), "--prepared", str(prepared)]  # fmt: skip
+    argv = [
+        "--params",
+        str(params),
+        "--train",
+        str(train_dir),
+        "--eval",
+        str(eval_dir),
+        "--out",
+        str(tmp_path / "reg"),
+        "--prepared",
+        str(prepared),
+    ]
     assert register_stage.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: int8 parity budget exceeded: rank-1 ")

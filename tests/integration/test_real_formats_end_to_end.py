@@ -96,9 +96,13 @@ def test_cuhk03_classic_split_is_evaluated_single_gallery_shot(tmp_path, mlflow_
     (raw / "cuhk03_release").mkdir(parents=True)
     cuhk03.write_cuhk03_mat(raw / "cuhk03_release" / "cuhk-03.mat")
     data = dataclasses.replace(
-        DataConfig(), stored_height=36, stored_width=18, cuhk03_labels="labeled", cuhk03_protocol="classic",
+        DataConfig(),
+        stored_height=36,
+        stored_width=18,
+        cuhk03_labels="labeled",
+        cuhk03_protocol="classic",
         workers=1,
-    )  # fmt: skip
+    )
     preprocess.run(dataset="cuhk03", raw_dir=raw, out_dir=tmp_path / "prepared", data=data)
     prepared = PreparedSet(tmp_path / "prepared")
     assert prepared.protocol["name"] == "cuhk03-classic"

@@ -401,8 +401,13 @@ def test_summary_reports_metrics_registration_and_unreadable_files_without_a_tra
     (ok / "eval" / "metrics.json").write_text(json.dumps(metrics))
     (ok / "register").mkdir()
     page = "http://127.0.0.1:5000/#/experiments/1/models?workflowType=machine_learning"
-    reg = {"name": "spherereid-ok", "version": 3, "aliases": ["challenger"], "passed_gate": True,
-           "mlflow_ui": {"models": page}}  # fmt: skip
+    reg = {
+        "name": "spherereid-ok",
+        "version": 3,
+        "aliases": ["challenger"],
+        "passed_gate": True,
+        "mlflow_ui": {"models": page},
+    }
     (ok / "register" / "registration.json").write_text(json.dumps(reg))
     (cut / "eval").mkdir(parents=True)
     (cut / "eval" / "metrics.json").write_text('{"rank1": 0.5, "mA')  # a killed evaluate stage

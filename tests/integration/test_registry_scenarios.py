@@ -203,10 +203,19 @@ def test_a_new_dataset_version_keeps_the_champion_says_what_to_do_and_promote_mo
     assert "new dataset version" in reg["reason"]
     assert f"spherereid promote --name {NAME} --version {reg['version']} --reason TEXT" in reg["reason"]
     proc = _run(
-        [str(BIN / "spherereid"), "promote", "--name", NAME, "--version", str(reg["version"]),
-         "--reason", "new synthetic data"],
-        dest, {**env, "SPHEREREID_USER": "dana"},
-    )  # fmt: skip
+        [
+            str(BIN / "spherereid"),
+            "promote",
+            "--name",
+            NAME,
+            "--version",
+            str(reg["version"]),
+            "--reason",
+            "new synthetic data",
+        ],
+        dest,
+        {**env, "SPHEREREID_USER": "dana"},
+    )
     assert f"is now champion (was version {champion}); by dana: new synthetic data" in proc.stdout
     c = _client(env)
     assert int(c.get_registered_model(NAME).aliases["champion"]) == reg["version"]
@@ -217,8 +226,12 @@ def test_a_new_dataset_version_keeps_the_champion_says_what_to_do_and_promote_mo
 @pytest.mark.slow
 def test_a_pull_on_another_machine_has_nothing_to_rerun(repo, moto_s3, tmp_path):
     dest, env = repo
-    s3_env = {**env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-              "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    s3_env = {
+        **env,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     moto_s3.client().create_bucket(Bucket="dvc-store")
     _run(["dvc", "remote", "add", "-d", "store", "s3://dvc-store/repo"], dest, s3_env)
     _run(["dvc", "remote", "modify", "store", "endpointurl", moto_s3.endpoint], dest, s3_env)
@@ -233,6 +246,11 @@ def test_a_pull_on_another_machine_has_nothing_to_rerun(repo, moto_s3, tmp_path)
     _run(["dvc", "pull"], clone, s3_env)
     status = _run(["dvc", "status"], clone, s3_env).stdout
     assert "Data and pipelines are up to date." in status, status
-    for rel in ("train/mlflow_run.json", "train/checkpoints/last.pt", "register/registration.json",
-                "eval/chain.json", "train/model.pt"):  # fmt: skip
+    for rel in (
+        "train/mlflow_run.json",
+        "train/checkpoints/last.pt",
+        "register/registration.json",
+        "eval/chain.json",
+        "train/model.pt",
+    ):
         assert (clone / OUT / rel).is_file(), rel

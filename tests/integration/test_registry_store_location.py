@@ -20,9 +20,16 @@ def test_register_a_logged_model_of_a_store_outside_the_working_directory(tmp_pa
     run_id = c.create_run(exp).info.run_id
     model = c.create_logged_model(exp, source_run_id=run_id, name="reid")
     res = registry.register_and_gate(
-        name="m", model_uri=f"models:/{model.model_id}", run_id=run_id, metrics={"rank1": 0.9, "mAP": 0.8},
-        dataset_hash="h", min_rank1=0.0, min_map=0.0, tags={}, tracking_uri=uri,
-    )  # fmt: skip
+        name="m",
+        model_uri=f"models:/{model.model_id}",
+        run_id=run_id,
+        metrics={"rank1": 0.9, "mAP": 0.8},
+        dataset_hash="h",
+        min_rank1=0.0,
+        min_map=0.0,
+        tags={},
+        tracking_uri=uri,
+    )
     assert res.version == 1
     version = c.get_model_version("m", "1")
     assert version.run_id == run_id and model.model_id in version.source

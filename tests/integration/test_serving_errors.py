@@ -28,16 +28,21 @@ def _registered_champion(tmp_path: Path, make_train_dir, monkeypatch):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     net = make_train_dir(train_dir)
     tracking.start_or_resume_run(
-        train_dir / "mlflow_run.json", experiment="spherereid-toy", run_name="toy",
-        params={"model.backbone": "tiny"}, tags={"dataset": "toy"},
-    )  # fmt: skip
+        train_dir / "mlflow_run.json",
+        experiment="spherereid-toy",
+        run_name="toy",
+        params={"model.backbone": "tiny"},
+        tags={"dataset": "toy"},
+    )
     eval_dir.mkdir()
     (eval_dir / "metrics.json").write_text(json.dumps({"rank1": 0.9, "mAP": 0.7}))
     (eval_dir / "chain.json").write_text(json.dumps(CHAIN.to_dict()))
     res = register_stage.run(
-        train_dir=train_dir, eval_dir=eval_dir, out_dir=tmp_path / "reg",
+        train_dir=train_dir,
+        eval_dir=eval_dir,
+        out_dir=tmp_path / "reg",
         register=RegisterConfig(min_rank1=0.5, min_map=0.3),
-    )  # fmt: skip
+    )
     return f"models:/{res.name}@champion", uri, net
 
 

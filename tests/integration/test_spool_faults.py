@@ -78,12 +78,28 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 def test_a_rerun_after_the_store_was_removed_sets_the_lost_runs_records_aside(tmp_path):
     db = tmp_path / "mlflow.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONPATH": str(ROOT / "model"),
-           "SPHEREREID_SPOOL_CLOSE_S": "60", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{db}",
+        "PYTHONPATH": str(ROOT / "model"),
+        "SPHEREREID_SPOOL_CLOSE_S": "60",
+        "OMP_NUM_THREADS": "1",
+    }
     params = tiny_params(tmp_path)
-    for args in (["synthesize", "--params", str(params), "--out", "raw"],
-                 ["preprocess", "--params", str(params), "--dataset", "synthetic", "--raw", "raw",
-                  "--out", "prepared"]):  # fmt: skip
+    for args in (
+        ["synthesize", "--params", str(params), "--out", "raw"],
+        [
+            "preprocess",
+            "--params",
+            str(params),
+            "--dataset",
+            "synthetic",
+            "--raw",
+            "raw",
+            "--out",
+            "prepared",
+        ],
+    ):
         assert _cli(args, tmp_path, env).returncode == 0
     train = ["train", "--params", str(params), "--prepared", "prepared", "--out", "train"]
     first = _cli(train, tmp_path, env)
@@ -149,14 +165,23 @@ CHILD = textwrap.dedent(
 
 def test_sigterm_while_the_tracking_server_is_down_exits_143_and_keeps_the_records(tmp_path):
     srv = LocalMlflowServer(tmp_path / "mlflow").start()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": srv.uri, "PYTHONPATH": str(ROOT / "model"),
-           "SPHEREREID_TERM_GRACE_S": "300", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": srv.uri,
+        "PYTHONPATH": str(ROOT / "model"),
+        "SPHEREREID_TERM_GRACE_S": "300",
+        "OMP_NUM_THREADS": "1",
+    }
     out = tmp_path / "train"
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, TESTS, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+            [sys.executable, "-c", CHILD, TESTS, str(out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert proc.stdout.readline().strip() == "epoch 1", proc.stderr.read()
         srv.kill()
         proc.stdin.write("go\n")

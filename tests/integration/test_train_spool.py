@@ -32,9 +32,13 @@ def server(tmp_path, monkeypatch):
 
 def _logger(out: Path, epochs: int) -> TrainRunLogger:
     return TrainRunLogger(
-        run_file=out / "mlflow_run.json", checkpoint_run_file=out / "checkpoints" / "mlflow_run.json",
-        prepared_dir=out, dataset="tiny", fingerprint="f" * 16, config=_fit_config(epochs),
-    )  # fmt: skip
+        run_file=out / "mlflow_run.json",
+        checkpoint_run_file=out / "checkpoints" / "mlflow_run.json",
+        prepared_dir=out,
+        dataset="tiny",
+        fingerprint="f" * 16,
+        config=_fit_config(epochs),
+    )
 
 
 def _train(out: Path, logger: TrainRunLogger, on_epoch=None):

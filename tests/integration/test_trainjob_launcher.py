@@ -91,8 +91,16 @@ def test_multi_node_train_shares_the_prepared_set_and_submits_the_stage_command(
         launcher.custom.create_namespaced_custom_object = lambda *a, **k: (
             submitted.append(a[-1]) or real_create(*a, **k)
         )
-        train_scaled(scale, prepared_dir=prepared, out_dir=out, sections=sections, dataset="market1501",
-                     run_id=RUN_ID, launcher=launcher, poll_s=0.05)  # fmt: skip
+        train_scaled(
+            scale,
+            prepared_dir=prepared,
+            out_dir=out,
+            sections=sections,
+            dataset="market1501",
+            run_id=RUN_ID,
+            launcher=launcher,
+            poll_s=0.05,
+        )
     (job,) = submitted
     assert job["metadata"]["name"] == job_name(RUN_ID, "market1501")
     command = job["spec"]["trainer"]["command"]
@@ -104,5 +112,12 @@ def test_multi_node_train_shares_the_prepared_set_and_submits_the_stage_command(
     assert params["sampler"] == {"p": 8, "k": 4, "batch_size": 32, "type": "balanced"}
     assert params["train"]["epochs"] == 2
     with pytest.raises(LaunchError, match="not on the shared volume"):
-        train_scaled(scale, prepared_dir=prepared, out_dir=tmp_path / "elsewhere", sections=sections,
-                     dataset="market1501", run_id=RUN_ID, launcher=launcher)  # fmt: skip
+        train_scaled(
+            scale,
+            prepared_dir=prepared,
+            out_dir=tmp_path / "elsewhere",
+            sections=sections,
+            dataset="market1501",
+            run_id=RUN_ID,
+            launcher=launcher,
+        )

@@ -21,10 +21,29 @@ EXECUTORS = (
 def compiled(tmp_path_factory):
     """(pipeline spec, kubernetes executors) compiled through the CLI with every cluster flag."""
     out = tmp_path_factory.mktemp("c") / "p.yaml"
-    argv = ["compile", "--image", IMAGE, "--out", str(out), "--params", str(ROOT / "params.yaml"),
-            "--image-pull-secret", "regcred", "--image-pull-secret", "mirror", "--train-timeout", "90000",
-            "--task-timeout", "1800", "--ttl", "86400", "--deadline", "172800",
-            "--checkpoint-pvc", "ckpt"]  # fmt: skip
+    argv = [
+        "compile",
+        "--image",
+        IMAGE,
+        "--out",
+        str(out),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--image-pull-secret",
+        "regcred",
+        "--image-pull-secret",
+        "mirror",
+        "--train-timeout",
+        "90000",
+        "--task-timeout",
+        "1800",
+        "--ttl",
+        "86400",
+        "--deadline",
+        "172800",
+        "--checkpoint-pvc",
+        "ckpt",
+    ]
     assert main(argv) == 0
     spec, platform = list(yaml.safe_load_all(out.read_text()))
     return spec, platform

@@ -242,9 +242,23 @@ def test_compile_cli_bad_params_file_is_one_line(tmp_path, capsys):
 
 def test_compile_cli_cluster_flags(tmp_path, capsys):
     out = tmp_path / "p.yaml"
-    argv = ["compile", "--image", IMAGE, "--out", str(out), "--params", str(ROOT / "params.yaml"),
-            "--gpus", "0", "--env", "MLFLOW_TRACKING_URI=http://mlflow.team:5000", "--secret", "team-creds",
-            "--checkpoint-pvc", "ckpt"]  # fmt: skip
+    argv = [
+        "compile",
+        "--image",
+        IMAGE,
+        "--out",
+        str(out),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--gpus",
+        "0",
+        "--env",
+        "MLFLOW_TRACKING_URI=http://mlflow.team:5000",
+        "--secret",
+        "team-creds",
+        "--checkpoint-pvc",
+        "ckpt",
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == f"compiled {out} for image {IMAGE}"
     spec, platform = list(yaml.safe_load_all(out.read_text()))

@@ -78,8 +78,9 @@ def test_the_summary_collects_every_cells_evaluation(compiled):
     summary = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["ablation-summary"]
     assert summary["dependentTasks"] == ["for-loop-2"]
     assert summary["inputs"]["artifacts"]["evaluations"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "pipelinechannel--evaluate-evaluation", "producerTask": "for-loop-2"
-    }  # fmt: skip
+        "outputArtifactKey": "pipelinechannel--evaluate-evaluation",
+        "producerTask": "for-loop-2",
+    }
     assert summary["inputs"]["parameters"]["cells"] == {"componentInputParameter": "pipelinechannel--cells"}
     component = spec["components"]["comp-ablation-summary"]
     assert component["inputDefinitions"]["artifacts"]["evaluations"]["isArtifactList"] is True
@@ -180,9 +181,14 @@ def test_the_summary_component_writes_the_clis_tables_in_grid_order(tmp_path):
     assert [r["rank1"] for r in records] == [0.25, 0.125]  # the first cell was collected second
     assert [r["run_id"] for r in records] == ["r1", "r0"]
     assert records[1] == {
-        "cell": "A-sphere-nowarmup-balanced", "head": "A", "loss": "sphere", "warmup": "off",
-        "sampler": "balanced", **{m: 0.125 for m in METRICS}, "run_id": "r0",
-    }  # fmt: skip
+        "cell": "A-sphere-nowarmup-balanced",
+        "head": "A",
+        "loss": "sphere",
+        "warmup": "off",
+        "sampler": "balanced",
+        **{m: 0.125 for m in METRICS},
+        "run_id": "r0",
+    }
     md = (tmp_path / "report.md").read_text()
     assert md == (tmp_path / "ablation" / "ablation.md").read_text() == to_markdown(records)
     assert (tmp_path / "ablation" / "ablation.png").stat().st_size > 1000

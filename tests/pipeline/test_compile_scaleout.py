@@ -90,8 +90,19 @@ def test_two_nodes_of_eight_gpus_submit_a_trainjob_from_a_small_task(tmp_path):
 def test_several_nodes_without_a_shared_volume_is_refused(tmp_path, capsys):
     with pytest.raises(PipelineError, match="--checkpoint-pvc"):
         ClusterSettings(nodes=2, gpus_per_node=8)
-    argv = ["compile", "--image", IMAGE, "--out", str(tmp_path / "p.yaml"), "--params",
-            str(ROOT / "params.yaml"), "--nodes", "2", "--gpus", "8"]  # fmt: skip
+    argv = [
+        "compile",
+        "--image",
+        IMAGE,
+        "--out",
+        str(tmp_path / "p.yaml"),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--nodes",
+        "2",
+        "--gpus",
+        "8",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--checkpoint-pvc" in err
@@ -99,9 +110,23 @@ def test_several_nodes_without_a_shared_volume_is_refused(tmp_path, capsys):
 
 def test_cli_flags_reach_the_compiled_plan(tmp_path):
     out = tmp_path / "p.yaml"
-    argv = ["compile", "--image", IMAGE, "--out", str(out), "--params", str(ROOT / "params.yaml"),
-            "--nodes", "3", "--gpus", "2", "--checkpoint-pvc", "rwx",
-            "--trainjob-runtime", "torch-custom"]  # fmt: skip
+    argv = [
+        "compile",
+        "--image",
+        IMAGE,
+        "--out",
+        str(out),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--nodes",
+        "3",
+        "--gpus",
+        "2",
+        "--checkpoint-pvc",
+        "rwx",
+        "--trainjob-runtime",
+        "torch-custom",
+    ]
     assert main(argv) == 0
     spec = next(yaml.safe_load_all(out.read_text()))
     params = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["train"]["inputs"]["parameters"]

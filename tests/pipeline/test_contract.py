@@ -23,8 +23,12 @@ from spherereid.config import SECTIONS, TRAIN_SECTIONS, FitConfig, load_params
 ROOT = Path(__file__).resolve().parents[2]
 SECTION_OF = {cls: name for name, cls in SECTIONS.items()}
 # component -> the stage modules whose run() it calls
-CALLS = {"preprocess": ("preprocess", "synthesize"), "train": ("train",), "evaluate": ("evaluate",),
-         "register": ("register",)}  # fmt: skip
+CALLS = {
+    "preprocess": ("preprocess", "synthesize"),
+    "train": ("train",),
+    "evaluate": ("evaluate",),
+    "register": ("register",),
+}
 
 
 def _stage(name: str):
@@ -130,8 +134,11 @@ def _artifact(cls, path: Path, metadata=None):
 
 def _struct_params():
     params = load_params(ROOT / "params.yaml")
-    raw = {f.name: _as_struct(dataclasses.asdict(getattr(params, f.name))) for f in dataclasses.fields(params)
-           if dataclasses.is_dataclass(getattr(params, f.name))}  # fmt: skip
+    raw = {
+        f.name: _as_struct(dataclasses.asdict(getattr(params, f.name)))
+        for f in dataclasses.fields(params)
+        if dataclasses.is_dataclass(getattr(params, f.name))
+    }
     return params, raw
 
 
@@ -149,9 +156,13 @@ def test_preprocess_component_calls_run_with_the_params(tmp_path, monkeypatch):
     prepared = _artifact(dsl.Dataset, tmp_path / "prepared")
     report = _artifact(dsl.Markdown, tmp_path / "report.md")
     _component("preprocess").python_func(
-        dataset="market1501", data=raw["data"], synthetic=raw["synthetic"], prepared=prepared, report=report,
+        dataset="market1501",
+        data=raw["data"],
+        synthetic=raw["synthetic"],
+        prepared=prepared,
+        report=report,
         raw_root=str(tmp_path / "raw"),
-    )  # fmt: skip
+    )
     (call,) = rec.calls
     assert call["data"] == params.data and call["dataset"] == "market1501"
     assert Path(call["raw_dir"]) == tmp_path / "raw" / "market1501"
@@ -194,8 +205,14 @@ def test_train_component_calls_run_with_the_params(tmp_path, monkeypatch):
     assert call["config"] == FitConfig.from_params(params)
     assert type(call["config"].train.epochs) is int
     assert Path(call["out_dir"]) == tmp_path / "trained"
-    assert trained.metadata == {"dataset": "synthetic", "revision": "c0ffee", "data_hash": "h", "epochs": 3,
-                                "final_loss": 0.5, "mlflow_run_id": "r1"}  # fmt: skip
+    assert trained.metadata == {
+        "dataset": "synthetic",
+        "revision": "c0ffee",
+        "data_hash": "h",
+        "epochs": 3,
+        "final_loss": 0.5,
+        "mlflow_run_id": "r1",
+    }
     # the pod has no dvc.lock: the raw data's DVC hash and revision reach the MLflow run as tags
     assert tagged == [("r1", {"dvc_data_hash": "h", "data_revision": "c0ffee"})]
 
@@ -217,9 +234,11 @@ def test_train_component_with_a_checkpoint_dir_trains_there_and_copies_without_c
     _record_tags(monkeypatch)
     trained = _artifact(dsl.Model, tmp_path / "trained")
     _component("train").python_func(
-        prepared=_artifact(dsl.Dataset, tmp_path / "p"), trained=trained,
-        checkpoint_dir=str(tmp_path / "pvc"), **{n: raw[n] for n in TRAIN_SECTIONS},
-    )  # fmt: skip
+        prepared=_artifact(dsl.Dataset, tmp_path / "p"),
+        trained=trained,
+        checkpoint_dir=str(tmp_path / "pvc"),
+        **{n: raw[n] for n in TRAIN_SECTIONS},
+    )
     assert (tmp_path / "pvc" / "checkpoints" / "last.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == ["mlflow_run.json", "model.pt"]
 
@@ -244,10 +263,15 @@ def test_evaluate_component_logs_every_metric_and_embeds_the_figures(tmp_path, m
     cell = {"cell": "A-sphere-warmup-balanced", "head": "A", "loss": "sphere", "warmup": "on", "sampler": "x"}
     rank1, m_ap, gate, reason = _component("evaluate").python_func(
         prepared=_artifact(dsl.Dataset, tmp_path / "p", {"dataset": "synthetic"}),
-        trained=_artifact(dsl.Model, tmp_path / "t", {"mlflow_run_id": "r7"}), evaluate=raw["evaluate"],
-        transform=raw["transform"], evaluation=evaluation, metrics=metrics, report=report,
-        register={**raw["register"], "min_rank1": 0.8, "min_map": 0.3}, cell=cell,
-    )  # fmt: skip
+        trained=_artifact(dsl.Model, tmp_path / "t", {"mlflow_run_id": "r7"}),
+        evaluate=raw["evaluate"],
+        transform=raw["transform"],
+        evaluation=evaluation,
+        metrics=metrics,
+        report=report,
+        register={**raw["register"], "min_rank1": 0.8, "min_map": 0.3},
+        cell=cell,
+    )
     # what the ablation summary matches collected evaluations by (the main pipeline passes no cell)
     assert evaluation.metadata == {"dataset": "synthetic", "mlflow_run_id": "r7", **cell}
     # the gate's verdict as output parameters: rank1 0.75 < 0.8 fails, mAP 0.5 >= 0.3 passes
@@ -273,9 +297,12 @@ def test_register_component_calls_run_and_keeps_the_registration(tmp_path, monke
     monkeypatch.setattr(stage, "run", rec)
     registration = _artifact(dsl.Artifact, tmp_path / "registration")
     _component("register").python_func(
-        trained=_artifact(dsl.Model, tmp_path / "t"), evaluation=_artifact(dsl.Artifact, tmp_path / "e"),
-        prepared=_artifact(dsl.Dataset, tmp_path / "p"), register=raw["register"], registration=registration,
-    )  # fmt: skip
+        trained=_artifact(dsl.Model, tmp_path / "t"),
+        evaluation=_artifact(dsl.Artifact, tmp_path / "e"),
+        prepared=_artifact(dsl.Dataset, tmp_path / "p"),
+        register=raw["register"],
+        registration=registration,
+    )
     (call,) = rec.calls
     assert call["register"] == params.register
     assert Path(call["train_dir"]) == tmp_path / "t" and Path(call["eval_dir"]) == tmp_path / "e"
@@ -284,8 +311,11 @@ def test_register_component_calls_run_and_keeps_the_registration(tmp_path, monke
 
 
 # the components that call library code besides CALLS' (cross-dataset matrix, ablation summary)
-LIBRARY_CALLS = {"cross_evaluate": "spherereid.stages", "matrix": "spherereid.experiments.matrix",
-                 "ablation_summary": "spherereid.experiments.tables"}  # fmt: skip
+LIBRARY_CALLS = {
+    "cross_evaluate": "spherereid.stages",
+    "matrix": "spherereid.experiments.matrix",
+    "ablation_summary": "spherereid.experiments.tables",
+}
 COMPONENTS = sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__")
 
 

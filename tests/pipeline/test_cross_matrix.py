@@ -30,12 +30,14 @@ def test_the_matrix_sub_pipeline_runs_after_every_chain_on_their_collected_artif
     cross = handler["cross-dataset-matrix"]
     assert cross["dependentTasks"] == ["for-loop-2"]  # the per-dataset loop, gate branches included
     artifacts = cross["inputs"]["artifacts"]
-    assert {name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
-            for name, a in artifacts.items()} == {  # dsl.Collected: the loop's outputs, as lists
+    assert {
+        name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
+        for name, a in artifacts.items()
+    } == {  # dsl.Collected: the loop's outputs, as lists
         "prepared": ("for-loop-2", "pipelinechannel--preprocess-prepared"),
         "trained": ("for-loop-2", "pipelinechannel--train-trained"),
         "evaluations": ("for-loop-2", "pipelinechannel--evaluate-evaluation"),
-    }  # fmt: skip
+    }
     params = cross["inputs"]["parameters"]
     assert params["datasets"] == {"componentInputParameter": "pipelinechannel--datasets"}
     inputs = spec["components"]["comp-cross-dataset-matrix"]["inputDefinitions"]["artifacts"]
@@ -55,8 +57,9 @@ def test_cross_evaluations_fan_out_over_datasets_and_the_matrix_collects_them(sp
     summary = dag["matrix"]
     assert summary["dependentTasks"] == ["for-loop-1"]
     assert summary["inputs"]["artifacts"]["results"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "pipelinechannel--cross-evaluate-results", "producerTask": "for-loop-1"
-    }  # fmt: skip
+        "outputArtifactKey": "pipelinechannel--cross-evaluate-results",
+        "producerTask": "for-loop-1",
+    }
     outputs = spec["components"]["comp-matrix"]["outputDefinitions"]["artifacts"]
     assert outputs["report"]["artifactType"]["schemaTitle"] == "system.Markdown"
     assert outputs["cross"]["artifactType"]["schemaTitle"] == "system.Artifact"
@@ -90,8 +93,11 @@ def test_cross_evaluate_matches_by_dataset_and_tags_only_a_registered_version(tm
     c.set_tag(run_b, "registered_version", "1")
     prepared, trained, evaluations = [], [], []
     for name, run in (("b", run_b), ("a", run_a)):  # the lists in another order than the tests
-        for kind, items, cls in (("p", prepared, dsl.Dataset), ("t", trained, dsl.Model),
-                                 ("e", evaluations, dsl.Artifact)):  # fmt: skip
+        for kind, items, cls in (
+            ("p", prepared, dsl.Dataset),
+            ("t", trained, dsl.Model),
+            ("e", evaluations, dsl.Artifact),
+        ):
             (tmp_path / f"{kind}-{name}").mkdir()
             (tmp_path / f"{kind}-{name}" / "which").write_text(f"{kind}-{name}")
             items.append(_artifact(cls, tmp_path / f"{kind}-{name}", {"dataset": name}))
@@ -113,13 +119,23 @@ def test_cross_evaluate_matches_by_dataset_and_tags_only_a_registered_version(tm
         metrics = _artifact(dsl.Metrics, tmp_path / f"m-{model}")
         results = _artifact(dsl.Artifact, tmp_path / f"r-{model}")
         said = _component("cross_evaluate").python_func(
-            model=model, tests=["a", "b"], prepared=prepared, trained=trained, evaluations=evaluations,
-            evaluate=raw, results=results, metrics=metrics,
-        )  # fmt: skip
+            model=model,
+            tests=["a", "b"],
+            prepared=prepared,
+            trained=trained,
+            evaluations=evaluations,
+            evaluate=raw,
+            results=results,
+            metrics=metrics,
+        )
         assert results.metadata == {"dataset": model, "tests": ["a", "b"]}
         other = "a" if model == "b" else "b"
-        assert metrics.metadata == {f"{model}.rank1": 0.5, f"{model}.mAP": 0.25, f"{other}.rank1": 0.25,
-                                    f"{other}.mAP": 0.25}  # fmt: skip
+        assert metrics.metadata == {
+            f"{model}.rank1": 0.5,
+            f"{model}.mAP": 0.25,
+            f"{other}.rank1": 0.25,
+            f"{other}.mAP": 0.25,
+        }
         if model == "b":
             assert said == (
                 "tagged xeval.a.rank1, xeval.a.mAP, xeval.b.rank1, xeval.b.mAP; "
@@ -127,12 +143,17 @@ def test_cross_evaluate_matches_by_dataset_and_tags_only_a_registered_version(tm
             )
         else:  # the gate refused a's model: no version, no tags
             assert said == "not registered (quality gate refused): no xeval tags"
-    assert seen == [("b", "t-b", "e-b", {"a": "p-a", "b": "p-b"}, 16),
-                    ("a", "t-a", "e-a", {"a": "p-a", "b": "p-b"}, 16)]  # fmt: skip
+    assert seen == [
+        ("b", "t-b", "e-b", {"a": "p-a", "b": "p-b"}, 16),
+        ("a", "t-a", "e-a", {"a": "p-a", "b": "p-b"}, 16),
+    ]
     tags = c.get_model_version("spherereid-b", "1").tags
     assert {k: v for k, v in tags.items() if k.startswith("xeval.")} == {
-        "xeval.a.rank1": "0.2500", "xeval.a.mAP": "0.2500", "xeval.b.rank1": "0.5000", "xeval.b.mAP": "0.2500"
-    }  # fmt: skip
+        "xeval.a.rank1": "0.2500",
+        "xeval.a.mAP": "0.2500",
+        "xeval.b.rank1": "0.5000",
+        "xeval.b.mAP": "0.2500",
+    }
     card = c.get_model_version("spherereid-b", "1").description
     assert "| b (own) | 50.00% |" in card and "| a | 25.00% |" in card
 
@@ -149,8 +170,10 @@ def test_matrix_writes_the_dvc_matrix_files_and_the_markdown_artifact(tmp_path):
     cross = _artifact(dsl.Artifact, tmp_path / "cross")
     report = _artifact(dsl.Markdown, tmp_path / "report.md")
     _component("matrix").python_func(results=results, cross=cross, report=report)
-    want = {"a": {"a": {**METRICS, "rank1": 0.75}, "b": {**METRICS, "rank1": 0.25}},
-            "b": {"a": {**METRICS, "rank1": 0.5}}}  # fmt: skip
+    want = {
+        "a": {"a": {**METRICS, "rank1": 0.75}, "b": {**METRICS, "rank1": 0.25}},
+        "b": {"a": {**METRICS, "rank1": 0.5}},
+    }
     assert json.loads((tmp_path / "cross" / "matrix.json").read_text()) == want
     md = (tmp_path / "report.md").read_text()
     assert md == (tmp_path / "cross" / "matrix.md").read_text() == to_markdown(want)

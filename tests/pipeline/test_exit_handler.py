@@ -42,14 +42,16 @@ def _runs(tmp_path, monkeypatch):
 def test_a_failed_run_marks_its_running_runs_failed_and_keeps_checkpoints(tmp_path, monkeypatch):
     c, ours, other, done = _runs(tmp_path, monkeypatch)
     (tmp_path / "pvc" / "run-1" / "toy" / "checkpoints").mkdir(parents=True)
-    res = cleanup.run(status=FAILED, kfp_run="run-1", datasets=["toy", "absent"],
-                      checkpoint_root=str(tmp_path / "pvc"))  # fmt: skip
+    res = cleanup.run(
+        status=FAILED, kfp_run="run-1", datasets=["toy", "absent"], checkpoint_root=str(tmp_path / "pvc")
+    )
     assert res == cleanup.CleanupResult(True, [ours], [], "")
     run = c.get_run(ours)
     assert run.info.status == "FAILED"
     assert (run.data.tags["failed_task"], run.data.tags["failure_message"]) == (
-        "evaluate", "evaluate.metric must be cosine"
-    )  # fmt: skip
+        "evaluate",
+        "evaluate.metric must be cosine",
+    )
     assert c.get_run(other).info.status == "RUNNING" and c.get_run(done).info.status == "FINISHED"
     assert (tmp_path / "pvc" / "run-1" / "toy" / "checkpoints").is_dir()  # kept: a retry resumes there
 
@@ -58,8 +60,13 @@ def test_remove_checkpoints_on_failure_deletes_only_that_runs_folder(tmp_path, m
     _runs(tmp_path, monkeypatch)
     for run in ("run-1", "run-2"):
         (tmp_path / "pvc" / run / "toy").mkdir(parents=True)
-    res = cleanup.run(status=FAILED, kfp_run="run-1", datasets=["toy"], checkpoint_root=str(tmp_path / "pvc"),
-                      keep_checkpoints=False)  # fmt: skip
+    res = cleanup.run(
+        status=FAILED,
+        kfp_run="run-1",
+        datasets=["toy"],
+        checkpoint_root=str(tmp_path / "pvc"),
+        keep_checkpoints=False,
+    )
     assert res.checkpoints_removed == str(tmp_path / "pvc" / "run-1")
     assert sorted(p.name for p in (tmp_path / "pvc").iterdir()) == ["run-2"]
 
@@ -68,8 +75,13 @@ def test_a_succeeded_run_is_left_alone(tmp_path, monkeypatch):
     c, ours, _, _ = _runs(tmp_path, monkeypatch)
     (tmp_path / "pvc" / "run-1").mkdir(parents=True)
     ok = cleanup.ChainStatus(state="SUCCEEDED")
-    res = cleanup.run(status=ok, kfp_run="run-1", datasets=["toy"], checkpoint_root=str(tmp_path / "pvc"),
-                      keep_checkpoints=False)  # fmt: skip
+    res = cleanup.run(
+        status=ok,
+        kfp_run="run-1",
+        datasets=["toy"],
+        checkpoint_root=str(tmp_path / "pvc"),
+        keep_checkpoints=False,
+    )
     assert res == cleanup.CleanupResult(False)
     assert c.get_run(ours).info.status == "RUNNING" and (tmp_path / "pvc" / "run-1").is_dir()
 
@@ -89,17 +101,31 @@ def test_the_trainjob_of_the_failed_run_is_deleted():
 
 def test_the_exit_handler_wraps_the_loop_and_its_task_gets_the_final_status(tmp_path):
     out = tmp_path / "p.yaml"
-    argv = ["compile", "--image", IMAGE, "--out", str(out), "--params", str(ROOT / "params.yaml"),
-            "--checkpoint-pvc", "ckpt", "--nodes", "2", "--gpus", "8",
-            "--remove-checkpoints-on-failure"]  # fmt: skip
+    argv = [
+        "compile",
+        "--image",
+        IMAGE,
+        "--out",
+        str(out),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--checkpoint-pvc",
+        "ckpt",
+        "--nodes",
+        "2",
+        "--gpus",
+        "8",
+        "--remove-checkpoints-on-failure",
+    ]
     assert main(argv) == 0
     spec, platform = list(yaml.safe_load_all(out.read_text()))
     root = spec["root"]["dag"]["tasks"]
     assert sorted(root) == ["cleanup", "exit-handler-1"]
     # the per-dataset chains and the cross-dataset matrix after them
     assert sorted(spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]) == [
-        "cross-dataset-matrix", "for-loop-2"
-    ]  # fmt: skip
+        "cross-dataset-matrix",
+        "for-loop-2",
+    ]
     task = root["cleanup"]
     assert task["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
     assert task["dependentTasks"] == ["exit-handler-1"]

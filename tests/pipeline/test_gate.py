@@ -17,11 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_verdict_is_the_registry_gate():
     cfg = RegisterConfig(min_rank1=0.5, min_map=0.3)
     assert verdict({"rank1": 0.6, "mAP": 0.3}, cfg) == (
-        0.6, 0.3, "passed", "quality gate passed (rank1 0.6000 >= 0.5000, mAP 0.3000 >= 0.3000)"
-    )  # fmt: skip
+        0.6,
+        0.3,
+        "passed",
+        "quality gate passed (rank1 0.6000 >= 0.5000, mAP 0.3000 >= 0.3000)",
+    )
     assert verdict({"rank1": 0.4, "mAP": float("nan")}, cfg)[2:] == (
-        "failed", "quality gate failed: rank1 0.4000 < min_rank1 0.5000; mAP nan < min_map 0.3000"
-    )  # fmt: skip
+        "failed",
+        "quality gate failed: rank1 0.4000 < min_rank1 0.5000; mAP nan < min_map 0.3000",
+    )
     text = refusal_markdown(name="spherereid-x", rank1=0.4, m_ap=0.2, reason="because", register=cfg)
     assert "| rank-1 | 0.4000 | 0.5000 |" in text and "| mAP | 0.2000 | 0.3000 |" in text
 

@@ -26,10 +26,21 @@ def _params(tmp_path: Path) -> Path:
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": path,
-           "MLFLOW_DISABLE_TELEMETRY": "true", "SPHEREREID_LOG_LEVEL": "WARNING"}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "pipeline", "run-local", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "PYTHONPATH": path,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "SPHEREREID_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "run-local", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _market_cmc_map(features: Path) -> tuple[int, dict[str, float]]:
@@ -117,8 +128,15 @@ def test_run_local_trains_evaluates_and_registers_the_synthetic_set(tmp_path):
 
 
 def test_run_local_without_a_raw_source_fails_with_one_line(tmp_path):
-    proc = _cli(tmp_path, "--params", str(_params(tmp_path)), "--out", str(tmp_path / "out"),
-                "--datasets", "market1501")  # fmt: skip
+    proc = _cli(
+        tmp_path,
+        "--params",
+        str(_params(tmp_path)),
+        "--out",
+        str(tmp_path / "out"),
+        "--datasets",
+        "market1501",
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: local pipeline run failed:") and "preprocess" in last

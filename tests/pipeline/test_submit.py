@@ -53,9 +53,22 @@ def test_submit_sends_the_compiled_package_and_params_yaml_arguments(capsys, mon
 
     monkeypatch.setattr("kfp.Client", FakeClient)
     params_file = str(ROOT / "params.yaml")
-    argv = ["submit", "--host", "http://kfp.example:8080", "--image", IMAGE, "--params", params_file,
-            "--data-repo", "https://git.example/data.git", "--data-rev", "v1.2", "--run-name", "nightly",
-            "--no-cache"]  # fmt: skip
+    argv = [
+        "submit",
+        "--host",
+        "http://kfp.example:8080",
+        "--image",
+        IMAGE,
+        "--params",
+        params_file,
+        "--data-repo",
+        "https://git.example/data.git",
+        "--data-rev",
+        "v1.2",
+        "--run-name",
+        "nightly",
+        "--no-cache",
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == "submitted run run-123 to http://kfp.example:8080"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -104,8 +117,19 @@ def test_a_refused_run_is_one_line(capsys, monkeypatch):
 def test_a_data_repo_without_a_pinned_revision_is_refused_before_connecting(rev, capsys, monkeypatch):
     """preprocess is cached on (data_repo, data_rev): a moving revision would be served stale data."""
     monkeypatch.setattr("kfp.Client", lambda **_: pytest.fail("must not connect with a moving data revision"))
-    argv = ["submit", "--host", "http://h:1", "--image", IMAGE, "--params", str(ROOT / "params.yaml"),
-            "--data-repo", "https://git.example/data.git", "--data-rev", rev]  # fmt: skip
+    argv = [
+        "submit",
+        "--host",
+        "http://h:1",
+        "--image",
+        IMAGE,
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--data-repo",
+        "https://git.example/data.git",
+        "--data-rev",
+        rev,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "https://git.example/data.git" in err and "pin --data-rev" in err

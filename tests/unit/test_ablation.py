@@ -18,13 +18,29 @@ from spherereid.experiments.tables import to_markdown
 
 PARAMS = "params.yaml"
 TINY = [
-    "model.backbone=tiny", "model.embedding_dim=16", "train.epochs=1", "train.device=cpu",
-    "synthetic.train_identities=8", "synthetic.test_identities=8", "synthetic.cameras=3",
-    "synthetic.distractors=4", "synthetic.junk=2", "synthetic.height=36", "synthetic.width=18",
-    "data.stored_height=36", "data.stored_width=18", "data.workers=1",
-    "transform.resize_height=36", "transform.resize_width=18", "transform.crop_height=32",
-    "transform.crop_width=16", "sampler.p=4", "sampler.k=2", "sampler.batch_size=8", "evaluate.max_rank=5",
-]  # fmt: skip
+    "model.backbone=tiny",
+    "model.embedding_dim=16",
+    "train.epochs=1",
+    "train.device=cpu",
+    "synthetic.train_identities=8",
+    "synthetic.test_identities=8",
+    "synthetic.cameras=3",
+    "synthetic.distractors=4",
+    "synthetic.junk=2",
+    "synthetic.height=36",
+    "synthetic.width=18",
+    "data.stored_height=36",
+    "data.stored_width=18",
+    "data.workers=1",
+    "transform.resize_height=36",
+    "transform.resize_width=18",
+    "transform.crop_height=32",
+    "transform.crop_width=16",
+    "sampler.p=4",
+    "sampler.k=2",
+    "sampler.batch_size=8",
+    "evaluate.max_rank=5",
+]
 
 
 def test_default_grid_is_16_balanced_cells_plus_random_on_the_full_method():
@@ -39,9 +55,14 @@ def test_grid_filters_narrow_each_axis():
     cells = narrow(default_grid(), parse_filters(["model.head=A,D", "loss=sphere"]))
     # A, D x sphere x on/off = 4 balanced + the random cell (D, sphere, on)
     assert sorted(c.cell_id for c in cells) == sorted(
-        ["A-sphere-warmup-balanced", "A-sphere-nowarmup-balanced", "D-sphere-warmup-balanced",
-         "D-sphere-nowarmup-balanced", "D-sphere-warmup-random"]
-    )  # fmt: skip
+        [
+            "A-sphere-warmup-balanced",
+            "A-sphere-nowarmup-balanced",
+            "D-sphere-warmup-balanced",
+            "D-sphere-nowarmup-balanced",
+            "D-sphere-warmup-random",
+        ]
+    )
     assert len(narrow(default_grid(), parse_filters(["sampler=balanced", "warmup=off"]))) == 8
     with pytest.raises(OverrideError, match="--grid depth: unknown axis"):
         parse_filters(["depth=3"])
@@ -66,10 +87,16 @@ def test_set_overrides_are_typed_as_the_config_field():
     p = apply_overrides(
         params,
         parse_assignments(
-            ["train.epochs=3", "optim.lr=1e-2", "model.pretrained=none", "evaluate.flip=false",
-             "schedule.milestones=[6, 8]", "register.model_prefix=123"]
+            [
+                "train.epochs=3",
+                "optim.lr=1e-2",
+                "model.pretrained=none",
+                "evaluate.flip=false",
+                "schedule.milestones=[6, 8]",
+                "register.model_prefix=123",
+            ]
         ),
-    )  # fmt: skip
+    )
     assert p.train.epochs == 3 and isinstance(p.train.epochs, int)
     assert p.optim.lr == 0.01 and p.evaluate.flip is False
     assert p.schedule.milestones == (6, 8) and p.register.model_prefix == "123"
@@ -94,8 +121,16 @@ def test_bad_set_is_one_line_naming_the_key(item, message, tmp_path, capsys):
 
 
 def test_markdown_puts_the_papers_figures_beside_ours():
-    record = {"head": "D", "loss": "sphere", "warmup": "on", "sampler": "balanced",
-              "rank1": 0.5, "mAP": 0.25, "mAP_official": 0.2, "mINP": 0.125}  # fmt: skip
+    record = {
+        "head": "D",
+        "loss": "sphere",
+        "warmup": "on",
+        "sampler": "balanced",
+        "rank1": 0.5,
+        "mAP": 0.25,
+        "mAP_official": 0.2,
+        "mINP": 0.125,
+    }
     md = to_markdown(
         [{**record, "cell": "D-sphere-warmup-balanced"}, {**record, "cell": "A-sphere-warmup-balanced"}]
     )

@@ -51,9 +51,18 @@ def test_records_follow_the_grid_order_matched_by_cell_metadata(tmp_path):
     ]
     out = records(given, items)
     assert [r["cell"] for r in out] == ["A-softmax-warmup-balanced", "D-sphere-nowarmup-random"]
-    assert out[0] == {"cell": "A-softmax-warmup-balanced", "head": "A", "loss": "softmax", "warmup": "on",
-                      "sampler": "balanced", "rank1": 0.75, "mAP": 0.5, "mAP_official": 0.5, "mINP": 0.5,
-                      "run_id": "run-e2"}  # fmt: skip
+    assert out[0] == {
+        "cell": "A-softmax-warmup-balanced",
+        "head": "A",
+        "loss": "softmax",
+        "warmup": "on",
+        "sampler": "balanced",
+        "rank1": 0.75,
+        "mAP": 0.5,
+        "mAP_official": 0.5,
+        "mINP": 0.5,
+        "run_id": "run-e2",
+    }
     assert out[1]["rank1"] == 0.25 and out[1]["run_id"] == "run-e1"
 
 

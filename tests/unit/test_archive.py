@@ -203,10 +203,22 @@ def test_preprocess_cli_refuses_the_chained_symlink_tar_in_one_line(tmp_path):
     script = shutil.which("spherereid") or str(Path(sys.executable).parent / "spherereid")
     before = _tree(tmp_path)
     proc = subprocess.run(
-        [script, "preprocess", "--params", str(params), "--dataset", "market1501", "--raw", str(arc),
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            script,
+            "preprocess",
+            "--params",
+            str(params),
+            "--dataset",
+            "market1501",
+            "--raw",
+            str(arc),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (

@@ -86,13 +86,19 @@ def test_a_duration_cadence_checkpoints_when_the_time_is_up_and_after_the_last_e
 
 
 def test_a_killed_run_resumes_from_the_last_timed_checkpoint_with_identical_weights(tmp_path, written):
-    straight = fit_tiny(tmp_path / "a" / "last.pt", epochs=7, checkpoint_every="5min",
-                        clock=EpochClock(SECONDS_PER_EPOCH))  # fmt: skip
+    straight = fit_tiny(
+        tmp_path / "a" / "last.pt", epochs=7, checkpoint_every="5min", clock=EpochClock(SECONDS_PER_EPOCH)
+    )
     written.clear()
     ckpt = tmp_path / "b" / "last.pt"
     with pytest.raises(Killed):  # killed after epoch 5: its last checkpoint holds epoch 3
-        fit_tiny(ckpt, epochs=7, checkpoint_every="5min", clock=EpochClock(SECONDS_PER_EPOCH),
-                 on_epoch=_kill_after(4))  # fmt: skip
+        fit_tiny(
+            ckpt,
+            epochs=7,
+            checkpoint_every="5min",
+            clock=EpochClock(SECONDS_PER_EPOCH),
+            on_epoch=_kill_after(4),
+        )
     assert written == [3] and checkpoint.load(ckpt)["epoch"] == 3
     resumed = fit_tiny(ckpt, epochs=7, checkpoint_every="5min", clock=EpochClock(SECONDS_PER_EPOCH))
     assert resumed.resumed_from_epoch == 3

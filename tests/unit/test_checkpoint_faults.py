@@ -221,6 +221,9 @@ def test_the_directory_is_fsynced_after_the_renames_and_the_previous_checkpoint_
     last_rename = max(i for i, e in enumerate(events) if e[0] == "replace")
     assert ("fsync-dir", tmp_path.stat().st_ino) in events[last_rename + 1 :], events
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "last.prev.pt", "last.prev.pt.sha256", "last.pt", "last.pt.sha256"
-    ]  # fmt: skip
+        "last.prev.pt",
+        "last.prev.pt.sha256",
+        "last.pt",
+        "last.pt.sha256",
+    ]
     assert checkpoint.load(path)["epoch"] == 2 and checkpoint.load(tmp_path / "last.prev.pt")["epoch"] == 1

@@ -31,8 +31,18 @@ from spherereid.data.manifest import PreparedSet
 from spherereid.evaluation.metrics import evaluate_features
 from spherereid.stages import evaluate, preprocess, synthesize, train
 
-SMALL = dict(seed=3, train_identities=6, test_identities=5, cameras=6, images_per_camera=1,
-             min_cameras=3, distractors=4, junk=2, height=32, width=16)  # fmt: skip
+SMALL = dict(
+    seed=3,
+    train_identities=6,
+    test_identities=5,
+    cameras=6,
+    images_per_camera=1,
+    min_cameras=3,
+    distractors=4,
+    junk=2,
+    height=32,
+    width=16,
+)
 
 
 def _item(pid: int, cam: int, name: str) -> Item:
@@ -40,9 +50,13 @@ def _item(pid: int, cam: int, name: str) -> Item:
 
 
 def test_pids_and_cameras_are_offset_per_source_and_junk_stays():
-    a = Splits([_item(1, 0, "a1"), _item(3, 5, "a2")], [_item(7, 1, "aq")],
-               [_item(-1, 2, "aj"), _item(0, 3, "ad")], [Skipped("bad.jpg", "unreadable")],
-               {"name": "market", "junk_dropped": 2})  # fmt: skip
+    a = Splits(
+        [_item(1, 0, "a1"), _item(3, 5, "a2")],
+        [_item(7, 1, "aq")],
+        [_item(-1, 2, "aj"), _item(0, 3, "ad")],
+        [Skipped("bad.jpg", "unreadable")],
+        {"name": "market", "junk_dropped": 2},
+    )
     b = Splits([_item(0, 0, "b1")], [_item(4, 14, "bq")], [_item(4, 2, "bg")], [], {"name": "market"})
     s = combined.combine([("a", a), ("b", b)])
     # a: pid span 8 (max pid 7), camid span 6 (max camid 5); b is offset by those
@@ -52,8 +66,9 @@ def test_pids_and_cameras_are_offset_per_source_and_junk_stays():
     assert s.skipped == [Skipped("bad.jpg", "unreadable")]
     assert s.protocol["name"] == "market" and s.protocol["junk_dropped"] == 2
     assert [(x["name"], x["pid_offset"], x["camid_offset"]) for x in s.protocol["sources"]] == [
-        ("a", 0, 0), ("b", 8, 6)
-    ]  # fmt: skip
+        ("a", 0, 0),
+        ("b", 8, 6),
+    ]
 
 
 def test_sources_that_cannot_share_an_evaluation_are_refused():
@@ -101,8 +116,11 @@ def test_preprocess_lists_every_source_with_its_rows_and_version(tmp_path):
     sources = prepared.sources()
     assert [s["name"] for s in sources] == ["market1501", "msmt17"]
     market, msmt = _record(tmp_path, "market1501"), _record(tmp_path, "msmt17")
-    assert sources[1]["num_images"] == {"train": msmt["train"] + msmt["val"], "query": msmt["query"],
-                                        "gallery": msmt["gallery"]}  # fmt: skip
+    assert sources[1]["num_images"] == {
+        "train": msmt["train"] + msmt["val"],
+        "query": msmt["query"],
+        "gallery": msmt["gallery"],
+    }
     assert sources[0]["num_images"]["query"] == market["query"]
     assert sources[0]["ranges"]["query"] == [0, market["query"]]
     assert sources[1]["ranges"]["query"] == [market["query"], market["query"] + msmt["query"]]
@@ -126,18 +144,26 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
     assert prep.num_classes == 16
     transform = TransformConfig(resize_height=36, resize_width=18, crop_height=32, crop_width=16)
     result = train.run(
-        prepared_dir=tmp_path / "prepared", out_dir=tmp_path / "train",
+        prepared_dir=tmp_path / "prepared",
+        out_dir=tmp_path / "train",
         config=FitConfig(
-            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"), loss=LossConfig(),
-            sampler=SamplerConfig(p=4, k=2, batch_size=8), optim=OptimConfig(),
+            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"),
+            loss=LossConfig(),
+            sampler=SamplerConfig(p=4, k=2, batch_size=8),
+            optim=OptimConfig(),
             schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
-            train=TrainConfig(epochs=1, device="cpu"), transform=transform,
+            train=TrainConfig(epochs=1, device="cpu"),
+            transform=transform,
         ),
-    )  # fmt: skip
+    )
     assert result is not None
-    res = evaluate.run(prepared_dir=tmp_path / "prepared", train_dir=tmp_path / "train",
-                       out_dir=tmp_path / "eval", evaluate=EvaluateConfig(max_rank=5, batch_size=32),
-                       transform=transform)  # fmt: skip
+    res = evaluate.run(
+        prepared_dir=tmp_path / "prepared",
+        train_dir=tmp_path / "train",
+        out_dir=tmp_path / "eval",
+        evaluate=EvaluateConfig(max_rank=5, batch_size=32),
+        transform=transform,
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["headline_source"] == "market1501"
     market, msmt = _record(tmp_path, "market1501"), _record(tmp_path, "msmt17")
@@ -147,9 +173,15 @@ def test_combined_run_trains_one_model_and_reports_two_evaluations(tmp_path, mon
     # independently: the msmt17 rows of features.npz ranked alone give the msmt17 section
     feats, src = np.load(tmp_path / "eval" / "features.npz"), PreparedSet(tmp_path / "prepared").sources()[1]
     (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
-    alone = evaluate_features(feats["qf"][qa:qb], feats["gf"][ga:gb], feats["q_pids"][qa:qb],
-                              feats["g_pids"][ga:gb], feats["q_camids"][qa:qb], feats["g_camids"][ga:gb],
-                              max_rank=5).to_dict()  # fmt: skip
+    alone = evaluate_features(
+        feats["qf"][qa:qb],
+        feats["gf"][ga:gb],
+        feats["q_pids"][qa:qb],
+        feats["g_pids"][ga:gb],
+        feats["q_camids"][qa:qb],
+        feats["g_camids"][ga:gb],
+        max_rank=5,
+    ).to_dict()
     assert metrics["msmt17"]["mAP"] == pytest.approx(alone["mAP"]) and metrics["msmt17"][
         "rank1"
     ] == pytest.approx(alone["rank1"])
@@ -168,11 +200,18 @@ def test_the_model_card_lists_every_source_with_its_version():
     from spherereid.reporting.model_card import Lineage, model_card
 
     card = model_card(
-        name="spherereid-market1501+msmt17", version=1, dataset="market1501+msmt17", dataset_hash="abcd",
-        params={}, metrics={}, passed_gate=True, gate_text="quality gate passed", lineage=Lineage(),
+        name="spherereid-market1501+msmt17",
+        version=1,
+        dataset="market1501+msmt17",
+        dataset_hash="abcd",
+        params={},
+        metrics={},
+        passed_gate=True,
+        gate_text="quality gate passed",
+        lineage=Lineage(),
         chain={"stored_size": [36, 18], "input_size": [32, 16], "mean": [0.5] * 3, "std": [0.25] * 3},
         sources=[("market1501", "1111"), ("msmt17", "2222")],
-    )  # fmt: skip
+    )
     assert "| market1501+msmt17 | `abcd` | `unknown` |" in card
     assert "| - source market1501 | `1111` | (part of the above) |" in card
     assert "| - source msmt17 | `2222` | (part of the above) |" in card

@@ -46,8 +46,15 @@ def test_self_pair_reuses_the_evaluate_stage_metrics_and_missing_chain_is_named(
     ev = tmp_path / "eval"
     ev.mkdir()
     with pytest.raises(cross_evaluate.CrossEvaluateError, match="chain.json: cannot read it"):
-        cross_evaluate.run(model="a", train_dir=tmp_path, eval_dir=ev, prepared_root=tmp_path, tests=["a"],
-                           out_dir=tmp_path / "out", evaluate=EvaluateConfig())  # fmt: skip
+        cross_evaluate.run(
+            model="a",
+            train_dir=tmp_path,
+            eval_dir=ev,
+            prepared_root=tmp_path,
+            tests=["a"],
+            out_dir=tmp_path / "out",
+            evaluate=EvaluateConfig(),
+        )
     chain = {
         "stored_size": [36, 18],
         "input_size": [32, 16],
@@ -57,7 +64,14 @@ def test_self_pair_reuses_the_evaluate_stage_metrics_and_missing_chain_is_named(
     }
     (ev / "chain.json").write_text(json.dumps(chain))
     (ev / "metrics.json").write_text(json.dumps({"rank1": 0.7, "mAP": 0.5, "protocol": {"name": "market"}}))
-    res = cross_evaluate.run(model="a", train_dir=tmp_path, eval_dir=ev, prepared_root=tmp_path, tests=["a"],
-                             out_dir=tmp_path / "out", evaluate=EvaluateConfig())  # fmt: skip
+    res = cross_evaluate.run(
+        model="a",
+        train_dir=tmp_path,
+        eval_dir=ev,
+        prepared_root=tmp_path,
+        tests=["a"],
+        out_dir=tmp_path / "out",
+        evaluate=EvaluateConfig(),
+    )
     assert res["a"]["metrics"] == {"rank1": 0.7, "mAP": 0.5}
     assert json.loads((tmp_path / "out" / "a.json").read_text())["test"] == "a"

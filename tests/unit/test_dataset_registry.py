@@ -71,11 +71,14 @@ def test_a_registered_dataset_can_be_combined(tmp_path, scratch_registry):
     registry.register("toy")(lambda root, work_dir: _toy_parser([])(root, work_dir))
     both = tmp_path / "raw" / "toy+market1501"
     write_tree(both / "toy", {"": ["1_a.jpg", "2_a.jpg", "3_a.jpg", "3_b.jpg"]})
-    write_tree(both / "market1501", {
-        "bounding_box_train": ["0001_c1s1_000001_00.jpg"],
-        "bounding_box_test": ["0002_c2s1_000001_00.jpg"],
-        "query": ["0002_c1s1_000001_00.jpg"],
-    })  # fmt: skip
+    write_tree(
+        both / "market1501",
+        {
+            "bounding_box_train": ["0001_c1s1_000001_00.jpg"],
+            "bounding_box_test": ["0002_c2s1_000001_00.jpg"],
+            "query": ["0002_c1s1_000001_00.jpg"],
+        },
+    )
     splits = datasets.parse("toy+market1501", tmp_path / "raw" / "toy+market1501", tmp_path / "work")
     assert [s["name"] for s in splits.protocol["sources"]] == ["toy", "market1501"]
 
@@ -110,9 +113,13 @@ def test_every_registered_dataset_has_a_parser_and_options_whose_defaults_match_
 
 def test_options_are_built_from_the_flat_data_keys():
     data = DataConfig(
-        cuhk03_labels="labeled", cuhk03_protocol="classic", cuhk03_split=7,
-        cuhksysu_gallery_size=500, msmt17_train_with_val=False, camera_pattern=r"_c(\d+)",
-    )  # fmt: skip
+        cuhk03_labels="labeled",
+        cuhk03_protocol="classic",
+        cuhk03_split=7,
+        cuhksysu_gallery_size=500,
+        msmt17_train_with_val=False,
+        camera_pattern=r"_c(\d+)",
+    )
     built = {name: dataclasses.asdict(datasets.get(name).options_from(data)) for name in datasets.names()}
     assert built["cuhk03"] == {"labels": "labeled", "protocol": "classic", "split": 7}
     assert built["cuhk_sysu"] == {"gallery_size": 500}

@@ -26,23 +26,35 @@ def _rows(items):
 def test_without_cameras_only_the_query_file_itself_is_excluded(tmp_path):
     s = datasets.parse("custom_folders", fx.write_tree(tmp_path), tmp_path / "work")
     assert _rows(s.train) == [
-        ("train/Ann Lee/x_c1.png", 1, 0), ("train/Ann Lee/y_c3.jpg", 1, 0),
-        ("train/bob/b1_c1.jpg", 2, 0), ("train/bob/b2_c2.jpg", 2, 0), ("train/zoë/z_c2.jpg", 6, 0),
-    ]  # fmt: skip
+        ("train/Ann Lee/x_c1.png", 1, 0),
+        ("train/Ann Lee/y_c3.jpg", 1, 0),
+        ("train/bob/b1_c1.jpg", 2, 0),
+        ("train/bob/b2_c2.jpg", 2, 0),
+        ("train/zoë/z_c2.jpg", 6, 0),
+    ]
     # query k (1-based) has camid k; its copy in the gallery (same identity + name) the same
-    assert _rows(s.query) == [("query/carol/c1_c2.jpg", 3, 1), ("query/carol/c2_c10.jpg", 3, 2),
-                              ("query/dave/d1_c1.jpg", 4, 3)]  # fmt: skip
+    assert _rows(s.query) == [
+        ("query/carol/c1_c2.jpg", 3, 1),
+        ("query/carol/c2_c10.jpg", 3, 2),
+        ("query/dave/d1_c1.jpg", 4, 3),
+    ]
     assert _rows(s.gallery) == [
-        ("gallery/carol/c1_c2.jpg", 3, 1), ("gallery/carol/c3_c10.jpg", 3, 0),
-        ("gallery/dave/d1_c1.jpg", 4, 3), ("gallery/dave/d9_c2.jpg", 4, 0), ("gallery/eve/e_c1.jpg", 5, 0),
-    ]  # fmt: skip
+        ("gallery/carol/c1_c2.jpg", 3, 1),
+        ("gallery/carol/c3_c10.jpg", 3, 0),
+        ("gallery/dave/d1_c1.jpg", 4, 3),
+        ("gallery/dave/d9_c2.jpg", 4, 0),
+        ("gallery/eve/e_c1.jpg", 5, 0),
+    ]
     assert s.protocol["cameras"] is False and "no cameras" in s.protocol["notes"][0]
     assert datasets.relabel(i.pid for i in s.train) == {1: 0, 2: 1, 6: 2}
 
 
 def test_a_query_whose_only_gallery_image_is_itself_has_no_match(tmp_path):
-    tree = {"train": {"a": ["1.jpg"]}, "query": {"b": ["q.jpg"], "c": ["q.jpg"]},
-            "gallery": {"b": ["q.jpg"], "c": ["q.jpg", "other.jpg"]}}  # fmt: skip
+    tree = {
+        "train": {"a": ["1.jpg"]},
+        "query": {"b": ["q.jpg"], "c": ["q.jpg"]},
+        "gallery": {"b": ["q.jpg"], "c": ["q.jpg", "other.jpg"]},
+    }
     s = datasets.parse("custom_folders", fx.write_tree(tmp_path, tree), tmp_path / "work")
     assert queries_without_match(s.query, s.gallery) == [0]  # b: only itself; c: other.jpg matches
 
@@ -74,8 +86,14 @@ def test_every_bad_file_is_reported_by_name(tmp_path):
     os.symlink(tmp_path / "outside.jpg", root / "query" / "dave" / "link_c1.jpg")
     s = datasets.parse("custom_folders", root, tmp_path / "work", data=DataConfig(camera_pattern=r"_c(\d+)"))
     got = {k.path: k.reason for k in s.skipped}
-    assert set(got) == {"train/loose.jpg", "train/bob/notes.txt", "train/bob/nested", "train/empty",
-                        "gallery/eve/nocam.jpg", "query/dave/link_c1.jpg"}  # fmt: skip
+    assert set(got) == {
+        "train/loose.jpg",
+        "train/bob/notes.txt",
+        "train/bob/nested",
+        "train/empty",
+        "gallery/eve/nocam.jpg",
+        "query/dave/link_c1.jpg",
+    }
     assert "no camera" in got["gallery/eve/nocam.jpg"]
     assert "outside the dataset root" in got["query/dave/link_c1.jpg"]
     assert "no usable image" in got["train/empty"]

@@ -195,8 +195,18 @@ def test_custom_up_to_99_cameras(tmp_path):
 
 
 def test_registry_and_dispatch(tmp_path):
-    assert set(names()) == {"market1501", "dukemtmc", "cuhk03", "cuhk_sysu", "custom", "synthetic",
-                            "synthetic_b", "msmt17", "veri776", "custom_folders"}  # fmt: skip
+    assert set(names()) == {
+        "market1501",
+        "dukemtmc",
+        "cuhk03",
+        "cuhk_sysu",
+        "custom",
+        "synthetic",
+        "synthetic_b",
+        "msmt17",
+        "veri776",
+        "custom_folders",
+    }
     assert get("market1501").parser is market1501.parse
     # synthetic: Market layout unless it holds MSMT17 lists
     _market(tmp_path / "syn")

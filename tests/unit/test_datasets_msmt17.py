@@ -111,8 +111,14 @@ def test_preprocess_reports_train_plus_val(tmp_path):
 def test_dukemtmc_logs_the_withdrawal_notice_naming_msmt17(tmp_path, caplog):
     from fixtures.market import duke_name, write_tree
 
-    root = write_tree(tmp_path / "duke", {"bounding_box_train": [duke_name(5, 2)], "query": [duke_name(7, 1)],
-                                          "bounding_box_test": [duke_name(7, 2)]})  # fmt: skip
+    root = write_tree(
+        tmp_path / "duke",
+        {
+            "bounding_box_train": [duke_name(5, 2)],
+            "query": [duke_name(7, 1)],
+            "bounding_box_test": [duke_name(7, 2)],
+        },
+    )
     with caplog.at_level("WARNING"):
         datasets.parse("dukemtmc", root, tmp_path / "work")
     notices = [r.getMessage() for r in caplog.records if "withdrawn" in r.getMessage()]

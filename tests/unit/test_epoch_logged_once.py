@@ -29,10 +29,13 @@ def _train(out, checkpoint_every, kill_after_logging=None):
     """The train stage's pairing of fit and TrainRunLogger on the tiny set; `kill_after_logging`: the
     0-based epoch after whose log the process dies."""
     logger = TrainRunLogger(
-        run_file=out / "mlflow_run.json", checkpoint_run_file=out / "checkpoints" / "mlflow_run.json",
-        prepared_dir=out, dataset="tiny", fingerprint="f" * 16,
+        run_file=out / "mlflow_run.json",
+        checkpoint_run_file=out / "checkpoints" / "mlflow_run.json",
+        prepared_dir=out,
+        dataset="tiny",
+        fingerprint="f" * 16,
         config=fit_config(EPOCHS, checkpoint_every=checkpoint_every),
-    )  # fmt: skip
+    )
 
     def on_epoch(stats):
         logger.epoch(stats)
@@ -41,9 +44,12 @@ def _train(out, checkpoint_every, kill_after_logging=None):
 
     with logger:
         result = fit_tiny(
-            out / "checkpoints" / "last.pt", EPOCHS, checkpoint_every=checkpoint_every,
-            on_epoch=on_epoch, on_start=logger.start,
-        )  # fmt: skip
+            out / "checkpoints" / "last.pt",
+            EPOCHS,
+            checkpoint_every=checkpoint_every,
+            on_epoch=on_epoch,
+            on_start=logger.start,
+        )
     return logger.ref.run_id, result
 
 

@@ -230,10 +230,19 @@ print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("Vm
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "fmt", "content"),
-    [("RGB", "JPEG", "noise"), ("1", "PNG", "blank"), ("RGBA", "PNG", "noise"), ("I;16", "PNG", "noise"),
-     ("RGB", "WEBP", "blank"), ("RGBA", "WEBP", "blank"), ("RGB", "JPEG2000", "noise"),
-     ("RGBA", "JPEG2000", "noise"), ("RGB", "TIFF", "noise"), ("RGB", "BMP", "noise")],
-)  # fmt: skip
+    [
+        ("RGB", "JPEG", "noise"),
+        ("1", "PNG", "blank"),
+        ("RGBA", "PNG", "noise"),
+        ("I;16", "PNG", "noise"),
+        ("RGB", "WEBP", "blank"),
+        ("RGBA", "WEBP", "blank"),
+        ("RGB", "JPEG2000", "noise"),
+        ("RGBA", "JPEG2000", "noise"),
+        ("RGB", "TIFF", "noise"),
+        ("RGB", "BMP", "noise"),
+    ],
+)
 def test_decoding_peaks_under_the_stated_bytes_per_pixel(mode, fmt, content):
     """The kernel's peak RSS (VmHWM) of one decode of a 2000x2000 image in a fresh process, per pixel,
     is under DECODE_PEAK_BYTES_PER_PIXEL (the serving memory bound's decode term). Measured: 4 (RGB JPEG,
@@ -252,7 +261,13 @@ def test_decoding_peaks_under_the_stated_bytes_per_pixel(mode, fmt, content):
         pytest.skip("needs Linux /proc (clear_refs, VmHWM)")
     side = 2000
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, mode, fmt, content, str(side)], env=env,
-                         capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, mode, fmt, content, str(side)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     per_pixel = int(out.stdout.strip()) / side**2
     assert 0 < per_pixel < DECODE_PEAK_BYTES_PER_PIXEL, per_pixel

@@ -35,7 +35,7 @@ ALLOWED = {
         "config",
         "entrypoint",
         "redaction",
-    },  # fmt: skip
+    },
     "launch": {"config"},
     "deploy": {
         "redaction",
@@ -50,7 +50,7 @@ ALLOWED = {
         "modeling",
         "config",
         "entrypoint",
-    },  # fmt: skip
+    },
     "stages": {
         "redaction",
         "inference",
@@ -67,7 +67,7 @@ ALLOWED = {
         "param_coercion",
         "entrypoint",
         "launch",  # stages.tasks: the train task's torchrun / TrainJob; stages.cleanup deletes a failed one
-    },  # fmt: skip
+    },
     "experiments": {
         "redaction",
         "stages",
@@ -82,7 +82,7 @@ ALLOWED = {
         "inference",
         "device",
         "progress",
-    },  # fmt: skip
+    },
     "cli": {
         "redaction",
         "experiments",
@@ -100,7 +100,7 @@ ALLOWED = {
         "modeling",
         "config",
         "launch",
-    },  # fmt: skip
+    },
 }
 # contracts.py imports nothing of ours, so every part may import it.
 ALLOWED = {part: deps | {"contracts"} if part != "contracts" else deps for part, deps in ALLOWED.items()}

@@ -58,10 +58,12 @@ def test_write_matrix_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("metrics", "message"),
-    [({"rank1": 0.5}, "synthetic -> other: metric 'mAP' missing"),
-     ({**_m(0.5, 0.5), "mAP": float("nan")}, "synthetic -> other: metric 'mAP' is nan, not a number"),
-     ({**_m(0.5, 0.5), "rank1": "high"}, "metric 'rank1' is 'high', not a number")],
-)  # fmt: skip
+    [
+        ({"rank1": 0.5}, "synthetic -> other: metric 'mAP' missing"),
+        ({**_m(0.5, 0.5), "mAP": float("nan")}, "synthetic -> other: metric 'mAP' is nan, not a number"),
+        ({**_m(0.5, 0.5), "rank1": "high"}, "metric 'rank1' is 'high', not a number"),
+    ],
+)
 def test_bad_results_name_the_pair_and_metric(metrics, message):
     with pytest.raises(MatrixError, match=message):
         assemble({("synthetic", "other"): metrics})

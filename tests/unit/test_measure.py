@@ -24,8 +24,9 @@ def test_market_protocol_reports_plain_then_reranked_keys():
     cfg = EvaluateConfig(max_rank=5, rerank=True, rerank_k1=6, rerank_k2=2, rerank_lambda=0.3)
     got = measure({"name": "market"}, qf, gf, split(qp, qc), split(gp, gc), cfg)
     plain = evaluate_distmat(cosine(qf, gf), qp, gp, qc, gc, max_rank=5).to_dict()
-    reranked = evaluate_distmat(dense_reference(cosine(qf, gf), cosine(qf, qf), cosine(gf, gf), 6, 2, 0.3),
-                                qp, gp, qc, gc, max_rank=5).to_dict()  # fmt: skip
+    reranked = evaluate_distmat(
+        dense_reference(cosine(qf, gf), cosine(qf, qf), cosine(gf, gf), 6, 2, 0.3), qp, gp, qc, gc, max_rank=5
+    ).to_dict()
     reported = got.reported()
     assert list(reported) == [*REPORTED_KEYS, *(f"rerank_{k}" for k in REPORTED_KEYS)]
     for key in REPORTED_KEYS:

@@ -23,7 +23,7 @@ def _card(**over):
             "mINP": 0.5,
             "num_valid_queries": 3368,
             "num_queries": 3368,
-        },  # fmt: skip
+        },
         passed_gate=True,
         gate_text="quality gate passed (rank1 0.9412 >= 0.5000, mAP 0.8333 >= 0.3000)",
         lineage=Lineage(git_commit="c0ffee", dvc_data_hash="d1.dir", image="reg/spherereid@sha256:1"),

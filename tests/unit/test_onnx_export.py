@@ -57,8 +57,9 @@ def test_onnx_rows_equal_pytorch_at_batch_sizes_1_7_64_with_identical_rank1_and_
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rows = {}
     for size in (1, 7, 64):
-        out = np.concatenate([session.run(None, {"images": images[i : i + size]})[0]
-                              for i in range(0, len(images), size)])  # fmt: skip
+        out = np.concatenate(
+            [session.run(None, {"images": images[i : i + size]})[0] for i in range(0, len(images), size)]
+        )
         cos = (out * expected).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(expected, axis=1)
         assert cos.min() >= 0.99999, size
         np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
@@ -86,8 +87,13 @@ def test_a_model_that_disagrees_fails_the_cosine_check_by_name(prepared, tmp_pat
     path = export_onnx(random_tiny(seed=1), chain, tmp_path / "other.onnx")
     ps = PreparedSet(prepared)
     with pytest.raises(ParityError, match=r"parity check 'cosine' failed at batch size 1: row \d+"):
-        check_parity(net=random_tiny(seed=2), chain=chain, onnx_path=path,
-                     query=ps.split("query"), gallery=ps.split("gallery"))  # fmt: skip
+        check_parity(
+            net=random_tiny(seed=2),
+            chain=chain,
+            onnx_path=path,
+            query=ps.split("query"),
+            gallery=ps.split("gallery"),
+        )
 
 
 def test_export_command_from_a_local_model_pt(prepared, tmp_path, capsys):
@@ -129,6 +135,7 @@ def test_resnet18_export_keeps_parity(prepared, tmp_path):
     chain = ImageChain(STORED, CROP, flip=True)
     path = export_onnx(net, chain, tmp_path / "r18.onnx")
     ps = PreparedSet(prepared)
-    report = check_parity(net=net, chain=chain, onnx_path=path, query=ps.split("query"),
-                          gallery=ps.split("gallery"))  # fmt: skip
+    report = check_parity(
+        net=net, chain=chain, onnx_path=path, query=ps.split("query"), gallery=ps.split("gallery")
+    )
     assert report.min_cosine >= 0.99999 and report.rank1_onnx == report.rank1_torch

@@ -39,8 +39,9 @@ def int8(prepared, tmp_path_factory):
     fp32 = export_onnx(random_tiny(seed=4), CHAIN, tmp / "model.onnx")
     ps = PreparedSet(prepared)
     query, gallery = ps.split("query"), ps.split("gallery")
-    _, rows = check_parity_rows(net=random_tiny(seed=4), chain=CHAIN, onnx_path=fp32, query=query,
-                                gallery=gallery)  # fmt: skip
+    _, rows = check_parity_rows(
+        net=random_tiny(seed=4), chain=CHAIN, onnx_path=fp32, query=query, gallery=gallery
+    )
     model = export_int8(fp32, tmp / "out" / "model.int8.onnx", prepared=ps, fp32_rows=rows, budget_points=100)
     return types.SimpleNamespace(
         fp32=fp32, rows=rows, model=model, query=query, gallery=gallery, train=ps.split("train")
@@ -142,8 +143,20 @@ def test_export_command_quantize_int8_end_to_end(prepared, int8, tmp_path, capsy
     model_pt = write_model_pt(random_tiny(seed=4), tmp_path / "model.pt")  # the fixture's network
     params = write_params(tmp_path / "params.yaml", flip=True)
     out = tmp_path / "deploy" / "model.int8.onnx"
-    argv = ["--model", str(model_pt), "--params", str(params), "--out", str(out), "--prepared", str(prepared),
-            "--quantize", "int8", "--int8-budget", "100"]  # fmt: skip
+    argv = [
+        "--model",
+        str(model_pt),
+        "--params",
+        str(params),
+        "--out",
+        str(out),
+        "--prepared",
+        str(prepared),
+        "--quantize",
+        "int8",
+        "--int8-budget",
+        "100",
+    ]
     assert export_main(argv) == 0
     printed = capsys.readouterr().out
     assert f"to {out} (int8)" in printed and '"rank1_torch"' in printed  # fp32's parity with PyTorch first
@@ -166,8 +179,20 @@ def test_export_command_refuses_a_budget_violation_in_one_line_and_writes_nothin
     model_pt = write_model_pt(random_tiny(seed=4), tmp_path / "model.pt")
     params = write_params(tmp_path / "params.yaml", flip=True)
     out = tmp_path / "deploy" / "model.int8.onnx"
-    argv = ["--model", str(model_pt), "--params", str(params), "--out", str(out), "--prepared", str(prepared),
-            "--quantize", "int8", "--int8-budget", "0"]  # fmt: skip
+    argv = [
+        "--model",
+        str(model_pt),
+        "--params",
+        str(params),
+        "--out",
+        str(out),
+        "--prepared",
+        str(prepared),
+        "--quantize",
+        "int8",
+        "--int8-budget",
+        "0",
+    ]
     assert export_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: int8 parity budget exceeded: rank-1 ")

@@ -13,8 +13,14 @@ from spherereid.training.trainer import fit
 
 
 def test_the_cpu_optimizer_is_fused_adam_without_graph_capture():
-    opt = build_optimizer([nn.Parameter(torch.zeros(2))], lr=0.01, weight_decay=5e-4, betas=(0.9, 0.99),
-                          device=torch.device("cpu"), capturable=True)  # fmt: skip
+    opt = build_optimizer(
+        [nn.Parameter(torch.zeros(2))],
+        lr=0.01,
+        weight_decay=5e-4,
+        betas=(0.9, 0.99),
+        device=torch.device("cpu"),
+        capturable=True,
+    )
     group = opt.param_groups[0]
     assert isinstance(opt, torch.optim.Adam) and group["lr"] == 0.01 and group["fused"]
     assert not group["capturable"]  # graphs are CUDA-only: a float learning rate on the CPU
@@ -64,7 +70,13 @@ def test_fit_builds_adam_with_the_configured_betas_and_eps(tmp_path):
         fit_config(1), optim=OptimConfig(lr=1e-3, weight_decay=5e-4, betas=(0.8, 0.95), eps=1e-6)
     )
     images, labels = identity_patterns(ids=4, per_id=6)
-    fit(images=images, labels=labels, num_classes=4, checkpoint_path=tmp_path / "last.pt", config=config,
-        progress=False)  # fmt: skip
+    fit(
+        images=images,
+        labels=labels,
+        num_classes=4,
+        checkpoint_path=tmp_path / "last.pt",
+        config=config,
+        progress=False,
+    )
     group = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]["param_groups"][0]
     assert (tuple(group["betas"]), group["eps"]) == ((0.8, 0.95), 1e-6)

@@ -22,11 +22,23 @@ def _as_struct(value):
 
 
 def test_int_fields_come_back_as_ints_and_floats_stay_floats():
-    raw = {"epochs": 30.0, "seed": 0.0, "device": "cpu", "precision": "bf16", "cuda_graphs": False,
-           "checkpoint_every": 2.0}  # fmt: skip
+    raw = {
+        "epochs": 30.0,
+        "seed": 0.0,
+        "device": "cpu",
+        "precision": "bf16",
+        "cuda_graphs": False,
+        "checkpoint_every": 2.0,
+    }
     got = coerce_section("train", raw)
-    assert got == {"epochs": 30, "seed": 0, "device": "cpu", "precision": "bf16", "cuda_graphs": False,
-                   "checkpoint_every": 2}  # fmt: skip
+    assert got == {
+        "epochs": 30,
+        "seed": 0,
+        "device": "cpu",
+        "precision": "bf16",
+        "cuda_graphs": False,
+        "checkpoint_every": 2,
+    }
     assert all(type(got[k]) is int for k in ("epochs", "seed", "checkpoint_every"))
     assert type(got["cuda_graphs"]) is bool
     optim = coerce_section("optim", {"lr": 1.0, "weight_decay": 0.0005, "betas": [0.9, 0.999]})

@@ -62,8 +62,10 @@ def _independent(model_pt, query, gallery, precision: str) -> tuple[dict[str, fl
     """rank-1 and mAP from features extracted here (not through the stage), and the query features."""
     net = saved_model.load_model(model_pt)
     tf = EvalTransform(size=(32, 16))
-    qf, gf = (extract_features(net, s.images, tf, batch_size=8, precision=precision, progress=False)
-              for s in (query, gallery))  # fmt: skip
+    qf, gf = (
+        extract_features(net, s.images, tf, batch_size=8, precision=precision, progress=False)
+        for s in (query, gallery)
+    )
     ranked = evaluate_features(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, max_rank=5)
     got = ranked.to_dict()
     return {"rank1": got["rank1"], "mAP": got["mAP"]}, qf

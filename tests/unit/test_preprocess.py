@@ -24,12 +24,20 @@ from spherereid.stages.preprocess import PreprocessError
 H, W = 16, 8
 # (folder, pid, camera): train pids 7, 2, 5 (relabelled in sorted order), test pids 11 and 12
 LAYOUT = [
-    ("bounding_box_train", 7, 1), ("bounding_box_train", 7, 2), ("bounding_box_train", 2, 1),
-    ("bounding_box_train", 2, 3), ("bounding_box_train", 5, 2), ("bounding_box_train", 5, 3),
-    ("query", 11, 1), ("query", 12, 2),
-    ("bounding_box_test", 11, 2), ("bounding_box_test", 11, 3), ("bounding_box_test", 12, 1),
-    ("bounding_box_test", 0, 3), ("bounding_box_test", -1, 1),
-]  # fmt: skip
+    ("bounding_box_train", 7, 1),
+    ("bounding_box_train", 7, 2),
+    ("bounding_box_train", 2, 1),
+    ("bounding_box_train", 2, 3),
+    ("bounding_box_train", 5, 2),
+    ("bounding_box_train", 5, 3),
+    ("query", 11, 1),
+    ("query", 12, 2),
+    ("bounding_box_test", 11, 2),
+    ("bounding_box_test", 11, 3),
+    ("bounding_box_test", 12, 1),
+    ("bounding_box_test", 0, 3),
+    ("bounding_box_test", -1, 1),
+]
 
 
 def _name(pid: int, cam: int, frame: int) -> str:
@@ -67,21 +75,31 @@ def test_prepared_set_contents(tmp_path):
     got = [(r["split"], int(r["index"]), int(r["pid"]), int(r["camid"]), int(r["label"])) for r in rows]
     assert got == [
         # file-name order inside each folder; labels: 2 -> 0, 5 -> 1, 7 -> 2
-        ("train", 0, 2, 0, 0), ("train", 1, 2, 2, 0), ("train", 2, 5, 1, 1), ("train", 3, 5, 2, 1),
-        ("train", 4, 7, 0, 2), ("train", 5, 7, 1, 2),
-        ("query", 0, 11, 0, -1), ("query", 1, 12, 1, -1),
-        ("gallery", 0, 0, 2, -1), ("gallery", 1, 11, 1, -1), ("gallery", 2, 11, 2, -1),
+        ("train", 0, 2, 0, 0),
+        ("train", 1, 2, 2, 0),
+        ("train", 2, 5, 1, 1),
+        ("train", 3, 5, 2, 1),
+        ("train", 4, 7, 0, 2),
+        ("train", 5, 7, 1, 2),
+        ("query", 0, 11, 0, -1),
+        ("query", 1, 12, 1, -1),
+        ("gallery", 0, 0, 2, -1),
+        ("gallery", 1, 11, 1, -1),
+        ("gallery", 2, 11, 2, -1),
         ("gallery", 3, 12, 0, -1),
-    ]  # fmt: skip
+    ]
     for r in rows:
         assert r["sha256"] == hashlib.sha256((raw / r["source"]).read_bytes()).hexdigest()
     assert rows[0]["source"] == "bounding_box_train/" + _name(2, 1, 102)
     info = json.loads((out / "dataset.json").read_text())
     assert info == {
-        "dataset": "market1501", "height": H, "width": W, "num_classes": 3,
+        "dataset": "market1501",
+        "height": H,
+        "width": W,
+        "num_classes": 3,
         "protocol": {"name": "market", "junk_dropped": 1},
         "num_images": {"train": 6, "query": 2, "gallery": 4},
-    }  # fmt: skip
+    }
     assert res.num_images == info["num_images"] and res.num_classes == 3 and res.skipped == 0
     ps = PreparedSet(out)
     train = ps.split("train")
@@ -93,9 +111,14 @@ def test_prepared_set_contents(tmp_path):
     src = Image.open(raw / rows[-1]["source"]).convert("RGB").resize((W, H), Image.Resampling.BILINEAR)
     np.testing.assert_array_equal(gal.images[3], np.asarray(src))
     assert sorted(p.name for p in out.iterdir()) == [
-        "dataset.json", "images_gallery.npy", "images_query.npy", "images_train.npy",
-        "manifest.csv", "report.json", "report.md",
-    ]  # fmt: skip
+        "dataset.json",
+        "images_gallery.npy",
+        "images_query.npy",
+        "images_train.npy",
+        "manifest.csv",
+        "report.json",
+        "report.md",
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["splits"]["train"] == {
         "images": 6,
@@ -331,8 +354,18 @@ def test_main_prints_one_line_and_exits_2_on_errors(tmp_path, capsys):
     code = preprocess.main([*args, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err and "does not exist" in err
-    code = preprocess.main(["--params", str(tmp_path / "missing.yaml"), "--dataset", "market1501",
-                            "--raw", str(tmp_path), "--out", str(tmp_path / "out")])  # fmt: skip
+    code = preprocess.main(
+        [
+            "--params",
+            str(tmp_path / "missing.yaml"),
+            "--dataset",
+            "market1501",
+            "--raw",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2 and "params file not found" in capsys.readouterr().err
 
 

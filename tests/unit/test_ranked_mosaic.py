@@ -30,6 +30,7 @@ def test_tiles_and_frames_are_placed_by_rank():
 def test_the_figure_is_written(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (12, 16, 8, 3), dtype=np.uint8)
-    path = plot_ranked_lists(images[:6], images, rng.integers(0, 12, (6, 10)), rng.random((6, 10)) < 0.5,
-                             tmp_path / "ranked.png")  # fmt: skip
+    path = plot_ranked_lists(
+        images[:6], images, rng.integers(0, 12, (6, 10)), rng.random((6, 10)) < 0.5, tmp_path / "ranked.png"
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000

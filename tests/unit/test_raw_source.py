@@ -101,16 +101,26 @@ def test_synthetic_b_is_the_generators_domain_b_as_dvcs_synthesize_b_makes_it(tm
 
     from spherereid.stages import synthesize
 
-    cfg = SyntheticConfig(train_identities=3, test_identities=3, cameras=2, images_per_camera=1,
-                          distractors=1, junk=1, height=32, width=16)  # fmt: skip
+    cfg = SyntheticConfig(
+        train_identities=3,
+        test_identities=3,
+        cameras=2,
+        images_per_camera=1,
+        distractors=1,
+        junk=1,
+        height=32,
+        width=16,
+    )
     got = resolve_raw(dataset="synthetic_b", work_dir=tmp_path / "kfp", synthetic=cfg)
     assert got.origin == "generated" and got.revision == "generated:seed=0,domain=b"
     synthesize.run(synthetic=dataclasses.replace(cfg, domain="b"), out_dir=tmp_path / "dvc")
     a = resolve_raw(dataset="synthetic", work_dir=tmp_path / "a", synthetic=cfg).path
 
     def digest(root: Path) -> dict[str, str]:
-        return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-                for p in sorted(root.rglob("*.jpg"))}  # fmt: skip
+        return {
+            str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*.jpg"))
+        }
 
     assert digest(got.path) == digest(tmp_path / "dvc") and len(digest(got.path)) > 0
     assert digest(got.path) != digest(a)  # another camera network than synthetic's

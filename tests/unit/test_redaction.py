@@ -22,11 +22,17 @@ from spherereid.redaction import REDACTED, redact_text, redact_uri
             f"https://b.s3.amazonaws.com/k?X-Amz-Algorithm={REDACTED}&X-Amz-Credential={REDACTED}"
             f"&X-Amz-Signature={REDACTED}",
         ),
-        ("https://acct.blob.core.windows.net/c?sv=2020&sig=abc%3D", f"https://acct.blob.core.windows.net/c?sv=2020&sig={REDACTED}"),
-        ("https://h/?Password=a&SECRET=b&api_key=c", f"https://h/?Password={REDACTED}&SECRET={REDACTED}&api_key={REDACTED}"),
+        (
+            "https://acct.blob.core.windows.net/c?sv=2020&sig=abc%3D",
+            f"https://acct.blob.core.windows.net/c?sv=2020&sig={REDACTED}",
+        ),
+        (
+            "https://h/?Password=a&SECRET=b&api_key=c",
+            f"https://h/?Password={REDACTED}&SECRET={REDACTED}&api_key={REDACTED}",
+        ),
         ("https://h/cb#access_token=abc&state=1", f"https://h/cb#access_token={REDACTED}&state=1"),
     ],
-)  # fmt: skip
+)
 def test_credentials_are_removed_and_the_rest_is_kept(uri, expected):
     assert redact_uri(uri) == expected
     assert redact_uri(expected) == expected  # idempotent: redacted forms compare equal

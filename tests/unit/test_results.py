@@ -32,8 +32,15 @@ def test_to_dict_keys():
 def test_reported_keys_are_the_scalar_keys_of_a_result_in_order():
     summary = one_query([0.1, 0.2], [1, 2], [1, 1]).to_dict()
     assert REPORTED_KEYS == (
-        "rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "num_valid_queries", "num_queries",
-    )  # fmt: skip
+        "rank1",
+        "rank5",
+        "rank10",
+        "mAP",
+        "mAP_official",
+        "mINP",
+        "num_valid_queries",
+        "num_queries",
+    )
     assert [k for k in summary if k != "cmc"] == list(REPORTED_KEYS)
 
 

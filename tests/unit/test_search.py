@@ -16,7 +16,7 @@ from fixtures.deploy import (
     train_tiny,
     write_model_pt,
     write_params,
-)  # fmt: skip
+)
 from PIL import Image
 
 from spherereid.data.image_chain import ImageChain
@@ -57,9 +57,20 @@ def _relpath(p: str) -> str:
 def test_search_ranks_the_querys_identity_first_with_the_evaluation_chains_distances(setup, tmp_path):
     queries = sorted((setup["root"] / "raw" / "query").glob("*.jpg"))
     out = tmp_path / "out"
-    argv = ["--model", str(setup["model"]), "--params", str(setup["params"]), "--gallery",
-            str(setup["gallery"]), "--query", *map(str, queries), "--top", "5",
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "--model",
+        str(setup["model"]),
+        "--params",
+        str(setup["params"]),
+        "--gallery",
+        str(setup["gallery"]),
+        "--query",
+        *map(str, queries),
+        "--top",
+        "5",
+        "--out",
+        str(out),
+    ]
     assert search_main(argv) == 0
 
     # the evaluate stage's path on the prepared copies of the same files gives the same distances
@@ -104,8 +115,11 @@ def test_bad_gallery_files_are_reported_and_skipped_with_a_reason(setup, tmp_pat
     reasons = {s.path: s.reason for s in index.skipped}
     assert set(reasons) == {"notes.txt", "c1/broken.jpg"}
     assert "not an image file" in reasons["notes.txt"] and "corrupt" in reasons["c1/broken.jpg"]
-    expected = sorted(p.relative_to(setup["gallery"]).as_posix() for p in setup["gallery"].rglob("*")
-                      if p.suffix in (".jpg", ".png") and p.name != "broken.jpg")  # fmt: skip
+    expected = sorted(
+        p.relative_to(setup["gallery"]).as_posix()
+        for p in setup["gallery"].rglob("*")
+        if p.suffix in (".jpg", ".png") and p.name != "broken.jpg"
+    )
     assert index.paths == expected and any(p.endswith(".png") for p in expected)
     assert any(p.count("/") == 2 for p in expected)  # nested folders are scanned
 
@@ -157,8 +171,18 @@ def test_an_empty_gallery_is_a_one_line_error(setup, tmp_path, capsys):
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "readme.md").write_text("nothing here")
     query = sorted((setup["root"] / "raw" / "query").glob("*.jpg"))[0]
-    argv = ["--model", str(setup["model"]), "--params", str(setup["params"]), "--gallery", str(empty),
-            "--query", str(query), "--out", str(tmp_path / "out")]  # fmt: skip
+    argv = [
+        "--model",
+        str(setup["model"]),
+        "--params",
+        str(setup["params"]),
+        "--gallery",
+        str(empty),
+        "--query",
+        str(query),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert search_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --gallery") and "no usable image" in err and "readme.md" in err

@@ -42,17 +42,23 @@ def test_the_softmax_cell_trains_well_above_chance_on_the_tiny_set(tmp_path, one
         fit_config(40),
         model=ModelConfig(
             backbone="tiny", head="D", embedding_dim=64, last_stride=1, dropout=0.5, pretrained="none"
-        ),  # fmt: skip
+        ),
         loss=LossConfig(type="softmax", scale=14.0, margin=0.0),
         sampler=SamplerConfig(p=8, k=4, batch_size=32),  # 8 steps an epoch
         schedule=ScheduleConfig(warmup_start_lr=1e-3, warmup_epochs=0, milestones=(), gamma=0.1),
         transform=TransformConfig(
             resize_height=16, resize_width=8, crop_height=16, crop_width=8, flip_prob=0.0, random_erasing=0.0
-        ),  # fmt: skip
+        ),
         train=TrainConfig(epochs=40, device="cpu", checkpoint_every=40),
     )
-    result = fit(images=images, labels=labels, num_classes=ids, checkpoint_path=tmp_path / "last.pt",
-                 config=config, progress=False)  # fmt: skip
+    result = fit(
+        images=images,
+        labels=labels,
+        num_classes=ids,
+        checkpoint_path=tmp_path / "last.pt",
+        config=config,
+        progress=False,
+    )
     last = result.history[-5:]
     accuracy = sum(h.accuracy for h in last) / len(last)
     # measured: 0.68 and loss 1.94 here; the classifier on the unit-norm embedding: 0.40 and 3.71 (its

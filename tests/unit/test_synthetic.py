@@ -22,9 +22,16 @@ from spherereid.evaluation.baseline import area_matrix
 from spherereid.stages import preprocess, synthesize
 
 TINY = dict(
-    train_identities=6, test_identities=8, cameras=4, images_per_camera=2, min_cameras=2,
-    distractors=5, junk=3, height=64, width=32,
-)  # fmt: skip
+    train_identities=6,
+    test_identities=8,
+    cameras=4,
+    images_per_camera=2,
+    min_cameras=2,
+    distractors=5,
+    junk=3,
+    height=64,
+    width=32,
+)
 
 
 def _files(root: Path) -> dict[str, bytes]:

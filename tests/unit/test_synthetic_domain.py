@@ -17,15 +17,24 @@ from spherereid.data.datasets import parse
 from spherereid.data.datasets.synthetic import _persons, _root, generate, plan
 
 TINY = dict(
-    train_identities=6, test_identities=8, cameras=4, images_per_camera=2, min_cameras=2,
-    distractors=5, junk=3, height=64, width=32,
-)  # fmt: skip
+    train_identities=6,
+    test_identities=8,
+    cameras=4,
+    images_per_camera=2,
+    min_cameras=2,
+    distractors=5,
+    junk=3,
+    height=64,
+    width=32,
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.jpg"))}  # fmt: skip
+    return {
+        p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.jpg"))
+    }
 
 
 def _mean_rgb(root: Path) -> np.ndarray:
@@ -86,8 +95,19 @@ def test_synthesize_cli_domain_b_is_parsed_as_synthetic_b(tmp_path):
     params["synthetic"].update(TINY)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "raw" / "synthetic_b"
-    cmd = [sys.executable, "-m", "spherereid.stages.synthesize", "--params", str(tmp_path / "params.yaml"),
-           "--domain", "b", "--out", str(out), "--workers", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "spherereid.stages.synthesize",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--domain",
+        "b",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     assert json.loads((out / "synthetic.json").read_text())["config"]["domain"] == "b"
     splits = parse("synthetic_b", out, tmp_path / "work")

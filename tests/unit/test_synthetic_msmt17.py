@@ -26,20 +26,38 @@ from spherereid.data import datasets
 from spherereid.data.datasets.synthetic import generate
 from spherereid.stages import evaluate, preprocess, synthesize, train
 
-SMALL = dict(seed=3, train_identities=6, test_identities=5, cameras=15, images_per_camera=1,
-             min_cameras=3, distractors=4, junk=2, height=32, width=16)  # fmt: skip
+SMALL = dict(
+    seed=3,
+    train_identities=6,
+    test_identities=5,
+    cameras=15,
+    images_per_camera=1,
+    min_cameras=3,
+    distractors=4,
+    junk=2,
+    height=32,
+    width=16,
+)
 
 
 def _hashes(root):
-    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_layout_lists_and_counts_parse_back(tmp_path):
     summary = generate(tmp_path / "m", layout="msmt17", **SMALL)
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "list_gallery.txt", "list_query.txt", "list_train.txt", "list_val.txt", "test", "train"
-    ]  # fmt: skip
+        "list_gallery.txt",
+        "list_query.txt",
+        "list_train.txt",
+        "list_val.txt",
+        "test",
+        "train",
+    ]
     s = datasets.parse("msmt17", tmp_path / "m", tmp_path / "work")
     counts = summary["images"]
     assert len(s.train) == counts["train"] + counts["val"] and counts["val"] >= 1
@@ -86,22 +104,33 @@ def test_msmt17_path_end_to_end_through_the_stage_run_functions(tmp_path, monkey
         dataset="msmt17", raw_dir=tmp_path / "raw", out_dir=tmp_path / "prepared", data=data
     )
     counts = record["summary"]["images"]
-    assert prep.num_images == {"train": counts["train"] + counts["val"], "query": counts["query"],
-                               "gallery": counts["gallery"]}  # fmt: skip
+    assert prep.num_images == {
+        "train": counts["train"] + counts["val"],
+        "query": counts["query"],
+        "gallery": counts["gallery"],
+    }
     assert prep.num_classes == 8
     transform = TransformConfig(resize_height=36, resize_width=18, crop_height=32, crop_width=16)
     train.run(
-        prepared_dir=tmp_path / "prepared", out_dir=tmp_path / "train",
+        prepared_dir=tmp_path / "prepared",
+        out_dir=tmp_path / "train",
         config=FitConfig(
-            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"), loss=LossConfig(),
-            sampler=SamplerConfig(p=4, k=2, batch_size=8), optim=OptimConfig(),
+            model=ModelConfig(backbone="tiny", embedding_dim=16, pretrained="none"),
+            loss=LossConfig(),
+            sampler=SamplerConfig(p=4, k=2, batch_size=8),
+            optim=OptimConfig(),
             schedule=ScheduleConfig(warmup_epochs=0, milestones=()),
-            train=TrainConfig(epochs=1, device="cpu"), transform=transform,
+            train=TrainConfig(epochs=1, device="cpu"),
+            transform=transform,
         ),
-    )  # fmt: skip
-    res = evaluate.run(prepared_dir=tmp_path / "prepared", train_dir=tmp_path / "train",
-                       out_dir=tmp_path / "eval", evaluate=EvaluateConfig(max_rank=5, batch_size=32),
-                       transform=transform)  # fmt: skip
+    )
+    res = evaluate.run(
+        prepared_dir=tmp_path / "prepared",
+        train_dir=tmp_path / "train",
+        out_dir=tmp_path / "eval",
+        evaluate=EvaluateConfig(max_rank=5, batch_size=32),
+        transform=transform,
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["protocol"] == "market"
     assert 0.0 <= res.metrics["mAP"] <= 1.0 and 0.0 <= res.metrics["rank1"] <= 1.0

@@ -52,10 +52,22 @@ def test_a_second_training_on_a_held_folder_is_refused_in_one_line_and_writes_no
     with train_lock.holding(out):  # training A is running (this process holds its folder)
         before = _files(out)
         done = subprocess.run(
-            [sys.executable, "-m", "spherereid.stages.train", "--params", str(other), "--prepared",
-             str(prepared), "--out", str(out)],
-            capture_output=True, text=True, timeout=600, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "spherereid.stages.train",
+                "--params",
+                str(other),
+                "--prepared",
+                str(prepared),
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         after = _files(out)
     assert done.returncode == 2, done.stderr[-2000:]
     (line,) = done.stderr.strip().splitlines()

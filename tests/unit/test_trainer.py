@@ -182,6 +182,13 @@ def test_cuda_graphs_with_several_processes_is_refused_with_how_to_choose(tmp_pa
     images, labels = _data()
     expected = r"train.cuda_graphs is true but training runs in 2 processes.*Choose"
     with pytest.raises(ValueError, match=expected):
-        fit(images=images, labels=labels, num_classes=IDS, checkpoint_path=tmp_path / "last.pt",
-            config=config, progress=False, dist=ctx)  # fmt: skip
+        fit(
+            images=images,
+            labels=labels,
+            num_classes=IDS,
+            checkpoint_path=tmp_path / "last.pt",
+            config=config,
+            progress=False,
+            dist=ctx,
+        )
     assert not (tmp_path / "last.pt").exists()

@@ -56,8 +56,13 @@ def test_the_job_runs_our_image_and_entrypoint_on_the_torch_runtime():
     assert trainer["image"] == "registry.example.com/spherereid:0.1.0"
     assert trainer["command"][:3] == ["torchrun", "-m", "spherereid.stages.train"]
     assert trainer["command"][3:] == [
-        "--params", "/checkpoints/r/p.yaml", "--prepared", "/checkpoints/r/in", "--out", "/checkpoints/r/o"
-    ]  # fmt: skip
+        "--params",
+        "/checkpoints/r/p.yaml",
+        "--prepared",
+        "/checkpoints/r/in",
+        "--out",
+        "/checkpoints/r/o",
+    ]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 8)
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
 
@@ -122,15 +127,25 @@ def test_settings_errors_are_one_line_and_name_the_fix():
     with pytest.raises(LaunchError, match="unknown scale-out setting 'gpus'"):
         ScaleOut.from_dict({"gpus": 2})
     with pytest.raises(LaunchError, match="runtime"):
-        build_trainjob(TrainJobSpec(name="x", namespace="n", image="i", runtime="", nodes=2, gpus_per_node=1,
-                                    args=()))  # fmt: skip
+        build_trainjob(
+            TrainJobSpec(name="x", namespace="n", image="i", runtime="", nodes=2, gpus_per_node=1, args=())
+        )
     assert ScaleOut.from_dict(_scale().to_dict()) == _scale()
 
 
 def test_single_node_torchrun_command():
     argv = torchrun_argv(4, "spherereid.stages.train", ["--out", "o"], python="py")
-    assert argv == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m",
-                    "spherereid.stages.train", "--out", "o"]  # fmt: skip
+    assert argv == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=4",
+        "-m",
+        "spherereid.stages.train",
+        "--out",
+        "o",
+    ]
     with pytest.raises(LaunchError, match="gpus_per_node"):
         torchrun_argv(0, "m", [])
 

@@ -53,8 +53,12 @@ def test_the_registered_version_is_found_from_the_training_runs_tags(tmp_path, m
     # what the KFP component then does with it: tags on version 2 only, and the card's table
     c.update_model_version("reid", "2", description="# reid v2\n\n## Evaluation\n")
     tags = cross_evaluate.record_on_version("reid", 2, "a", {"a": {"rank1": 0.5, "mAP": 0.25}, **found})
-    assert tags == {"xeval.a.mAP": "0.2500", "xeval.a.rank1": "0.5000", "xeval.b.mAP": "0.1250",
-                    "xeval.b.rank1": "0.2500"}  # fmt: skip
+    assert tags == {
+        "xeval.a.mAP": "0.2500",
+        "xeval.a.rank1": "0.5000",
+        "xeval.b.mAP": "0.1250",
+        "xeval.b.rank1": "0.2500",
+    }
     assert c.get_model_version("reid", "2").tags["xeval.b.rank1"] == "0.2500"
     assert "xeval.b.rank1" not in c.get_model_version("reid", "1").tags
     card = c.get_model_version("reid", "2").description

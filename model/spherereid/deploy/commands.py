@@ -28,10 +28,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--name", help="registered model name, when --model is a version number")
     parser.add_argument(
-        "--params", type=Path, default=Path("params.yaml"),
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
         help="params file giving the image chain of a model.pt, or of a registered model without one "
         "(default params.yaml)",
-    )  # fmt: skip
+    )
 
 
 def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -> int:
@@ -44,19 +46,24 @@ def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -
     parser.add_argument("--out", type=Path, required=True, help="output file, e.g. model.onnx")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 18 (default 18)")
     parser.add_argument(
-        "--prepared", type=Path,
+        "--prepared",
+        type=Path,
         help="prepared dataset directory: prove parity on its query and gallery (cosine, batch sizes, "
         "rank-1/mAP); without it, cosine and batch sizes are checked on 64 random images",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--quantize", choices=("int8",),
+        "--quantize",
+        choices=("int8",),
         help="int8: write a statically quantized model for CPUs (calibrated on --prepared's train split, "
         "held to --int8-budget against fp32 ONNX on its query/gallery, timed against fp32 ONNX)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--int8-budget", type=float, default=INT8_BUDGET_POINTS, metavar="POINTS",
+        "--int8-budget",
+        type=float,
+        default=INT8_BUDGET_POINTS,
+        metavar="POINTS",
         help=f"most rank-1 or mAP points int8 may differ from fp32 (default {INT8_BUDGET_POINTS})",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -68,8 +75,10 @@ def export(argv: Sequence[str] | None = None, prog: str = "spherereid export") -
         else:
             figures = _export_fp32(model, args)
         print(f"exported {model.label} to {args.out}" + (" (int8)" if args.quantize else ""))
-        print(f"  input: uint8 (N, {model.chain.stored_size[0]}, {model.chain.stored_size[1]}, 3) RGB; "
-              "output: float32 (N, D) unit embeddings")  # fmt: skip
+        print(
+            f"  input: uint8 (N, {model.chain.stored_size[0]}, {model.chain.stored_size[1]}, 3) RGB; "
+            "output: float32 (N, D) unit embeddings"
+        )
         for name, values in figures.items():
             print(f"  {name}: {json.dumps(values)}")
         return 0
@@ -87,14 +96,22 @@ def _export_fp32(model: ResolvedModel, args: argparse.Namespace) -> dict[str, di
     if args.prepared is not None:
         prepared = PreparedSet(args.prepared)
         report = check_parity(
-            net=model.net, chain=model.chain, onnx_path=path,
-            query=prepared.split("query"), gallery=prepared.split("gallery"),
-        )  # fmt: skip
+            net=model.net,
+            chain=model.chain,
+            onnx_path=path,
+            query=prepared.split("query"),
+            gallery=prepared.split("gallery"),
+        )
         return {"parity": report.tags(prefix="")}
     images = np.random.default_rng(0).integers(0, 256, (64, *model.chain.stored_size, 3), np.uint8)
     rows = check_rows(net=model.net, chain=model.chain, onnx_path=path, images=images)
-    return {"parity": {"rows": "64 random images", "min_cosine": str(rows.min_cosine),
-                       "max_batch_difference": str(rows.max_batch_difference)}}  # fmt: skip
+    return {
+        "parity": {
+            "rows": "64 random images",
+            "min_cosine": str(rows.min_cosine),
+            "max_batch_difference": str(rows.max_batch_difference),
+        }
+    }
 
 
 def _export_int8(model: ResolvedModel, args: argparse.Namespace) -> dict[str, dict[str, str]]:
@@ -115,13 +132,20 @@ def _export_int8(model: ResolvedModel, args: argparse.Namespace) -> dict[str, di
     with tempfile.TemporaryDirectory(prefix="spherereid-fp32-") as tmp:
         fp32 = export_onnx(model.net, model.chain, Path(tmp) / "model.fp32.onnx", opset=args.opset)
         report, rows = check_parity_rows(
-            net=model.net, chain=model.chain, onnx_path=fp32,
-            query=prepared.split("query"), gallery=prepared.split("gallery"),
-        )  # fmt: skip
+            net=model.net,
+            chain=model.chain,
+            onnx_path=fp32,
+            query=prepared.split("query"),
+            gallery=prepared.split("gallery"),
+        )
         int8 = export_int8(
-            fp32, args.out, prepared=prepared, fp32_rows=rows, budget_points=args.int8_budget,
+            fp32,
+            args.out,
+            prepared=prepared,
+            fp32_rows=rows,
+            budget_points=args.int8_budget,
             budget_fix=" (drop --quantize) or raise --int8-budget",
-        )  # fmt: skip
+        )
     return {"parity": report.tags(prefix=""), "int8": int8.figures()}
 
 
@@ -134,9 +158,11 @@ def search(argv: Sequence[str] | None = None, prog: str = "spherereid search") -
     parser.add_argument("--top", type=int, default=10, help="gallery images per query (default 10)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per query)")
     parser.add_argument(
-        "--index", type=Path, help="gallery index file (default <out>/gallery_index.npz); reused while "
+        "--index",
+        type=Path,
+        help="gallery index file (default <out>/gallery_index.npz); reused while "
         "the model and the gallery files are unchanged",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.top < 1:

@@ -135,9 +135,14 @@ def embed_files(
                 skipped.append(Skipped(name, str(exc)))
         if rows:
             feats = extract_features(
-                model.net, np.stack(rows), chain.eval_transform(), batch_size=batch_size, flip=chain.flip,
-                precision=chain.precision, progress=False,
-            )  # fmt: skip
+                model.net,
+                np.stack(rows),
+                chain.eval_transform(),
+                batch_size=batch_size,
+                flip=chain.flip,
+                precision=chain.precision,
+                progress=False,
+            )
             chunks.append(feats)
             names += ok
         bar.update(len(files[start : start + batch_size]))

@@ -54,8 +54,14 @@ def export_int8(
     calibration = calibration_images(prepared.split("train"))
     with tempfile.TemporaryDirectory(prefix=".int8-", dir=out_path.parent) as tmp:
         staged = quantize_int8(fp32_path, Path(tmp) / out_path.name, calibration)
-        parity = check_int8_parity(int8_path=staged, fp32_rows=fp32_rows, query=query, gallery=gallery,
-                                   budget_points=budget_points, fix=budget_fix)  # fmt: skip
+        parity = check_int8_parity(
+            int8_path=staged,
+            fp32_rows=fp32_rows,
+            query=query,
+            gallery=gallery,
+            budget_points=budget_points,
+            fix=budget_fix,
+        )
         speed = compare_speed(fp32_path, staged, _speed_batch(query, gallery))
         os.replace(staged, out_path)
     log.info("int8 model %s: %s; %s", out_path, parity.summary(), speed.summary())

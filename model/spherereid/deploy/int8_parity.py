@@ -48,8 +48,11 @@ class Int8Parity:
 
     def figures(self) -> dict[str, float]:
         """The fields and both differences, for tags and records."""
-        return {**asdict(self), "rank1_difference_points": self.rank1_points,
-                "map_difference_points": self.map_points}  # fmt: skip
+        return {
+            **asdict(self),
+            "rank1_difference_points": self.rank1_points,
+            "map_difference_points": self.map_points,
+        }
 
     def summary(self) -> str:
         return (
@@ -89,9 +92,16 @@ def check_int8_parity(
     rank1_i, map_i = rank1_and_map(int8_rows[:nq], int8_rows[nq:], query, gallery)
     cos = row_cosines(int8_rows, fp32_rows)
     parity = Int8Parity(
-        len(images), rank1_f, rank1_i, map_f, map_i, top1_agreement(int8_rows, fp32_rows, nq),
-        float(cos.mean()), float(cos.min()), budget_points,
-    )  # fmt: skip
+        len(images),
+        rank1_f,
+        rank1_i,
+        map_f,
+        map_i,
+        top1_agreement(int8_rows, fp32_rows, nq),
+        float(cos.mean()),
+        float(cos.min()),
+        budget_points,
+    )
     worst = max(abs(parity.rank1_points), abs(parity.map_points))
     if not worst <= budget_points:  # NaN fails too
         raise ParityError(

@@ -50,8 +50,10 @@ class LoggedInt8:
 
     def tags(self, prefix: str = ONNX_INT8_PREFIX) -> dict[str, str]:
         """`<prefix>model_uri` and `<prefix><figure>` for each of the model's figures."""
-        return {f"{prefix}model_uri": self.model_uri,
-                **{f"{prefix}{k}": v for k, v in self.model.figures().items()}}  # fmt: skip
+        return {
+            f"{prefix}model_uri": self.model_uri,
+            **{f"{prefix}{k}": v for k, v in self.model.figures().items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,16 @@ class OnnxExport:
 
 
 def export_and_log(
-    ref: RunRef, model_pt: Path, *, chain: ImageChain, prepared_dir: Path, out_dir: Path, dataset: str,
-    quantize: str = "none", int8_budget: float = INT8_BUDGET_POINTS,
-) -> OnnxExport:  # fmt: skip
+    ref: RunRef,
+    model_pt: Path,
+    *,
+    chain: ImageChain,
+    prepared_dir: Path,
+    out_dir: Path,
+    dataset: str,
+    quantize: str = "none",
+    int8_budget: float = INT8_BUDGET_POINTS,
+) -> OnnxExport:
     """Export, prove parity (ParityError / ExportError on failure), with `quantize` "int8" also quantize
     and hold to `int8_budget` points, then log the ONNX model(s) into run `ref`."""
     net = saved_model.load_model(Path(model_pt))
@@ -96,17 +105,24 @@ def export_and_log(
     int8 = None
     if quantize == "int8":
         int8 = export_int8(
-            path, Path(out_dir) / ONNX_INT8_FILE, prepared=prepared, fp32_rows=rows,
+            path,
+            Path(out_dir) / ONNX_INT8_FILE,
+            prepared=prepared,
+            fp32_rows=rows,
             budget_points=int8_budget,
             budget_fix=" (register.onnx_quantize: none) or raise register.onnx_int8_budget",
-        )  # fmt: skip
+        )
     key, dim = model_key(Path(model_pt), chain), net.embedding_dim
     name = logged_model_name(dataset, net.constructor_args, suffix="onnx")
     metadata = {"image_chain": chain.to_dict(), "parity": report.tags(prefix="")}
     uri = log_once(
-        ref, key, uri_tag=ONNX_URI, key_tag=ONNX_KEY, what="ONNX model",
+        ref,
+        key,
+        uri_tag=ONNX_URI,
+        key_tag=ONNX_KEY,
+        what="ONNX model",
         log_model=lambda: _log(ref, path, chain=chain, metadata=metadata, dim=dim, name=name),
-    )  # fmt: skip
+    )
     if int8 is None:
         return OnnxExport(uri, report, path, chain)
     int8_uri = _log_int8(ref, int8, key, chain=chain, dim=dim, name=f"{name}-int8")
@@ -117,9 +133,13 @@ def _log_int8(ref: RunRef, int8: Int8Model, key: str, *, chain: ImageChain, dim:
     """Log the int8 model (once per model.pt + chain) as an onnx flavor model of run `ref`; its URI."""
     metadata = {"image_chain": chain.to_dict(), "int8": int8.figures()}
     return log_once(
-        ref, key, uri_tag=ONNX_INT8_URI, key_tag=ONNX_INT8_KEY, what="int8 ONNX model",
+        ref,
+        key,
+        uri_tag=ONNX_INT8_URI,
+        key_tag=ONNX_INT8_KEY,
+        what="int8 ONNX model",
         log_model=lambda: _log(ref, int8.path, chain=chain, metadata=metadata, dim=dim, name=name),
-    )  # fmt: skip
+    )
 
 
 def _log(ref: RunRef, path: Path, *, chain: ImageChain, metadata: dict, dim: int, name: str) -> str:
@@ -156,29 +176,32 @@ def usage_markdown(export: OnnxExport) -> str:
     """The model card's ONNX section: input, output, parity figures and a Python example."""
     h, w = export.chain.stored_size
     r = export.report
-    return "\n".join([
-        "## ONNX",
-        "",
-        f"`{export.model_uri}` (MLflow onnx flavor, opset {OPSET}, dynamic batch). Input `{INPUT_NAME}`: "
-        f"uint8 (N, {h}, {w}, 3) RGB pixels at the stored size (decode and resize with Pillow's bilinear "
-        "filter, as `ImageChain.stored` does); resize to the input size, normalisation, the mirror average "
-        f"and L2 run inside the graph. Output `{OUTPUT_NAME}`: float32 (N, D) unit rows.",
-        "",
-        f"Parity with PyTorch (onnxruntime CPU, {r.rows} query + gallery images, batch sizes "
-        f"{', '.join(map(str, r.batch_sizes))}): min cosine {r.min_cosine:.7f}, rows equal across batch "
-        f"sizes to {r.max_batch_difference:.1e}, rank-1 {r.rank1_onnx:.4f} and mAP {r.map_onnx:.4f} on both.",
-        "",
-        "```python",
-        "import mlflow, numpy as np",
-        f'model = mlflow.pyfunc.load_model("{export.model_uri}")',
-        f"embeddings = model.predict(images)  # images: np.uint8 array (N, {h}, {w}, 3)",
-        "```",
-        "",
-        "Or export the same graph yourself: "
-        "`spherereid export --model models:/NAME/VERSION --out model.onnx`.",
-        "",
-        *([] if export.int8 is None else int8_markdown(export.int8)),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## ONNX",
+            "",
+            f"`{export.model_uri}` (MLflow onnx flavor, opset {OPSET}, dynamic batch). Input `{INPUT_NAME}`: "
+            f"uint8 (N, {h}, {w}, 3) RGB pixels at the stored size (decode and resize with Pillow's bilinear "
+            "filter, as `ImageChain.stored` does); resize to the input size, normalisation, the mirror "
+            f"average and L2 run inside the graph. Output `{OUTPUT_NAME}`: float32 (N, D) unit rows.",
+            "",
+            f"Parity with PyTorch (onnxruntime CPU, {r.rows} query + gallery images, batch sizes "
+            f"{', '.join(map(str, r.batch_sizes))}): min cosine {r.min_cosine:.7f}, rows equal across batch "
+            f"sizes to {r.max_batch_difference:.1e}, rank-1 {r.rank1_onnx:.4f} "
+            f"and mAP {r.map_onnx:.4f} on both.",
+            "",
+            "```python",
+            "import mlflow, numpy as np",
+            f'model = mlflow.pyfunc.load_model("{export.model_uri}")',
+            f"embeddings = model.predict(images)  # images: np.uint8 array (N, {h}, {w}, 3)",
+            "```",
+            "",
+            "Or export the same graph yourself: "
+            "`spherereid export --model models:/NAME/VERSION --out model.onnx`.",
+            "",
+            *([] if export.int8 is None else int8_markdown(export.int8)),
+        ]
+    )
 
 
 def int8_markdown(int8: LoggedInt8) -> list[str]:

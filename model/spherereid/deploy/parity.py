@@ -139,9 +139,14 @@ def check_parity(
 ) -> ParityReport:
     """All three checks on query + gallery (uint8 at the stored size); ParityError on any failure."""
     report, _ = check_parity_rows(
-        net=net, chain=chain, onnx_path=onnx_path, query=query, gallery=gallery, batch_sizes=batch_sizes,
+        net=net,
+        chain=chain,
+        onnx_path=onnx_path,
+        query=query,
+        gallery=gallery,
+        batch_sizes=batch_sizes,
         min_cosine=min_cosine,
-    )  # fmt: skip
+    )
     return report
 
 
@@ -159,9 +164,13 @@ def check_parity_rows(
     an int8 model is compared with."""
     images = np.concatenate([np.asarray(query.images), np.asarray(gallery.images)])
     rows = check_rows(
-        net=net, chain=chain, onnx_path=onnx_path, images=images, batch_sizes=batch_sizes,
+        net=net,
+        chain=chain,
+        onnx_path=onnx_path,
+        images=images,
+        batch_sizes=batch_sizes,
         min_cosine=min_cosine,
-    )  # fmt: skip
+    )
     nq = len(query)
     rank1_t, map_t = rank1_and_map(rows.torch[:nq], rows.torch[nq:], query, gallery)
     rank1_o, map_o = rank1_and_map(rows.onnx[:nq], rows.onnx[nq:], query, gallery)
@@ -171,9 +180,20 @@ def check_parity_rows(
             f"rank-1 {rank1_o:.6f} mAP {map_o:.6f}"
         )
     report = ParityReport(
-        len(images), tuple(batch_sizes), rows.min_cosine, rows.max_batch_difference, rank1_t, rank1_o,
-        map_t, map_o,
-    )  # fmt: skip
-    log.info("ONNX parity shown on %d images: min cosine %.7f, rank-1 %.4f, mAP %.4f", len(images),
-             rows.min_cosine, rank1_o, map_o)  # fmt: skip
+        len(images),
+        tuple(batch_sizes),
+        rows.min_cosine,
+        rows.max_batch_difference,
+        rank1_t,
+        rank1_o,
+        map_t,
+        map_o,
+    )
+    log.info(
+        "ONNX parity shown on %d images: min cosine %.7f, rank-1 %.4f, mAP %.4f",
+        len(images),
+        rows.min_cosine,
+        rank1_o,
+        map_o,
+    )
     return report, rows.onnx

@@ -105,8 +105,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.n
     found = quantized_node_count(onnx.load(str(out_path)).graph.node)
     if found == 0:
         raise QuantizeError(f"{out_path}: onnxruntime quantized no node (no Conv in {fp32_path}?)")
-    log.info("quantized %s -> %s (%d quantized nodes, %d calibration images)", fp32_path, out_path, found,
-             len(calibration))  # fmt: skip
+    log.info(
+        "quantized %s -> %s (%d quantized nodes, %d calibration images)",
+        fp32_path,
+        out_path,
+        found,
+        len(calibration),
+    )
     return out_path
 
 

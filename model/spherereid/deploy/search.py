@@ -116,9 +116,14 @@ def _write_result(
     qpid, qcam = identity(name)
     folder.mkdir(parents=True, exist_ok=True)
     record = {
-        "query": name, "pid": qpid, "camid": qcam, "model": model.label, "gallery": str(index.root),
-        "metric": "cosine distance (1 - cosine similarity)", "results": [asdict(m) for m in matches],
-    }  # fmt: skip
+        "query": name,
+        "pid": qpid,
+        "camid": qcam,
+        "model": model.label,
+        "gallery": str(index.root),
+        "metric": "cosine distance (1 - cosine similarity)",
+        "results": [asdict(m) for m in matches],
+    }
     results_path = folder / RESULTS_FILE
     results_path.write_text(json.dumps(record, indent=2) + "\n")
     plot_path = plot_search(

@@ -80,6 +80,10 @@ def compare_speed(
             rates[name].append(n / (time.perf_counter() - start))
     ratio = statistics.median(i / f for i, f in zip(rates["int8"], rates["fp32"]))
     return SpeedComparison(
-        statistics.median(rates["fp32"]), statistics.median(rates["int8"]), ratio, n, repeats,
+        statistics.median(rates["fp32"]),
+        statistics.median(rates["int8"]),
+        ratio,
+        n,
+        repeats,
         cpu_description(),
-    )  # fmt: skip
+    )

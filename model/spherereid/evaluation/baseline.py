@@ -53,9 +53,14 @@ def raw_pixel_baseline(
 
     qf, gf = raw_pixel_features(query), raw_pixel_features(gallery)
     result = evaluate_features(
-        qf, gf, np.asarray(q_pids), np.asarray(g_pids), np.asarray(q_camids), np.asarray(g_camids),
+        qf,
+        gf,
+        np.asarray(q_pids),
+        np.asarray(g_pids),
+        np.asarray(q_camids),
+        np.asarray(g_camids),
         metric="cosine",
-    )  # fmt: skip
+    )
     d = result.to_dict()
     return {
         "method": f"raw pixels {FEATURE_HEIGHT}x{FEATURE_WIDTH}, per-image standardised, cosine",

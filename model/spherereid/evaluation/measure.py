@@ -67,9 +67,17 @@ def measure(
     elif cfg.rerank:
         params = RerankParams(cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
         reranked = evaluate_reranked(
-            qf, gf, query.pids, gallery.pids, query.camids, gallery.camids, params,
-            metric=cfg.metric, max_rank=cfg.max_rank, query_chunk=cfg.query_chunk,
-        ).to_dict()  # fmt: skip
+            qf,
+            gf,
+            query.pids,
+            gallery.pids,
+            query.camids,
+            gallery.camids,
+            params,
+            metric=cfg.metric,
+            max_rank=cfg.max_rank,
+            query_chunk=cfg.query_chunk,
+        ).to_dict()
     return ProtocolMetrics(protocol=name, plain=plain, reranked=reranked)
 
 
@@ -87,9 +95,13 @@ def rank_under_protocol(
     cameras = (query.camids, gallery.camids)
     if name == "cuhk03-classic":
         return evaluate_cuhk03_classic(
-            *labelled, *cameras, metric=cfg.metric, max_rank=cfg.max_rank,
-            repeats=int(protocol.get("repeats", 10)), seed=0,
-        )  # fmt: skip
+            *labelled,
+            *cameras,
+            metric=cfg.metric,
+            max_rank=cfg.max_rank,
+            repeats=int(protocol.get("repeats", 10)),
+            seed=0,
+        )
     if name == "cuhk-sysu":
         galleries = [np.asarray(g, dtype=np.int64) for g in protocol["galleries"]]
         return evaluate_gallery_subsets(*labelled, galleries, max_rank=cfg.max_rank, metric=cfg.metric)

@@ -21,7 +21,8 @@ from .overrides import apply_overrides, parse_assignments
 from .runner import run_ablation
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "spherereid ablation") -> int:
+def _parser(prog: str) -> argparse.ArgumentParser:
+    """The command line: params, output folder, overrides, grid filters, raw data, DVC queue."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument(
         "--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)"
@@ -29,22 +30,37 @@ def main(argv: Sequence[str] | None = None, prog: str = "spherereid ablation") -
     parser.add_argument("--out", type=Path, required=True, help="output directory (cells/, ablation.*)")
     axes = "; ".join(f"{axis} {','.join(v)}" for axis, v in AXES.items())
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override a parameter in every cell (repeatable), e.g. train.epochs=3",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--grid", dest="filters", action="append", default=[], metavar="AXIS=V1,V2",
+        "--grid",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="AXIS=V1,V2",
         help=f"narrow an axis (repeatable); axes: {axes}",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--raw", type=Path, default=None,
+        "--raw",
+        type=Path,
+        default=None,
         help="raw dataset folder (default: generated for synthetic, else data/raw/<dataset>)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--dvc-queue", action="store_true",
+        "--dvc-queue",
+        action="store_true",
         help="print one `dvc exp run --queue` command per cell instead of running (pipe into bash)",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "spherereid ablation") -> int:
+    args = _parser(prog).parse_args(argv)
 
     def body() -> int:
         overrides = parse_assignments(args.overrides)

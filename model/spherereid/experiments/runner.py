@@ -108,13 +108,20 @@ def run_cell(
     child = runs.read_run_ref(train_dir / RUN_FILE)
     runs.set_tags(child, tags.ablation_cell_tags(parent.run_id, cell.cell_id))
     res = evaluate_stage.run(
-        prepared_dir=prepared_dir, train_dir=train_dir, out_dir=cell_dir / "eval",
-        evaluate=cp.evaluate, transform=cp.transform,
-    )  # fmt: skip
+        prepared_dir=prepared_dir,
+        train_dir=train_dir,
+        out_dir=cell_dir / "eval",
+        evaluate=cp.evaluate,
+        transform=cp.transform,
+    )
     record = cell_record(
-        cell.cell_id, cell.settings(), res.metrics,
-        seconds=round(time.perf_counter() - start, 2), run_id=child.run_id, params_hash=key,
-    )  # fmt: skip
+        cell.cell_id,
+        cell.settings(),
+        res.metrics,
+        seconds=round(time.perf_counter() - start, 2),
+        run_id=child.run_id,
+        params_hash=key,
+    )
     write_json_atomic(done, record)  # last: the marker that the cell is finished
     return record, False
 
@@ -127,9 +134,13 @@ def _eta(seconds: Sequence[float], left: int) -> str:
 
 
 def run_ablation(
-    *, params: Params, out_dir: Path, cells: Sequence[Cell], raw_dir: Path | None = None,
+    *,
+    params: Params,
+    out_dir: Path,
+    cells: Sequence[Cell],
+    raw_dir: Path | None = None,
     overrides: Mapping[str, str] | None = None,
-) -> AblationResult:  # fmt: skip
+) -> AblationResult:
     """Run every cell (reusing finished ones) and write ablation.json/md/png into `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,9 +162,15 @@ def run_ablation(
         bar.set_postfix(cell=cell.cell_id, left=eta)
         log.info(
             "cell %d/%d %s%s: rank-1 %.2f%%, mAP %.2f%% (%.1f s); about %s left",
-            i + 1, len(cells), cell.cell_id, " (reused)" if was_reused else "",
-            100 * record["rank1"], 100 * record["mAP"], record["seconds"], eta,
-        )  # fmt: skip
+            i + 1,
+            len(cells),
+            cell.cell_id,
+            " (reused)" if was_reused else "",
+            100 * record["rank1"],
+            100 * record["mAP"],
+            record["seconds"],
+            eta,
+        )
     paths = write_ablation(records, out_dir)
     _finish_parent(parent, records, paths, overrides or {})
     return AblationResult(records, paths, ran, reused, parent.run_id)

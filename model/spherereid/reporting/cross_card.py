@@ -37,9 +37,11 @@ def cross_section(trained_on: str, results: Mapping[str, Mapping[str, float]]) -
     ]
     for test in tests:
         values = results[test]
-        gaps = ["", ""] if test == trained_on or not own else [
-            f"{100 * (float(own[k]) - float(values[k])):+.2f}" for k in ("rank1", "mAP")
-        ]  # fmt: skip
+        gaps = (
+            ["", ""]
+            if test == trained_on or not own
+            else [f"{100 * (float(own[k]) - float(values[k])):+.2f}" for k in ("rank1", "mAP")]
+        )
         name = f"{test} (own)" if test == trained_on else test
         cells = [name, *(_percent(values.get(k)) for k, _ in CROSS_METRICS), *gaps]
         lines.append("| " + " | ".join(cells) + " |")

@@ -51,8 +51,16 @@ def plot_cmc(
         summary += f"\n{label} rank-1: {curve[0] * 100:.1f}%"
     if others:
         ax.legend(loc="center right", fontsize=8)
-    ax.text(0.97, 0.05, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})  # fmt: skip
+    ax.text(
+        0.97,
+        0.05,
+        summary,
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9},
+    )
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_title(title)

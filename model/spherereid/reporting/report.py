@@ -96,9 +96,19 @@ def write_skipped_files(
     fraction = len(skipped) / candidates if candidates else 0.0
     files = [{"path": s.path, "reason": s.reason} for s in skipped]
     js.write_text(
-        json.dumps({"count": len(skipped), "candidates": candidates, "fraction": fraction, "limit": limit,
-                    "by_reason": skipped_summary(skipped), "files": files}, indent=2) + "\n"
-    )  # fmt: skip
+        json.dumps(
+            {
+                "count": len(skipped),
+                "candidates": candidates,
+                "fraction": fraction,
+                "limit": limit,
+                "by_reason": skipped_summary(skipped),
+                "files": files,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     lines = [
         f"# Skipped files: {len(skipped)} of {candidates} ({_pct(fraction)}, limit {_pct(limit)})",
         "",

@@ -119,16 +119,24 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     ap.add_argument("--prepared-root", type=Path, default=Path("data/prepared"))
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
-        "--registration", type=Path, default=None,
+        "--registration",
+        type=Path,
+        default=None,
         help="the register stage's registration.json: tag its version xeval.<test>.<metric>",
-    )  # fmt: skip
+    )
     args = ap.parse_args(argv)
 
     def body() -> int:
         params = load_params(args.params)
-        res = run(model=args.model, train_dir=args.train, eval_dir=args.eval,
-                  prepared_root=args.prepared_root, tests=params.datasets, out_dir=args.out,
-                  evaluate=params.evaluate)  # fmt: skip
+        res = run(
+            model=args.model,
+            train_dir=args.train,
+            eval_dir=args.eval,
+            prepared_root=args.prepared_root,
+            tests=params.datasets,
+            out_dir=args.out,
+            evaluate=params.evaluate,
+        )
         print(f"cross-evaluated {args.model} on {', '.join(res)} -> {args.out}")
         if args.registration is not None:
             reg = _read_json(args.registration)

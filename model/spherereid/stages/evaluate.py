@@ -117,9 +117,12 @@ def run(
 def _rows(split: SplitData, start: int, stop: int) -> SplitData:
     """Rows [start, stop) of a split (one source of a combined set)."""
     return SplitData(
-        split.images[start:stop], split.pids[start:stop], split.camids[start:stop],
-        split.labels[start:stop], split.sources[start:stop],
-    )  # fmt: skip
+        split.images[start:stop],
+        split.pids[start:stop],
+        split.camids[start:stop],
+        split.labels[start:stop],
+        split.sources[start:stop],
+    )
 
 
 def _headline(
@@ -132,14 +135,19 @@ def _headline(
         return CheckedSet(prepared.protocol, query, gallery, name, measured.plain)
     src = prepared.sources()[0]
     (qa, qb), (ga, gb) = src["ranges"]["query"], src["ranges"]["gallery"]
-    return CheckedSet(src["protocol"], _rows(query, qa, qb), _rows(gallery, ga, gb), str(src["name"]),
-                      measured.plain)  # fmt: skip
+    return CheckedSet(
+        src["protocol"], _rows(query, qa, qb), _rows(gallery, ga, gb), str(src["name"]), measured.plain
+    )
 
 
 def check_precision(
-    out_dir: Path, model_path: Path, chain: ImageChain, checked: CheckedSet, evaluate: EvaluateConfig,
+    out_dir: Path,
+    model_path: Path,
+    chain: ImageChain,
+    checked: CheckedSet,
+    evaluate: EvaluateConfig,
     device: torch.device,
-) -> None:  # fmt: skip
+) -> None:
     """precision_check.json: rank-1/mAP of the chain's precision (`checked.ranked`, evaluate's ranking)
     against fp32 features of the same rows (a second extraction only when the chain is not fp32)."""
 
@@ -151,14 +159,25 @@ def check_precision(
     result = precision_check(checked, chain, evaluate, extract)
     write_precision_check(out_dir / PRECISION_CHECK_FILE, result)
     diff = result["difference"]
-    log.info("precision check (%s - fp32): rank-1 %+.2f, mAP %+.2f points", chain.precision,
-             100 * diff["rank1"], 100 * diff["mAP"])  # fmt: skip
+    log.info(
+        "precision check (%s - fp32): rank-1 %+.2f, mAP %+.2f points",
+        chain.precision,
+        100 * diff["rank1"],
+        100 * diff["mAP"],
+    )
 
 
 def _run_combined(
-    prepared: PreparedSet, ref: runs.RunRef, out_dir: Path, qf: np.ndarray, gf: np.ndarray,
-    query: SplitData, gallery: SplitData, evaluate: EvaluateConfig, check: Callable[[CheckedSet], None],
-) -> EvaluateResult:  # fmt: skip
+    prepared: PreparedSet,
+    ref: runs.RunRef,
+    out_dir: Path,
+    qf: np.ndarray,
+    gf: np.ndarray,
+    query: SplitData,
+    gallery: SplitData,
+    evaluate: EvaluateConfig,
+    check: Callable[[CheckedSet], None],
+) -> EvaluateResult:
     """Score each source on its own rows; the first source's metrics are the headline (`check`: the
     precision check of its rows)."""
     per_source: dict[str, tuple[ProtocolMetrics, dict[str, float]]] = {}
@@ -180,8 +199,14 @@ def _run_combined(
     others = {n: m.plain["cmc"] for n, (m, _) in per_source.items() if n != first}
     plot_cmc(measured.plain["cmc"], out_dir / CMC_PLOT, title=f"CMC: {first} (headline)", others=others)
     (qa, qb), (ga, gb) = prepared.sources()[0]["ranges"]["query"], prepared.sources()[0]["ranges"]["gallery"]
-    _ranked_lists(qf[qa:qb], gf[ga:gb], _rows(query, qa, qb), _rows(gallery, ga, gb), evaluate.metric,
-                  out_dir / RANKED_LISTS_PLOT)  # fmt: skip
+    _ranked_lists(
+        qf[qa:qb],
+        gf[ga:gb],
+        _rows(query, qa, qb),
+        _rows(gallery, ga, gb),
+        evaluate.metric,
+        out_dir / RANKED_LISTS_PLOT,
+    )
     logged = {**reported, **{f"{n}_{k}": v for n, (_, r) in per_source.items() for k, v in r.items()}}
     _log_to_run(ref, out_dir, logged, measured.reranked is not None, prepared)
     for name in per_source:
@@ -205,9 +230,14 @@ def _write_metrics(
 def _write_features(path: Path, qf: np.ndarray, gf: np.ndarray, query: SplitData, gallery: SplitData) -> None:
     """features.npz: the arrays ``spherereid evaluate-features`` reads back."""
     np.savez_compressed(
-        path, qf=qf, gf=gf, q_pids=query.pids, g_pids=gallery.pids, q_camids=query.camids,
+        path,
+        qf=qf,
+        gf=gf,
+        q_pids=query.pids,
+        g_pids=gallery.pids,
+        q_camids=query.camids,
         g_camids=gallery.camids,
-    )  # fmt: skip
+    )
 
 
 def _plot(

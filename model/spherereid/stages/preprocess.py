@@ -223,9 +223,15 @@ def _write_info_last(out_dir: Path, info: dict[str, Any]) -> None:
 
 
 def _summarise(
-    dataset: str, raw_dir: Path, data: DataConfig, splits: Splits, kept: dict, skipped: list[Skipped],
-    fraction: float, tmp: Path,
-) -> tuple[dict[str, Any], list[Entry], dict[str, Any]]:  # fmt: skip
+    dataset: str,
+    raw_dir: Path,
+    data: DataConfig,
+    splits: Splits,
+    kept: dict,
+    skipped: list[Skipped],
+    fraction: float,
+    tmp: Path,
+) -> tuple[dict[str, Any], list[Entry], dict[str, Any]]:
     """Validation figures, manifest rows and dataset.json contents of the decoded set."""
     items = {s: [it for it, _, _ in kept[s]] for s in SPLITS}
     labels = datasets.relabel(i.pid for i in items["train"])
@@ -241,19 +247,28 @@ def _summarise(
         protocol["sources"] = describe_sources(entries, protocol["sources"])
     num_images = {s: len(items[s]) for s in SPLITS}
     info = {
-        "dataset": dataset, "height": data.stored_height, "width": data.stored_width,
-        "num_classes": len(labels), "protocol": protocol, "num_images": num_images,
-    }  # fmt: skip
+        "dataset": dataset,
+        "height": data.stored_height,
+        "width": data.stored_width,
+        "num_classes": len(labels),
+        "protocol": protocol,
+        "num_images": num_images,
+    }
     warnings = _warnings(items, entries, protocol)
     report = {
-        "dataset": dataset, "raw_dir": str(raw_dir), "height": data.stored_height, "width": data.stored_width,
-        "num_classes": len(labels), "protocol_name": protocol.get("name", "market"),
-        "junk_dropped": int(protocol.get("junk_dropped", 0)), "notes": list(protocol.get("notes", [])),
+        "dataset": dataset,
+        "raw_dir": str(raw_dir),
+        "height": data.stored_height,
+        "width": data.stored_width,
+        "num_classes": len(labels),
+        "protocol_name": protocol.get("name", "market"),
+        "junk_dropped": int(protocol.get("junk_dropped", 0)),
+        "notes": list(protocol.get("notes", [])),
         "splits": {s: {**split_stats(items[s]), "folder": _folder(items[s])} for s in SPLITS},
         "skipped": _skipped_report(skipped, sum(num_images.values()), fraction, data.max_bad_fraction),
         "warnings": warnings,
         "baseline": _baseline(tmp, protocol, items),
-    }  # fmt: skip
+    }
     return report, entries, info
 
 
@@ -264,8 +279,11 @@ def _warnings(items: dict[str, list[Item]], entries: list[Entry], protocol: dict
     singles = single_image_identities(items["train"])
     dups = duplicate_images([(e.split, e.source, e.sha256) for e in entries])
     if nomatch:
-        log.warning("%d queries have no cross-camera gallery match (first: %s)", len(nomatch),
-                    items["query"][nomatch[0]].source)  # fmt: skip
+        log.warning(
+            "%d queries have no cross-camera gallery match (first: %s)",
+            len(nomatch),
+            items["query"][nomatch[0]].source,
+        )
     if singles:
         log.warning(
             "%d training identities have a single image (first pids: %s)", len(singles), singles[:FIRST]

@@ -143,16 +143,27 @@ def _export_onnx(
             "(parity with PyTorch is shown on its query and gallery)"
         )
     return export_and_log(
-        given.ref, given.model_pt, chain=chain, prepared_dir=Path(prepared_dir), out_dir=out_dir,
-        dataset=given.dataset, quantize=register.onnx_quantize,
+        given.ref,
+        given.model_pt,
+        chain=chain,
+        prepared_dir=Path(prepared_dir),
+        out_dir=out_dir,
+        dataset=given.dataset,
+        quantize=register.onnx_quantize,
         int8_budget=register.onnx_int8_budget,
-    )  # fmt: skip
+    )
 
 
 def _describe(
-    given: _Inputs, *, name: str, dataset_hash: str | None, gate: tuple[bool, str], chain: ImageChain,
-    run_tags: dict[str, str], onnx: OnnxExport | None,
-) -> Callable[[int], str]:  # fmt: skip
+    given: _Inputs,
+    *,
+    name: str,
+    dataset_hash: str | None,
+    gate: tuple[bool, str],
+    chain: ImageChain,
+    run_tags: dict[str, str],
+    onnx: OnnxExport | None,
+) -> Callable[[int], str]:
     """The model card of a version number (with the ONNX section when there is one)."""
     ref = given.ref
     lineage = Lineage(
@@ -164,11 +175,19 @@ def _describe(
 
     def card(version: int) -> str:
         text = model_card(
-            name=name, version=version, dataset=given.dataset, dataset_hash=dataset_hash,
-            params=runs.get_run_params(ref), metrics=given.metrics, passed_gate=gate[0], gate_text=gate[1],
-            lineage=lineage, chain=chain.to_dict(), sources=given.sources,
+            name=name,
+            version=version,
+            dataset=given.dataset,
+            dataset_hash=dataset_hash,
+            params=runs.get_run_params(ref),
+            metrics=given.metrics,
+            passed_gate=gate[0],
+            gate_text=gate[1],
+            lineage=lineage,
+            chain=chain.to_dict(),
+            sources=given.sources,
             precision_check=given.precision_check,
-        )  # fmt: skip
+        )
         return text + ("" if onnx is None else "\n" + usage_markdown(onnx))
 
     return card
@@ -193,9 +212,14 @@ def _ui_links(ref: runs.RunRef, name: str, version: int) -> dict[str, str]:
 
 
 def _write_record(
-    out_dir: Path, reg: RegistrationResult, given: _Inputs, logged: _Logged, *, register: RegisterConfig,
+    out_dir: Path,
+    reg: RegistrationResult,
+    given: _Inputs,
+    logged: _Logged,
+    *,
+    register: RegisterConfig,
     onnx: OnnxExport | None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write <out_dir>/registration.json: the registry's answer, where the model is, the gate's inputs
     and the metrics; return its path."""
     record = {
@@ -220,9 +244,13 @@ def _write_record(
 def _log_model_metrics(given: Any, model_uri: str, evaluated: Path, dataset_hash: str | None) -> None:
     """The evaluation metrics on the LoggedModel, with the evaluated set as its dataset (ranks versions)."""
     logged_model.log_model_metrics(
-        given.ref, model_uri, given.metrics, dataset_name=f"{given.dataset}-evaluation",
-        dataset_source=str(Path(evaluated).resolve()), dataset_digest=dataset_hash or "unknown",
-    )  # fmt: skip
+        given.ref,
+        model_uri,
+        given.metrics,
+        dataset_name=f"{given.dataset}-evaluation",
+        dataset_source=str(Path(evaluated).resolve()),
+        dataset_digest=dataset_hash or "unknown",
+    )
 
 
 def run(
@@ -254,9 +282,18 @@ def run(
 def _result(reg: RegistrationResult, ref: RunRef, model_uri: str, path: Path) -> RegisterResult:
     """The stage's answer: the registered version, the gate's verdict and where to look."""
     return RegisterResult(
-        reg.name, reg.version, reg.passed_gate, reg.reason, reg.aliases, reg.champion_version,
-        model_uri, ref.run_id, redact_uri(ref.tracking_uri), path, _ui_links(ref, reg.name, reg.version),
-    )  # fmt: skip
+        reg.name,
+        reg.version,
+        reg.passed_gate,
+        reg.reason,
+        reg.aliases,
+        reg.champion_version,
+        model_uri,
+        ref.run_id,
+        redact_uri(ref.tracking_uri),
+        path,
+        _ui_links(ref, reg.name, reg.version),
+    )
 
 
 def _log_model(given: _Inputs, chain: ImageChain, *, evaluated: Path) -> _Logged:
@@ -285,13 +322,20 @@ def _register_version(
         run_tags, dataset=given.dataset, extra=None if onnx is None else onnx.version_tags()
     )
     return registry.register_and_gate(
-        name=name, model_uri=logged.model_uri, run_id=ref.run_id, metrics=given.metrics,
-        dataset_hash=dataset_hash, min_rank1=register.min_rank1, min_map=register.min_map,
-        promotion=register.promotion, tags=version_tags,
-        describe=_describe(given, name=name, dataset_hash=dataset_hash, gate=gate, chain=chain,
-                           run_tags=run_tags, onnx=onnx),
+        name=name,
+        model_uri=logged.model_uri,
+        run_id=ref.run_id,
+        metrics=given.metrics,
+        dataset_hash=dataset_hash,
+        min_rank1=register.min_rank1,
+        min_map=register.min_map,
+        promotion=register.promotion,
+        tags=version_tags,
+        describe=_describe(
+            given, name=name, dataset_hash=dataset_hash, gate=gate, chain=chain, run_tags=run_tags, onnx=onnx
+        ),
         tracking_uri=ref.tracking_uri,
-    )  # fmt: skip
+    )
 
 
 def summary(res: RegisterResult) -> str:
@@ -321,18 +365,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     parser.add_argument("--eval", type=Path, required=True, help="evaluate stage output directory")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
-        "--prepared", type=Path,
+        "--prepared",
+        type=Path,
         help="prepared dataset directory; needed with register.export_onnx (ONNX parity is shown on its "
         "query and gallery)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:
         p = load_params(args.params)
         res = run(
-            train_dir=args.train, eval_dir=args.eval, out_dir=args.out, register=p.register,
+            train_dir=args.train,
+            eval_dir=args.eval,
+            out_dir=args.out,
+            register=p.register,
             prepared_dir=args.prepared,
-        )  # fmt: skip
+        )
         print(summary(res))
         return 0
 

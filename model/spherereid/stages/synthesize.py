@@ -109,9 +109,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.st
     ap.add_argument("--params", default="params.yaml", help="params file (section 'synthetic' is used)")
     ap.add_argument("--out", type=Path, default=Path("data/raw/synthetic"), help="output folder")
     ap.add_argument(
-        "--domain", choices=("a", "b"), default=None,
+        "--domain",
+        choices=("a", "b"),
+        default=None,
         help="camera network, overriding synthetic.domain (b: the synthetic_b dataset)",
-    )  # fmt: skip
+    )
     ap.add_argument(
         "--workers", type=int, default=2, help="drawing processes (the bytes do not depend on it)"
     )

@@ -76,15 +76,25 @@ def _train(
     if ctx.is_main:
         _write_lineage(out_dir / LINEAGE_FILE, dataset, fingerprint, config.transform)
     logger = TrainRunLogger(
-        run_file=out_dir / RUN_FILE, checkpoint_run_file=TrainDir(out_dir).checkpoint_run_file,
-        prepared_dir=prepared_dir, dataset=dataset, fingerprint=fingerprint, config=config,
-    )  # fmt: skip
+        run_file=out_dir / RUN_FILE,
+        checkpoint_run_file=TrainDir(out_dir).checkpoint_run_file,
+        prepared_dir=prepared_dir,
+        dataset=dataset,
+        fingerprint=fingerprint,
+        config=config,
+    )
     with distributed.explain_peer_failure(ctx), logger:
         result = fit(
-            images=split.images, labels=split.labels, num_classes=prepared.num_classes,
-            checkpoint_path=TrainDir(out_dir).last_checkpoint, config=config, data_fingerprint=fingerprint,
-            on_epoch=logger.epoch, on_start=logger.start, dist=ctx,
-        )  # fmt: skip
+            images=split.images,
+            labels=split.labels,
+            num_classes=prepared.num_classes,
+            checkpoint_path=TrainDir(out_dir).last_checkpoint,
+            config=config,
+            data_fingerprint=fingerprint,
+            on_epoch=logger.epoch,
+            on_start=logger.start,
+            dist=ctx,
+        )
     if not ctx.is_main:
         return _result(result, out_dir, run_id="")
     _write_outputs(result, prepared.num_classes, out_dir)

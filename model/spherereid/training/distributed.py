@@ -148,8 +148,9 @@ def wrap(
                 "train.sync_batchnorm: SyncBatchNorm all-reduces each BatchNorm layer's statistics in every "
                 "forward (one collective per layer per step, %d ranks): slower than plain BatchNorm, which "
                 "would normalise over each rank's own %s images per step",
-                ctx.world_size, per_rank_batch if per_rank_batch is not None else "share of the",
-            )  # fmt: skip
+                ctx.world_size,
+                per_rank_batch if per_rank_batch is not None else "share of the",
+            )
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)

@@ -57,5 +57,6 @@ def train_one_epoch(
             f"loss became non-finite at epoch {epoch}, step {first_bad} (of steps 0..{steps - 1}); the epoch "
             "is discarded and the last good checkpoint kept: lower optim.lr or check the data"
         )
-    return EpochStats(epoch=epoch, loss=loss_sum / seen, accuracy=correct / seen, lr=lr, images=seen,
-                      seconds=seconds)  # fmt: skip
+    return EpochStats(
+        epoch=epoch, loss=loss_sum / seen, accuracy=correct / seen, lr=lr, images=seen, seconds=seconds
+    )

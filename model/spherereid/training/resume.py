@@ -199,8 +199,11 @@ def load_or_set_aside(
             aside = checkpoint.promote_previous(path)
             log.warning(
                 "%s; resuming from the previous checkpoint %s (epoch %d), the damaged file kept as %s",
-                damaged, prev.name, int(state["epoch"]), aside.name,
-            )  # fmt: skip
+                damaged,
+                prev.name,
+                int(state["epoch"]),
+                aside.name,
+            )
         return state
     if on_corrupt != "restart":
         raise checkpoint.CheckpointCorrupt(
@@ -208,8 +211,13 @@ def load_or_set_aside(
             "train.on_corrupt_checkpoint: restart in params.yaml to move them aside and train from scratch"
         )
     _set_aside(path, CORRUPT_SUFFIX, ctx)
-    log.warning("%s is corrupt (and %s %s); moved to %s.corrupt, training from scratch", path, prev.name,
-                why_not, path.name)  # fmt: skip
+    log.warning(
+        "%s is corrupt (and %s %s); moved to %s.corrupt, training from scratch",
+        path,
+        prev.name,
+        why_not,
+        path.name,
+    )
     return None
 
 
@@ -235,8 +243,11 @@ def _set_aside_orphan(path: Path, ctx: distributed.DistContext) -> None:
     later fallback never reaches a checkpoint of another training."""
     if checkpoint.previous(path).is_file():
         _set_aside(path, STALE_SUFFIX, ctx)
-        log.warning("%s: no %s beside it; moved to .stale, training from scratch", checkpoint.previous(path),
-                    path.name)  # fmt: skip
+        log.warning(
+            "%s: no %s beside it; moved to .stale, training from scratch",
+            checkpoint.previous(path),
+            path.name,
+        )
 
 
 def restore(parts: TrainingParts, state: dict[str, Any], ctx: distributed.DistContext) -> None:

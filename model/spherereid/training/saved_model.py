@@ -168,8 +168,11 @@ def _verify_weights(path: Path, config: Mapping[str, Any]) -> None:
     """WeightsMismatch when `path` does not hash to config[WEIGHTS_SHA_KEY]; a warning without a record."""
     expected = config.get(WEIGHTS_SHA_KEY)
     if not expected:
-        log.warning("%s: the model was logged without a weights sha256 (before it was recorded); "
-                    "the weights are loaded unverified", path)  # fmt: skip
+        log.warning(
+            "%s: the model was logged without a weights sha256 (before it was recorded); "
+            "the weights are loaded unverified",
+            path,
+        )
         return
     actual = checkpoint.file_sha256(path)
     if actual != expected:

@@ -204,8 +204,10 @@ def resolve_cuda_graphs(setting: bool | str, device: torch.device, world_size: i
     if world_size > 1:
         if setting is True:
             raise ValueError(DDP_GRAPHS_MESSAGE.format(world=world_size))
-        log.info("train.cuda_graphs auto: off, %d processes train under DDP (its all-reduce runs eagerly)",
-                 world_size)  # fmt: skip
+        log.info(
+            "train.cuda_graphs auto: off, %d processes train under DDP (its all-reduce runs eagerly)",
+            world_size,
+        )
         return False
     if precision == "fp16":  # `true` with fp16 is refused by TrainConfig
         log.info("train.cuda_graphs auto: off, fp16's GradScaler cannot be captured (use bf16 or fp32)")

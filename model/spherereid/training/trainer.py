@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..config import FitConfig as FitConfig  # re-exported: fit's argument, defined with the params
 from ..config import TrainConfig, checkpoint_cadence
@@ -146,20 +147,20 @@ def _setup(
     transform, _ = build_transforms(**dataclasses.asdict(config.transform))
     parts = _build_parts(labels, num_classes, config, place)
     key = resume.resume_key(
-        num_classes=num_classes, config=config, transform=transform, precision=place.precision,
+        num_classes=num_classes,
+        config=config,
+        transform=transform,
+        precision=place.precision,
         data_fingerprint=data_fingerprint,
-    )  # fmt: skip
+    )
     return parts, transform, key
 
 
-def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place: Placement) -> TrainingParts:
-    """Network, classifier, optimizer, P x K sampler, schedule and augmentation stream, freshly seeded
-    (the same initial weights on every rank)."""
-    dev, ctx, optim, schedule = place.device, place.ctx, config.optim, config.schedule
-    seed = config.train.seed
-    torch.manual_seed(seed)
+def _net_and_loss(num_classes: int, config: FitConfig, place: Placement) -> tuple[ReIDNet, nn.Module]:
+    """The network and its loss, initialised in this order from the training seed."""
+    torch.manual_seed(config.train.seed)
     net = ReIDNet(**dataclasses.asdict(config.model))
-    net = net.to(dev, memory_format=place.memory_format)  # type: ignore[call-overload]
+    net = net.to(place.device, memory_format=place.memory_format)  # type: ignore[call-overload]
     loss = config.loss
     criterion = losses.build_loss(
         loss.type,
@@ -167,27 +168,52 @@ def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place:
         num_classes=num_classes,
         scale=loss.scale,
         margin=loss.margin,
-    ).to(dev)
+    ).to(place.device)
     criterion.check_labels = False  # type: ignore[assignment]  # validated once for the whole dataset
+    return net, criterion
+
+
+def _build_parts(labels: np.ndarray, num_classes: int, config: FitConfig, place: Placement) -> TrainingParts:
+    """Network, classifier, optimizer, P x K sampler, schedule and augmentation stream, freshly seeded
+    (the same initial weights on every rank)."""
+    dev, ctx, optim, schedule = place.device, place.ctx, config.optim, config.schedule
+    seed = config.train.seed
+    net, criterion = _net_and_loss(num_classes, config, place)
     params = list(net.parameters()) + list(criterion.parameters())
     optimizer = build_optimizer(
-        params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.betas[0], optim.betas[1]),
-        eps=optim.eps, device=dev, capturable=place.graphs,
-    )  # fmt: skip
+        params,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        betas=(optim.betas[0], optim.betas[1]),
+        eps=optim.eps,
+        device=dev,
+        capturable=place.graphs,
+    )
     sampler = build_sampler(
         config.sampler, labels.tolist(), seed=seed, rank=ctx.rank, world_size=ctx.world_size
     )
     scheduler = build_scheduler(
-        optimizer, base_lr=optim.lr, warmup_start_lr=schedule.warmup_start_lr,
-        warmup_epochs=schedule.warmup_epochs, milestones=schedule.milestones, gamma=schedule.gamma,
-        step_per=schedule.step_per, iters_per_epoch=len(sampler),
-    )  # fmt: skip
+        optimizer,
+        base_lr=optim.lr,
+        warmup_start_lr=schedule.warmup_start_lr,
+        warmup_epochs=schedule.warmup_epochs,
+        milestones=schedule.milestones,
+        gamma=schedule.gamma,
+        step_per=schedule.step_per,
+        iters_per_epoch=len(sampler),
+    )
     aug_rng = resume.rank_generator(seed + 1, ctx)  # rank 0: seed + 1, as a single process
     scaler = torch.amp.GradScaler(dev.type) if place.precision == "fp16" else None
     return TrainingParts(
-        model=net, criterion=criterion, optimizer=optimizer, scheduler=scheduler, sampler=sampler,
-        aug_rng=aug_rng, scaler=scaler, device=dev,
-    )  # fmt: skip
+        model=net,
+        criterion=criterion,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
+        aug_rng=aug_rng,
+        scaler=scaler,
+        device=dev,
+    )
 
 
 def _train_step(parts: TrainingParts, place: Placement, sync_batchnorm: bool, batch: int) -> TrainStep:
@@ -260,9 +286,14 @@ class EpochLoop:
         self.step = _train_step(parts, place, config.train.sync_batchnorm, config.sampler.batch_size)
         self.step_per_iteration = config.schedule.step_per == "iteration"
         self.batches = TrainBatches(
-            images, labels, parts.sampler, transform, parts.aug_rng, place.device,
+            images,
+            labels,
+            parts.sampler,
+            transform,
+            parts.aug_rng,
+            place.device,
             memory_format=place.memory_format,
-        )  # fmt: skip
+        )
         self.checkpoint_path, self.key = checkpoint_path, key
         self.writer = checkpoint.CheckpointWriter()
 
@@ -270,9 +301,12 @@ class EpochLoop:
         place = self.place
         log.info(
             "training on %s: precision %s, CUDA graphs %s, %d epochs, %s",
-            place.info, place.precision, "on" if place.graphs else "off", self.train.epochs,
+            place.info,
+            place.precision,
+            "on" if place.graphs else "off",
+            self.train.epochs,
             self.cadence.describe(),
-        )  # fmt: skip
+        )
         return self
 
     def train_epoch(self, epoch: int, history: list[EpochStats]) -> EpochStats:
@@ -314,6 +348,13 @@ class EpochLoop:
 def _log_epoch(stats: EpochStats, epochs: int, place: Placement) -> None:
     log.info(
         "epoch %d/%d loss %.4f acc %.3f lr %.2e (%.0f img/s, %s %s%s)",
-        stats.epoch + 1, epochs, stats.loss, stats.accuracy, stats.lr, stats.images_per_second,
-        place.device.type, place.precision, ", graphs" if place.graphs else "",
-    )  # fmt: skip
+        stats.epoch + 1,
+        epochs,
+        stats.loss,
+        stats.accuracy,
+        stats.lr,
+        stats.images_per_second,
+        place.device.type,
+        place.precision,
+        ", graphs" if place.graphs else "",
+    )

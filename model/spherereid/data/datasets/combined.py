@@ -102,9 +102,14 @@ def combine(parts: Sequence[tuple[str, Splits]]) -> Splits:
             joined[split] += _shift(getattr(s, split), name, pid_offset, cam_offset)
         skipped += s.skipped
         notes += [f"{name}: {n}" for n in s.protocol.get("notes", [])]
-        sources.append({
-            "name": name, "pid_offset": pid_offset, "camid_offset": cam_offset, "protocol": dict(s.protocol),
-        })  # fmt: skip
+        sources.append(
+            {
+                "name": name,
+                "pid_offset": pid_offset,
+                "camid_offset": cam_offset,
+                "protocol": dict(s.protocol),
+            }
+        )
         pid_offset += _span(s, "pid")
         cam_offset += _span(s, "camid")
     junk = sum(int(s.protocol.get("junk_dropped", 0)) for _, s in parts)

@@ -58,8 +58,10 @@ def scan_split(root: Path, split: str, pattern: re.Pattern[str] | None) -> tuple
     """Usable images of `<root>/<split>/<identity>/*`, sorted by identity then file name."""
     folder = root / split
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: split folder missing; custom_folders needs {root}/"
-                           "{train,query,gallery}/<identity>/<image>")  # fmt: skip
+        raise DatasetError(
+            f"{folder}: split folder missing; custom_folders needs {root}/"
+            "{train,query,gallery}/<identity>/<image>"
+        )
     found: list[Found] = []
     skipped: list[Skipped] = []
     for ident in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -125,8 +127,10 @@ def parse(root: Path, work_dir: Path, *, camera_pattern: str = "") -> Splits:
     for split in SPLITS:
         items, skip = scan_split(root, split, pattern)
         if not items:
-            raise DatasetError(f"{root / split}: no usable images for the {split} split ({len(skip)} "
-                               "skipped); expected <identity>/<image>.jpg inside it")  # fmt: skip
+            raise DatasetError(
+                f"{root / split}: no usable images for the {split} split ({len(skip)} "
+                "skipped); expected <identity>/<image>.jpg inside it"
+            )
         found, skipped = found + items, skipped + skip
     pids = {name: n for n, name in enumerate(sorted({f.identity for f in found}), 1)}
     if pattern is not None:
@@ -144,13 +148,21 @@ def parse(root: Path, work_dir: Path, *, camera_pattern: str = "") -> Splits:
 def _protocol(camera_pattern: str, camera_names: list[str]) -> dict[str, Any]:
     if camera_pattern:
         return {
-            "name": "market", "cameras": True, "camera_pattern": camera_pattern, "camera_names": camera_names,
-            "notes": [f"custom_folders: cameras read with data.camera_pattern '{camera_pattern}' "
-                      f"({len(camera_names)} cameras); same-identity same-camera gallery images are ignored"],
-        }  # fmt: skip
+            "name": "market",
+            "cameras": True,
+            "camera_pattern": camera_pattern,
+            "camera_names": camera_names,
+            "notes": [
+                f"custom_folders: cameras read with data.camera_pattern '{camera_pattern}' "
+                f"({len(camera_names)} cameras); same-identity same-camera gallery images are ignored"
+            ],
+        }
     return {
-        "name": "market", "cameras": False,
-        "notes": ["custom_folders: no cameras (data.camera_pattern is empty): for each query only the "
-                  "gallery file with the same identity folder and file name is excluded; camids are "
-                  "per-image keys (query k: k+1, its gallery copy: k+1, all others: 0), not cameras"],
-    }  # fmt: skip
+        "name": "market",
+        "cameras": False,
+        "notes": [
+            "custom_folders: no cameras (data.camera_pattern is empty): for each query only the "
+            "gallery file with the same identity folder and file name is excluded; camids are "
+            "per-image keys (query k: k+1, its gallery copy: k+1, all others: 0), not cameras"
+        ],
+    }

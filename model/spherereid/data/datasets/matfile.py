@@ -28,8 +28,20 @@ MAX_V5_ELEMENTS = 10_000_000  # elements of a v5 cell / struct array (real files
 # bomb ~1000-fold.
 MAX_V5_INFLATED_BYTES = 64 * 1024**2
 MAX_V5_EXPANSION = 100
-_V5_CLASS_BYTES = {"double": 8, "single": 4, "int64": 8, "uint64": 8, "int32": 4, "uint32": 4, "int16": 2,
-                   "uint16": 2, "int8": 1, "uint8": 1, "logical": 1, "char": 4}  # fmt: skip
+_V5_CLASS_BYTES = {
+    "double": 8,
+    "single": 4,
+    "int64": 8,
+    "uint64": 8,
+    "int32": 4,
+    "uint32": 4,
+    "int16": 2,
+    "uint16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "logical": 1,
+    "char": 4,
+}
 _V5_CONTAINERS = ("cell", "struct", "object")
 _MI_COMPRESSED = 15
 _V5_HEADER = 128

@@ -176,8 +176,10 @@ def parse(root: Path, work_dir: Path, *, train_with_val: bool = True) -> Splits:
         skipped += skip
     for which, image_dir in enumerate(layout.image_dirs):
         prefix = image_dir.relative_to(root).as_posix()
-        skipped += [Skipped(f"{prefix}/{rel}", "image named in no list_*.txt (not used)")
-                    for rel in sorted(found[which] - listed[which])]  # fmt: skip
+        skipped += [
+            Skipped(f"{prefix}/{rel}", "image named in no list_*.txt (not used)")
+            for rel in sorted(found[which] - listed[which])
+        ]
     _require_items(layout, split_items)
     if skipped:
         log.warning("%s: %d entries skipped (first: %s)", layout.folder, len(skipped), skipped[0])
@@ -189,10 +191,13 @@ def parse(root: Path, work_dir: Path, *, train_with_val: bool = True) -> Splits:
         else f"list_val.txt left out ({n_val} images; data.msmt17_train_with_val is false)"
     )
     protocol = {
-        "name": "market", "junk_dropped": 0, "msmt17_version": layout.version,
-        "train_with_val": train_with_val, "val_images_excluded": 0 if train_with_val else n_val,
+        "name": "market",
+        "junk_dropped": 0,
+        "msmt17_version": layout.version,
+        "train_with_val": train_with_val,
+        "val_images_excluded": 0 if train_with_val else n_val,
         "notes": [note],
-    }  # fmt: skip
+    }
     return Splits(train, split_items["query"], split_items["gallery"], skipped, protocol)
 
 

@@ -166,8 +166,12 @@ class _MarketPlanner:
         return shots
 
 
-MSMT17_LISTS = {"train": "list_train.txt", "val": "list_val.txt", "query": "list_query.txt",
-                "gallery": "list_gallery.txt"}  # fmt: skip
+MSMT17_LISTS = {
+    "train": "list_train.txt",
+    "val": "list_val.txt",
+    "query": "list_query.txt",
+    "gallery": "list_gallery.txt",
+}
 VAL_EVERY = 14  # every 14th train image goes to list_val.txt (MSMT17: 2,373 of 32,621, about 1 in 14)
 
 
@@ -228,8 +232,15 @@ def draw_shot(shot: Shot, seed: int, height: int, width: int, domain: str = "a")
         if rng.random() < 0.1
         else None
     )
-    arr = render(shot.person, _camera(seed, domain, shot.cam, height, width), rng, height, width,
-                 partial=shot.pid <= 0, occluder=occluder)  # fmt: skip
+    arr = render(
+        shot.person,
+        _camera(seed, domain, shot.cam, height, width),
+        rng,
+        height,
+        width,
+        partial=shot.pid <= 0,
+        occluder=occluder,
+    )
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False)
     return buf.getvalue()
@@ -266,29 +277,37 @@ def generate(  # noqa: PLR0913 - the keywords are SyntheticConfig's fields: gene
     out_dir = Path(out_dir)
     _check(seed=seed, cameras=cameras, min_cameras=min_cameras, layout=layout)
     shots = plan(
-        seed=seed, train_identities=train_identities, test_identities=test_identities, cameras=cameras,
-        images_per_camera=images_per_camera, min_cameras=min_cameras, distractors=distractors, junk=junk,
-        layout=layout, domain=domain,
-    )  # fmt: skip
+        seed=seed,
+        train_identities=train_identities,
+        test_identities=test_identities,
+        cameras=cameras,
+        images_per_camera=images_per_camera,
+        min_cameras=min_cameras,
+        distractors=distractors,
+        junk=junk,
+        layout=layout,
+        domain=domain,
+    )
     _make_folders(out_dir, shots, layout)
     batch = max(1, images_per_camera * (cameras + min_cameras) // 2)  # about one identity per task
     _draw_all(out_dir, shots, batch, (seed, height, width, domain), workers, progress)
     if layout == "msmt17":  # MSMT17 has no distractors or junk
         distractors = junk = 0
-    summary = {
+    counts = {"train_identities": train_identities, "test_identities": test_identities}
+    counts |= {"distractors": distractors, "junk": junk, "cameras": cameras, "height": height, "width": width}
+    return _summary(seed, _lists_and_counts(out_dir, shots, layout), counts, layout=layout, domain=domain)
+
+
+def _summary(seed: int, images: dict[str, int], counts: dict[str, int], *, layout: str, domain: str) -> dict:
+    """synthetic.json's record: the seed, the image counts per folder and the generator's counts; the
+    default Market layout and domain a stay unrecorded (the same synthetic.json bytes as before)."""
+    return {
         "seed": seed,
-        "images": _lists_and_counts(out_dir, shots, layout),
-        "train_identities": train_identities,
-        "test_identities": test_identities,
-        "distractors": distractors,
-        "junk": junk,
-        "cameras": cameras,
-        "height": height,
-        "width": width,
+        "images": images,
+        **counts,
+        **({"layout": layout} if layout != "market1501" else {}),
+        **({"domain": domain} if domain != "a" else {}),
     }
-    # the default Market layout and domain a stay unrecorded (the same synthetic.json bytes as before)
-    return {**summary, **({"layout": layout} if layout != "market1501" else {}),
-            **({"domain": domain} if domain != "a" else {})}  # fmt: skip
 
 
 def _lists_and_counts(out_dir: Path, shots: list[Shot], layout: str) -> dict[str, int]:

@@ -16,10 +16,25 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 RGB = tuple[int, int, int]
 
 CLOTHES: tuple[RGB, ...] = (
-    (200, 30, 35), (120, 20, 30), (235, 130, 30), (230, 205, 50), (50, 150, 60), (25, 80, 40),
-    (30, 140, 140), (120, 170, 225), (35, 70, 180), (25, 30, 70), (120, 50, 150), (230, 130, 170),
-    (235, 235, 230), (170, 170, 170), (95, 95, 100), (25, 25, 28), (110, 70, 40), (205, 185, 145),
-)  # fmt: skip
+    (200, 30, 35),
+    (120, 20, 30),
+    (235, 130, 30),
+    (230, 205, 50),
+    (50, 150, 60),
+    (25, 80, 40),
+    (30, 140, 140),
+    (120, 170, 225),
+    (35, 70, 180),
+    (25, 30, 70),
+    (120, 50, 150),
+    (230, 130, 170),
+    (235, 235, 230),
+    (170, 170, 170),
+    (95, 95, 100),
+    (25, 25, 28),
+    (110, 70, 40),
+    (205, 185, 145),
+)
 SKIN: tuple[RGB, ...] = ((240, 200, 170), (210, 160, 120), (160, 110, 75), (100, 65, 45))
 HAIR: tuple[RGB, ...] = ((20, 15, 10), (90, 55, 30), (200, 160, 90), (140, 140, 140), (150, 50, 20))
 PATTERNS = ("plain", "stripes", "checks", "logo")
@@ -89,10 +104,20 @@ class Domain:
 
 DOMAINS: dict[str, Domain] = {
     "a": Domain(),
-    "b": Domain(gain=0.3, tint=(-0.15, 0.05, 0.3), desat=0.45, light=(0.7, 1.0), offset=15.0,
-                top=(30, 90), bottom=(150, 230), scale=(0.7, 0.86), blur=(0.2, 1.1), noise=(3.0, 8.0),
-                crop=0.1),
-}  # fmt: skip
+    "b": Domain(
+        gain=0.3,
+        tint=(-0.15, 0.05, 0.3),
+        desat=0.45,
+        light=(0.7, 1.0),
+        offset=15.0,
+        top=(30, 90),
+        bottom=(150, 230),
+        scale=(0.7, 0.86),
+        blur=(0.2, 1.1),
+        noise=(3.0, 8.0),
+        crop=0.1,
+    ),
+}
 
 
 def _jitter(rng: np.random.Generator, colour: RGB, amount: int = 14) -> RGB:
@@ -195,18 +220,38 @@ def _draw_legs(d: ImageDraw.ImageDraw, p: Person, f: _Frame, stride: float, hip:
     for side, s in ((-1, stride), (1, -stride)):  # legs, then shoes
         xa, xb = side * 0.05 * p.width, side * 0.05 * p.width + s
         pts = [
-            (X(xa - legw, Y(hip)), Y(hip)), (X(xa + legw, Y(hip)), Y(hip)),
-            (X(xb + legw * 0.8, Y(ankle)), Y(ankle)), (X(xb - legw * 0.8, Y(ankle)), Y(ankle)),
-        ]  # fmt: skip
+            (X(xa - legw, Y(hip)), Y(hip)),
+            (X(xa + legw, Y(hip)), Y(hip)),
+            (X(xb + legw * 0.8, Y(ankle)), Y(ankle)),
+            (X(xb - legw * 0.8, Y(ankle)), Y(ankle)),
+        ]
         d.polygon(pts, fill=p.lower if p.lower_kind == "trousers" else p.skin)
         if p.lower_kind == "shorts":
             xm = (xa + xb) / 2
-            d.polygon(_quad(X(xa - legw, Y(hip)), X(xa + legw, Y(hip)), Y(hip),
-                            X(xm - legw, Y(knee)), X(xm + legw, Y(knee)), Y(knee)), fill=p.lower)  # fmt: skip
+            d.polygon(
+                _quad(
+                    X(xa - legw, Y(hip)),
+                    X(xa + legw, Y(hip)),
+                    Y(hip),
+                    X(xm - legw, Y(knee)),
+                    X(xm + legw, Y(knee)),
+                    Y(knee),
+                ),
+                fill=p.lower,
+            )
         d.ellipse((X(xb - 0.05, Y(ankle)), Y(0.955), X(xb + 0.05, Y(ankle)), Y(1.0)), fill=p.shoes)
     if p.lower_kind == "skirt":
-        d.polygon(_quad(X(-ww, Y(hip - 0.03)), X(ww, Y(hip - 0.03)), Y(hip - 0.03),
-                        X(-ww * 1.5, Y(knee)), X(ww * 1.5, Y(knee)), Y(knee)), fill=p.lower)  # fmt: skip
+        d.polygon(
+            _quad(
+                X(-ww, Y(hip - 0.03)),
+                X(ww, Y(hip - 0.03)),
+                Y(hip - 0.03),
+                X(-ww * 1.5, Y(knee)),
+                X(ww * 1.5, Y(knee)),
+                Y(knee),
+            ),
+            fill=p.lower,
+        )
 
 
 def _draw_torso(
@@ -249,11 +294,17 @@ def _draw_arms(
         sleeve_end = 0.3 if p.short_sleeves else arm_end - 0.03
         ys = Y(sleeve_end)
         xm = xs + (xe - xs) * (sleeve_end - 0.17) / (arm_end - 0.17)
-        d.polygon(_quad(X(xs - 0.03, Y(0.17)), X(xs + 0.03, Y(0.17)), Y(0.17),
-                        X(xm - 0.03, ys), X(xm + 0.03, ys), ys), fill=p.upper)  # fmt: skip
+        d.polygon(
+            _quad(
+                X(xs - 0.03, Y(0.17)), X(xs + 0.03, Y(0.17)), Y(0.17), X(xm - 0.03, ys), X(xm + 0.03, ys), ys
+            ),
+            fill=p.upper,
+        )
         ye = Y(arm_end)
-        d.polygon(_quad(X(xm - 0.025, ys), X(xm + 0.025, ys), ys,
-                        X(xe - 0.025, ye), X(xe + 0.025, ye), ye), fill=p.skin)  # fmt: skip
+        d.polygon(
+            _quad(X(xm - 0.025, ys), X(xm + 0.025, ys), ys, X(xe - 0.025, ye), X(xe + 0.025, ye), ye),
+            fill=p.skin,
+        )
 
 
 def _draw_head(d: ImageDraw.ImageDraw, p: Person, f: _Frame, back: bool) -> None:

@@ -55,6 +55,9 @@ def parse(root: Path, work_dir: Path) -> Splits:
         splits[split], junk_total = items, junk_total + junk
         skipped += skip
     return Splits(
-        splits["train"], splits["query"], splits["gallery"], skipped,
+        splits["train"],
+        splits["query"],
+        splits["gallery"],
+        skipped,
         {"name": "market", "junk_dropped": junk_total},
-    )  # fmt: skip
+    )

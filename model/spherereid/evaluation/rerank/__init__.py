@@ -86,8 +86,14 @@ def rerank_chunks(
     """Final re-ranked distances, (first query index, (q, G) float32) per chunk of queries."""
     n, num_q = source.num_items, source.num_query
     num_g = n - num_q
-    logger.info("re-ranking %d queries x %d gallery items (k1=%d, k2=%d, lambda=%g)", num_q, num_g,
-                params.k1, params.k2, params.lambda_)  # fmt: skip
+    logger.info(
+        "re-ranking %d queries x %d gallery items (k1=%d, k2=%d, lambda=%g)",
+        num_q,
+        num_g,
+        params.k1,
+        params.k2,
+        params.lambda_,
+    )
     nn, nn_od, maxima = nearest_neighbours(source, min(params.k1 + 1, n), chunk_elements)
     v = encode(source, nn, nn_od, maxima, params.k1, params.k2)
     del nn, nn_od
