@@ -158,7 +158,8 @@ def _setup(
 
 def _net_and_loss(num_classes: int, config: FitConfig, place: Placement) -> tuple[ReIDNet, nn.Module]:
     """The network and its loss, initialised in this order from the training seed."""
-    torch.manual_seed(config.train.seed)
+    seed = config.train.seed
+    torch.manual_seed(seed)
     net = ReIDNet(**dataclasses.asdict(config.model))
     net = net.to(place.device, memory_format=place.memory_format)  # type: ignore[call-overload]
     loss = config.loss
