@@ -17,9 +17,9 @@ NOT_A_DEPENDENCY = {"train": {"tracking"}, "evaluate": {"tracking"}}
 # messages change no output (register, whose registration.json holds a redacted URI, lists redaction.py);
 # contracts holds names only (renaming an output renames it in dvc.yaml's outs too, which reruns it).
 STAGE_PLUMBING = {"stages", "entrypoint", "redaction", "contracts"}
-# Stages whose module is not stages.<name>: synthesize_b reruns the synthesize stage (--domain b); the
-# cross-dataset matrix is an experiments command (stages may not import experiments).
-STAGE_MODULES = {"synthesize_b": "stages.synthesize", "matrix": "experiments.matrix_cli"}
+# Stages whose module is not stages.<name>: the cross-dataset matrix is an experiments command (stages may
+# not import experiments).
+STAGE_MODULES = {"matrix": "experiments.matrix_cli"}
 READS_NO_PARAMS = {"matrix"}
 
 
