@@ -75,3 +75,42 @@ def test_self_pair_reuses_the_evaluate_stage_metrics_and_missing_chain_is_named(
     )
     assert res["a"]["metrics"] == {"rank1": 0.7, "mAP": 0.5}
     assert json.loads((tmp_path / "out" / "a.json").read_text())["test"] == "a"
+
+
+def test_the_own_dataset_row_loads_no_network_code(tmp_path):
+    """With only its own dataset in `datasets` (the quickstart) the stage copies evaluate's metrics: it must
+    not import torch and torchvision (about 5 s of imports per main job), only to evaluate other sets."""
+    import subprocess
+    import sys
+    import textwrap
+
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    chain = {
+        "stored_size": [36, 18],
+        "input_size": [32, 16],
+        "mean": [0.5] * 3,
+        "std": [0.2] * 3,
+        "flip": True,
+    }
+    (ev / "chain.json").write_text(json.dumps(chain))
+    (ev / "metrics.json").write_text(json.dumps({"rank1": 0.7, "mAP": 0.5, "protocol": {"name": "market"}}))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+
+        for name in ("torch", "torchvision"):
+            sys.modules[name] = None  # "import torch" now raises ImportError
+        from spherereid.config import EvaluateConfig
+        from spherereid.stages import cross_evaluate
+
+        root = Path({str(tmp_path)!r})
+        res = cross_evaluate.run(model="a", train_dir=root, eval_dir=root / "eval", prepared_root=root,
+                                 tests=["a"], out_dir=root / "out", evaluate=EvaluateConfig())
+        print(res["a"]["metrics"])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "{'rank1': 0.7, 'mAP': 0.5}"

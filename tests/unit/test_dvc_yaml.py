@@ -18,9 +18,9 @@ NOT_A_DEPENDENCY = {"train": {"tracking"}, "evaluate": {"tracking"}}
 # contracts holds names only (renaming an output renames it in dvc.yaml's outs too, which reruns it);
 # progress draws bars on stderr.
 STAGE_PLUMBING = {"stages", "entrypoint", "redaction", "contracts", "progress"}
-# Stages whose module is not stages.<name>: synthesize_b reruns the synthesize stage (--domain b); the
-# cross-dataset matrix is an experiments command (stages may not import experiments).
-STAGE_MODULES = {"synthesize_b": "stages.synthesize", "matrix": "experiments.matrix_cli"}
+# Stages whose module is not stages.<name>: the cross-dataset matrix is an experiments command (stages may
+# not import experiments).
+STAGE_MODULES = {"matrix": "experiments.matrix_cli"}
 READS_NO_PARAMS = {"matrix"}
 
 

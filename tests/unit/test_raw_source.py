@@ -94,7 +94,7 @@ def test_synthetic_is_generated_when_no_source_is_given(tmp_path):
     assert len(list((got.path / "bounding_box_train").glob("*.jpg"))) == 3 * 2 * 1
 
 
-def test_synthetic_b_is_the_generators_domain_b_as_dvcs_synthesize_b_makes_it(tmp_path):
+def test_synthetic_b_is_the_generators_domain_b_as_dvcs_synthesize_stage_draws_it(tmp_path):
     """resolve_raw("synthetic_b") == `python -m spherereid.stages.synthesize --domain b`, byte for byte."""
     import dataclasses
     import hashlib

@@ -9,6 +9,8 @@ set's protocol. The model's own set is not evaluated again: its row is the evalu
 metrics.json. Test sets without a query/gallery (train-only) are skipped with a log line and left out.
 With `--registration <register>/registration.json` the registered model version gets the results as
 `xeval.<test>.<metric>` tags (tracking.registry); nothing else is logged to MLflow here.
+The network code (torch, torchvision: seconds of imports) is loaded only when another test set is
+evaluated: with one dataset (the quickstart) the stage only copies the evaluate stage's row.
 """
 
 from __future__ import annotations
@@ -23,15 +25,10 @@ from pathlib import Path
 
 from ..config import EvaluateConfig, load_params
 from ..contracts import CHAIN_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE
-from ..data.image_chain import ImageChain
 from ..data.manifest import PreparedSet
-from ..device import resolve_device
 from ..entrypoint import run_cli
-from ..evaluation.measure import measure
-from ..inference import extract_splits
 from ..reporting.cross_card import cross_section, with_cross_section
 from ..tracking import registry, runs
-from ..training import saved_model
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +44,21 @@ def _read_json(path: Path) -> dict:
         raise CrossEvaluateError(f"{path}: cannot read it ({e}); run the evaluate stage first") from None
 
 
-def evaluate_on(train_dir: Path, chain: ImageChain, prepared_dir: Path, evaluate: EvaluateConfig) -> dict:
-    """The reported metrics of the model in `train_dir` on `prepared_dir`'s query (Q) / gallery (G)."""
+def evaluate_on(train_dir: Path, chain: dict, prepared_dir: Path, evaluate: EvaluateConfig) -> dict:
+    """The reported metrics of the model in `train_dir` on `prepared_dir`'s query (Q) / gallery (G), through
+    `chain` (the evaluate stage's chain.json)."""
+    from ..data.image_chain import ImageChain
+    from ..device import resolve_device
+    from ..evaluation.measure import measure
+    from ..inference import extract_splits
+    from ..training import saved_model
+
     prepared = PreparedSet(prepared_dir)
     query, gallery = prepared.split("query"), prepared.split("gallery")
     load = partial(saved_model.load_model, train_dir / MODEL_FILE)
-    qf, gf = extract_splits(load, chain, query, gallery, evaluate.batch_size, resolve_device("auto"))
+    qf, gf = extract_splits(
+        load, ImageChain.from_dict(chain), query, gallery, evaluate.batch_size, resolve_device("auto")
+    )
     return measure(prepared.protocol, qf, gf, query, gallery, evaluate).reported()
 
 
@@ -68,7 +74,7 @@ def run(
 ) -> dict[str, dict]:
     """Evaluate dataset `model`'s trained model on each of `tests`; write <out_dir>/<test>.json."""
     train_dir, eval_dir, out_dir = Path(train_dir), Path(eval_dir), Path(out_dir)
-    chain = ImageChain.from_dict(_read_json(eval_dir / CHAIN_FILE))
+    chain = _read_json(eval_dir / CHAIN_FILE)  # an ImageChain once another test set is evaluated
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.json"):  # a dataset dropped from the list leaves no old result
         stale.unlink()

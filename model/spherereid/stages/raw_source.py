@@ -5,7 +5,7 @@ Three sources, tried in this order:
 - a DVC-versioned folder in a git repository at a revision (`data_repo`, `data_rev`, `data_path`),
   fetched with `dvc.api.DVCFileSystem`; S3 credentials come from the environment (AWS_*);
 - for a dataset the registry marks as generated (synthetic, and synthetic_b: the second camera
-  network, synthetic.domain b, as DVC's synthesize_b stage makes it) only: the embedded generator
+  network, synthetic.domain b, as DVC's synthesize stage draws it when listed) only: the embedded generator
   (deterministic given its seed).
 The result names the revision and the data hash used, for the pipeline's lineage metadata. A data
 repository URL may carry a token (https://TOKEN@host/..., ?token=): logs, errors and metadata name it

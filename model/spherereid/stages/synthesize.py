@@ -4,6 +4,12 @@ The dataset is generated into a sibling temporary folder `.tmp-<name>-<pid>` and
 so a killed run never leaves a half dataset at `out_dir` (the next run removes its temporary folder).
 `out_dir/synthetic.json` records the configuration and the counts; a folder whose record matches the
 requested configuration is reused as it is.
+
+The main job (DVC) calls `run_needed` (`--root data/raw`): every generated dataset of the registry is one
+output of the stage, `<root>/<name>`, but only those the `datasets` entries use (a part of an 'a+b' union
+counts) are drawn; each other one is a placeholder folder holding only its synthetic.json, which says so.
+So the quickstart (`datasets: [synthetic]`) does not draw synthetic_b, and a changed `datasets` list draws
+what it needs at the next `dvc repro` (a dataset already drawn with this configuration is reused).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SyntheticConfig, load_params
+from ..data import datasets as registry
 from ..data.datasets.synthetic import generate, plan
 from ..entrypoint import run_cli
 from ..progress import tqdm
@@ -103,32 +110,104 @@ def _generate_into(out_dir: Path, config: dict[str, Any], workers: int) -> dict[
     return summary
 
 
+def generated_datasets() -> dict[str, str]:
+    """`name -> domain` of every dataset the registry marks as generated ("" = synthetic.domain)."""
+    specs = (registry.get(name) for name in registry.names())
+    return {spec.name: spec.domain for spec in specs if spec.generated}
+
+
+def needed(datasets: Sequence[str]) -> set[str]:
+    """The generated datasets that the `datasets` entries use, each part of an 'a+b' union included."""
+    parts = {part for entry in datasets for part in entry.split("+")}
+    return parts & set(generated_datasets())
+
+
+def run_needed(
+    *, synthetic: SyntheticConfig, datasets: Sequence[str], root: Path, workers: int = 2
+) -> dict[str, SynthesizeResult | None]:
+    """Each generated dataset into `root/<name>`: drawn (`run`) when `datasets` uses it, else a placeholder
+    (None in the result)."""
+    root, wanted = Path(root), needed(datasets)
+    results: dict[str, SynthesizeResult | None] = {}
+    for name, domain in generated_datasets().items():
+        if name in wanted:
+            config = dataclasses.replace(synthetic, domain=domain) if domain else synthetic
+            results[name] = run(synthetic=config, out_dir=root / name, workers=workers)
+        else:
+            write_placeholder(root / name, name)
+            results[name] = None
+    return results
+
+
+def write_placeholder(out_dir: Path, name: str) -> None:
+    """`out_dir` holding only a synthetic.json that says why `name` is not drawn (DVC declares every
+    generated dataset as an output of the stage); an older synthetic dataset there is replaced."""
+    note = (
+        f"{name} is not drawn: no entry of the params file's `datasets` uses it (list it there and rerun "
+        "to draw it)"
+    )
+    record = {"placeholder": True, "dataset": name, "note": note}
+    if _record(out_dir) == record:
+        return
+    if out_dir.exists() and _record(out_dir) is None and any(out_dir.iterdir()):
+        raise SynthesizeError(
+            f"{out_dir}: exists, is not empty and holds no {RECORD}; refusing to replace it with the "
+            f"placeholder of {name} (move it away)"
+        )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    log.info("%s: placeholder (%s)", out_dir, note)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m spherereid.stages.synthesize") -> int:
-    """CLI: python -m spherereid.stages.synthesize --params params.yaml --out data/raw/synthetic."""
+    """CLI: python -m spherereid.stages.synthesize --params params.yaml --out data/raw/synthetic, or
+    --root data/raw: every generated dataset the params file's `datasets` uses (the others: placeholders)."""
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'synthetic' is used)")
-    ap.add_argument("--out", type=Path, default=Path("data/raw/synthetic"), help="output folder")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path("data/raw/synthetic"), help="output folder")
+    where.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="write each generated dataset to ROOT/<name>: drawn when the params file's `datasets` uses it, "
+        "else a placeholder (the main job's DVC stage)",
+    )
     ap.add_argument(
         "--domain",
         choices=("a", "b"),
         default=None,
-        help="camera network, overriding synthetic.domain (b: the synthetic_b dataset)",
+        help="camera network, overriding synthetic.domain (b: the synthetic_b dataset; not with --root)",
     )
     ap.add_argument(
         "--workers", type=int, default=2, help="drawing processes (the bytes do not depend on it)"
     )
     args = ap.parse_args(argv)
+    if args.root is not None and args.domain is not None:
+        ap.error("--domain: each dataset under --root has its own camera network; drop --domain")
 
     def body() -> int:
         params = load_params(args.params)
-        synthetic = params.synthetic
+        synthetic, workers = params.synthetic, max(1, args.workers)
+        if args.root is not None:
+            made = run_needed(synthetic=synthetic, datasets=params.datasets, root=args.root, workers=workers)
+            for name, res in made.items():
+                said = _said(res) if res is not None else "placeholder (no entry of datasets uses it)"
+                print(f"{args.root / name}: {said}")
+            return 0
         if args.domain is not None:
             synthetic = dataclasses.replace(synthetic, domain=args.domain)
-        res = run(synthetic=synthetic, out_dir=args.out, workers=max(1, args.workers))
-        print(f"synthetic dataset in {res.out_dir}: {res.images}" + (" (reused)" if res.reused else ""))
+        res = run(synthetic=synthetic, out_dir=args.out, workers=workers)
+        print(f"synthetic dataset in {res.out_dir}: {_said(res)}")
         return 0
 
     return run_cli(body)
+
+
+def _said(res: SynthesizeResult) -> str:
+    return f"{res.images}" + (" (reused)" if res.reused else "")
 
 
 if __name__ == "__main__":

@@ -49,16 +49,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import FitConfig
 from ..contracts import KFP_RUN_ENV, TRACKING_URI_ENV
 from ..contracts import MLFLOW_EXPERIMENT_ENV as EXPERIMENT_ENV
 from ..contracts import MLFLOW_RUN_ENV as RUN_ENV
 from ..contracts import SPOOL_CLOSE_ENV as CLOSE_ENV
-from ..device import effective_precision, resolve_device
 from ..redaction import redact_uri
-from ..training.step import EpochStats
 from ..training.termination import Terminated
 from . import client as mlflow_client
 from .client import (
@@ -74,6 +72,9 @@ from .client import (
 from .lineage import dvc_data_hash, flatten_params, git_commit, params_hash
 from .spool import MetricSpool
 from .tags import EXPERIMENT_KIND, TRAINING_KIND, lineage_tags, resume_tags, run_tree_tags
+
+if TYPE_CHECKING:  # torch: only where training is logged
+    from ..training.step import EpochStats
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,8 @@ class TrackingBacklog(RuntimeError):
 def run_params(config: FitConfig, dataset: str, fingerprint: str) -> dict[str, Any]:
     """`section.key -> value` for every field of the training's sections, the dataset's name and hash, and
     `train.precision_used`: train.precision resolved on the training device (auto -> bf16 | fp32)."""
+    from ..device import effective_precision, resolve_device  # torch: only where training is logged
+
     sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     flat = {f"{name}.{k}": v for name, cfg in sections.items() for k, v in dataclasses.asdict(cfg).items()}
     flat["dataset.name"], flat["dataset.fingerprint"] = dataset, fingerprint
