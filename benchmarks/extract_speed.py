@@ -37,7 +37,7 @@ from spherereid.config import (  # noqa: E402
 )
 from spherereid.data.synthetic_arrays import synthetic_splits  # noqa: E402
 from spherereid.data.transforms import EvalTransform  # noqa: E402
-from spherereid.device import effective_precision  # noqa: E402
+from spherereid.device import effective_precision, memory_format  # noqa: E402
 from spherereid.evaluation.metrics import evaluate_features  # noqa: E402
 from spherereid.inference import extract_features  # noqa: E402
 from spherereid.modeling.net import ReIDNet  # noqa: E402
@@ -45,13 +45,14 @@ from spherereid.training.trainer import FitConfig, fit  # noqa: E402
 
 
 def bare_inference(model, device, crop, n: int, batch: int, precision: str) -> float:
-    """images/s of the network (+ mirror) on one resident normalised batch, `n` images in all. The layout
+    """images/s of the network (+ mirror) on one resident normalised batch, `n` images in all, in the layout
+    `extract_features` uses at `precision` (channels_last, except fp32 on the CPU). The layout
     conversion happens outside inference mode (as `extract_features` does), so the parameters stay
     ordinary tensors that later legs can use and train."""
     model.eval()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # before every leg
-    fmt = torch.channels_last
+    fmt = memory_format(device, precision)
     model.to(memory_format=fmt)
     x = torch.randn(batch, 3, *crop, device=device).contiguous(memory_format=fmt)
     dtype = torch.bfloat16 if precision == "bf16" else None

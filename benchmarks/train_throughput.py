@@ -1,16 +1,20 @@
 """Throughput on whatever device: training, extraction and serving, each against its bare counterpart.
 
-    python benchmarks/train_throughput.py [--steps 4] [--epochs 2] [--images 512] [--requests 256 1000]
-                                          [--precision auto] [--only serving] [--json PATH]
+    python benchmarks/train_throughput.py [--steps 18] [--epochs 3] [--images 512] [--requests 256 1000]
+                                          [--rounds 3] [--precision auto] [--only serving] [--json PATH]
 
 (1) training (benchmarks/gpu_train.py's legs): fit() (memmap on disk, P x K sampler, augmentation,
     checkpoint every epoch) against the bare step on a resident batch in plain fp32 and in `--precision`
-    with channels_last; the ratio fit / best bare step (goal >= 0.90; on this project's 2-core AMX CPU
-    about 170 images/s for fit() in bf16);
+    with channels_last; the ratio fit / bare step in the same precision (goal >= 0.90), wall clock
+    (checkpoints included) and in-epoch. On the CPU the case is the main job's (1208 images of 150 ids:
+    9 steps per epoch), 3 epochs (the first, which allocates, excluded);
 (2) extraction: `extract_features` against bare inference (benchmarks/extract_speed.py's legs), in the
     chain's precision;
 (3) serving: the pyfunc's `predict` on one request of N JPEG byte strings (decode, resize, network in the
-    chain's precision, L2), for each N in --requests (goal: >= 2x the 58 images/s measured before issue 18).
+    chain's precision, flip, L2) against the bare flip-averaged forward of the same network on a resident,
+    normalised batch at the same precision and batch size (extract_speed.bare_inference), for each N in
+    --requests; the two alternate for --rounds rounds and the best of each is kept: the ratio served / bare
+    (goal >= 0.85), and images/s against the 2x goal of issue 18.
 Other processes on the machine change the figures: report `uptime`'s load with them.
 """
 
@@ -33,7 +37,7 @@ from extract_speed import bare_inference, extraction  # noqa: E402
 from gpu_train import run_legs  # noqa: E402
 
 from spherereid.data.image_chain import ImageChain  # noqa: E402
-from spherereid.deploy.pyfunc_flavor import ReIDEmbeddingModel  # noqa: E402
+from spherereid.deploy.pyfunc_flavor import PREDICT_BATCH, ReIDEmbeddingModel  # noqa: E402
 from spherereid.device import effective_precision  # noqa: E402
 from spherereid.modeling.net import ReIDNet  # noqa: E402
 
@@ -52,22 +56,36 @@ def jpegs(n: int, size: tuple[int, int], seed: int = 0) -> list[bytes]:
     return out
 
 
-def serving(recipe, device: torch.device, precision: str, requests: list[int]) -> dict[str, float]:
-    """images/s of ReIDEmbeddingModel.predict on one request of N JPEG bytes, per N (after one warm-up)."""
-    import pandas as pd
-
+def served_model(recipe, device: torch.device, precision: str) -> ReIDEmbeddingModel:
+    """The pyfunc as load_context builds it (a freshly seeded network, the chain at `precision`), without
+    an MLflow store."""
     torch.manual_seed(0)
-    served = ReIDEmbeddingModel()  # what load_context builds, without an MLflow store
+    served = ReIDEmbeddingModel()
     served.net = ReIDNet(**recipe.model).to(device).eval()
     served.chain = ImageChain(stored_size=recipe.stored, input_size=recipe.crop, precision=precision)
     served.device, served.embedding_dim = device, served.net.embedding_dim
+    return served
+
+
+def serving(recipe, device: torch.device, precision: str, requests: list[int], rounds: int) -> dict:
+    """Per request size N: images/s of ReIDEmbeddingModel.predict on one request of N JPEG bytes (after one
+    warm-up) and of the bare flip-averaged forward of the same network on N resident images in batches of
+    the pyfunc's, alternating for `rounds` rounds; the best of each and their ratio."""
+    import pandas as pd
+
+    served = served_model(recipe, device, precision)
     out = {}
     for n in requests:
         frame = pd.DataFrame({"image": jpegs(n, recipe.stored)})
         served.predict(None, frame.head(min(n, 64)))
-        start = time.perf_counter()
-        served.predict(None, frame)
-        out[str(n)] = n / (time.perf_counter() - start)
+        best_served = best_bare = 0.0
+        for _ in range(rounds):
+            bare = bare_inference(served.net, device, recipe.crop, n, PREDICT_BATCH, precision)
+            start = time.perf_counter()
+            served.predict(None, frame)
+            best_served = max(best_served, n / (time.perf_counter() - start))
+            best_bare = max(best_bare, bare)
+        out[str(n)] = {"served": best_served, "bare": best_bare, "ratio": best_served / best_bare}
     return out
 
 
@@ -77,7 +95,7 @@ LEGS = ("training", "extraction", "serving")
 def training_leg(recipe, device, precision: str, args) -> dict:
     cuda = device.type == "cuda"
     print("(1) training")
-    steps, epochs = args.steps or (60 if cuda else 4), args.epochs or (6 if cuda else 2)
+    steps, epochs = args.steps or (60 if cuda else 18), args.epochs or (6 if cuda else 3)
     return run_legs(recipe, device, precision, cuda and precision != "fp16", steps, epochs)
 
 
@@ -99,12 +117,14 @@ def extraction_leg(recipe, device, precision: str, args) -> dict:
 
 
 def serving_leg(recipe, device, precision: str, args) -> dict:
-    served = serving(recipe, device, precision, args.requests)
-    for size, speed in served.items():
-        goal = 2 * BEFORE.get(size, BEFORE["1000"])
+    served = serving(recipe, device, precision, args.requests, args.rounds)
+    for size, figures in served.items():
+        before = BEFORE.get(size, BEFORE["1000"])
         print(
-            f"(3) serving, {size} JPEGs per request, {precision}: {speed:.1f} images/s "
-            f"(goal >= {goal:.0f}: 2x the {BEFORE.get(size, BEFORE['1000']):.0f} measured before issue 18)"
+            f"(3) serving, {size} JPEGs per request, {precision}: served {figures['served']:.1f} images/s, "
+            f"bare flip-averaged forward {figures['bare']:.1f} images/s (best of {args.rounds}): "
+            f"ratio served / bare {figures['ratio']:.3f} (goal >= 0.85); "
+            f"{figures['served'] / before:.2f}x the {before:.0f} measured before issue 18 (goal >= 2x)"
         )
     return served
 
@@ -115,10 +135,11 @@ BEFORE = {"256": 115.0, "1000": 58.0}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=None, help="timed bare steps (default 60 CUDA, 4 CPU)")
-    parser.add_argument("--epochs", type=int, default=None, help="fit() epochs (default 6 CUDA, 2 CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed bare steps (default 60 CUDA, 18 CPU)")
+    parser.add_argument("--epochs", type=int, default=None, help="fit() epochs (default 6 CUDA, 3 CPU)")
     parser.add_argument("--images", type=int, default=None, help="images extracted (default 20000 / 512)")
     parser.add_argument("--requests", type=int, nargs="+", default=[256, 1000], help="JPEGs per request")
+    parser.add_argument("--rounds", type=int, default=3, help="serving: alternating served / bare rounds")
     parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16 (fp16: CUDA only)")
     parser.add_argument("--only", choices=LEGS, nargs="+", default=list(LEGS), help="run only these legs")
     parser.add_argument("--quick", action="store_true", help="the small ResNet-18 case even on CUDA")
