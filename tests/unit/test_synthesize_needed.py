@@ -20,9 +20,16 @@ from spherereid.stages import synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
-    train_identities=3, test_identities=3, cameras=2, images_per_camera=1, min_cameras=2,
-    distractors=1, junk=1, height=32, width=16,
-)  # fmt: skip
+    train_identities=3,
+    test_identities=3,
+    cameras=2,
+    images_per_camera=1,
+    min_cameras=2,
+    distractors=1,
+    junk=1,
+    height=32,
+    width=16,
+)
 GENERATED = [name for name in datasets.names() if datasets.get(name).generated]
 
 
