@@ -35,7 +35,7 @@ from spherereid.training import checkpoint, distributed, resume, trainer  # noqa
 from spherereid.training.step import EpochStats  # noqa: E402
 
 MARKET_IMAGES, MARKET_IDS = 12936, 751  # Market-1501's training split
-ISSUE_IMG_PER_S = 4500.0  # issue 28: a Market-size epoch in about 0.65 s on one GPU
+ISSUE_IMG_PER_S = 4500.0  # a Market-size epoch in about 0.65 s on one GPU
 
 
 def paper_parts() -> tuple[resume.TrainingParts, np.ndarray, FitConfig]:
