@@ -124,12 +124,12 @@ def serving_leg(recipe, device, precision: str, args) -> dict:
             f"(3) serving, {size} JPEGs per request, {precision}: served {figures['served']:.1f} images/s, "
             f"bare flip-averaged forward {figures['bare']:.1f} images/s (best of {args.rounds}): "
             f"ratio served / bare {figures['ratio']:.3f} (goal >= 0.85); "
-            f"{figures['served'] / before:.2f}x the {before:.0f} measured before serving was tuned (goal >= 2x)"
+            f"{figures['served'] / before:.2f}x the {before:.0f} before tuning (goal >= 2x)"
         )
     return served
 
 
-# images/s of the pyfunc on this project's 2-core CPU before serving was tuned (fp32, one image decoded at a time)
+# images/s of the pyfunc on this project's 2-core CPU before tuning (fp32, one image decoded at a time)
 BEFORE = {"256": 115.0, "1000": 58.0}
 
 
