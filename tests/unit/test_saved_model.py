@@ -12,7 +12,6 @@ dataset.json's and the training checkpoint's key), "chain" (also the gallery ind
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_artifacts import _literals  # the one string-literal scan (docstrings excluded)
 
 from spherereid.data.image_chain import ImageChain
 from spherereid.modeling.net import ReIDNet
@@ -176,24 +176,6 @@ def test_older_versions_load_without_a_weights_hash_with_a_warning_and_without_a
 
 
 # keep it kept
-
-
-def _literals(path: Path) -> list[tuple[int, str]]:
-    """(line, value) of every string constant in `path` that is not a docstring."""
-    tree = ast.parse(path.read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
-    return sorted(
-        (node.lineno, node.value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-    )
 
 
 def spelled_out(root: Path) -> list[str]:
