@@ -1,5 +1,5 @@
 """The ablation's outputs: ablation.json (one record per cell), ablation.md (ours beside the paper's
-Market-1501 figures) and ablation.png (rank-1 and mAP per cell)."""
+Market-1501 figures) and ablation.png (experiments.ablation_plot)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .ablation_plot import plot_ablation
 from .paper import SOURCE, paper_value
 
 METRICS = ("rank1", "mAP", "mAP_official", "mINP")
@@ -60,30 +59,6 @@ def to_markdown(records: Sequence[dict[str, Any]], title: str = "Ablation") -> s
         "us gives no number for that cell.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def plot_ablation(records: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Grouped bars: rank-1 and mAP (%) per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["cell"] for r in records]
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 2), 4.2))
-    for offset, metric, label in ((-0.2, "rank1", "rank-1"), (0.2, "mAP", "mAP")):
-        ax.bar(x + offset, [100 * float(r[metric]) for r in records], width=0.4, label=label)
-    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.set_title("Ablation: rank-1 and mAP per cell")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
 
 
 def write_ablation(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
