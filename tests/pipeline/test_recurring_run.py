@@ -20,25 +20,27 @@ def test_a_unix_cron_gets_kfps_seconds_field_and_a_bad_one_is_refused():
         kfp_cron("nightly")
 
 
+def _nightly_argv(host: str, *extra: str) -> list[str]:
+    """`python -m pipeline schedule` arguments for a 2 a.m. run of params.yaml against `host`."""
+    return [
+        "schedule",
+        "--cron",
+        "0 2 * * *",
+        "--image",
+        IMAGE,
+        "--host",
+        host,
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--data-repo",
+        "https://git.example/data.git",
+        *extra,
+    ]
+
+
 def test_schedule_creates_one_recurring_run_one_at_a_time_without_catch_up(capsys):
     with FakeKfpApi() as api:
-        argv = [
-            "schedule",
-            "--cron",
-            "0 2 * * *",
-            "--image",
-            IMAGE,
-            "--host",
-            api.url,
-            "--params",
-            str(ROOT / "params.yaml"),
-            "--data-repo",
-            "https://git.example/data.git",
-            "--data-rev",
-            "v3",
-            "--image-pull-secret",
-            "regcred",
-        ]
+        argv = _nightly_argv(api.url, "--data-rev", "v3", "--image-pull-secret", "regcred")
         assert main(argv) == 0
     (job,) = api.recurring_runs
     assert job["display_name"] == "spherereid-nightly"
@@ -60,19 +62,7 @@ def test_schedule_creates_one_recurring_run_one_at_a_time_without_catch_up(capsy
 
 def test_schedule_refuses_a_moving_data_revision_before_connecting(capsys):
     with FakeKfpApi() as api:
-        argv = [
-            "schedule",
-            "--cron",
-            "0 2 * * *",
-            "--image",
-            IMAGE,
-            "--host",
-            api.url,
-            "--params",
-            str(ROOT / "params.yaml"),
-            "--data-repo",
-            "https://git.example/data.git",
-        ]
+        argv = _nightly_argv(api.url)
         assert main(argv) == 2
     assert api.requests == [] and api.recurring_runs == []
     err = capsys.readouterr().err

@@ -139,24 +139,23 @@ def test_the_budget_refuses_a_larger_difference_in_one_line_and_accepts_an_equal
     assert check_int8_parity(**args, budget_points=worst).map_int8 == p.map_int8
 
 
+def _export_int8_argv(model_pt, params, out, prepared, budget: str) -> list[str]:
+    """`spherereid export` arguments for an int8 ONNX export of `model_pt` within `budget` points."""
+    files = {"--model": model_pt, "--params": params, "--out": out, "--prepared": prepared}
+    return [
+        *(a for flag, path in files.items() for a in (flag, str(path))),
+        "--quantize",
+        "int8",
+        "--int8-budget",
+        budget,
+    ]
+
+
 def test_export_command_quantize_int8_end_to_end(prepared, int8, tmp_path, capsys):
     model_pt = write_model_pt(random_tiny(seed=4), tmp_path / "model.pt")  # the fixture's network
     params = write_params(tmp_path / "params.yaml", flip=True)
     out = tmp_path / "deploy" / "model.int8.onnx"
-    argv = [
-        "--model",
-        str(model_pt),
-        "--params",
-        str(params),
-        "--out",
-        str(out),
-        "--prepared",
-        str(prepared),
-        "--quantize",
-        "int8",
-        "--int8-budget",
-        "100",
-    ]
+    argv = _export_int8_argv(model_pt, params, out, prepared, budget="100")
     assert export_main(argv) == 0
     printed = capsys.readouterr().out
     assert f"to {out} (int8)" in printed and '"rank1_torch"' in printed  # fp32's parity with PyTorch first
@@ -179,20 +178,7 @@ def test_export_command_refuses_a_budget_violation_in_one_line_and_writes_nothin
     model_pt = write_model_pt(random_tiny(seed=4), tmp_path / "model.pt")
     params = write_params(tmp_path / "params.yaml", flip=True)
     out = tmp_path / "deploy" / "model.int8.onnx"
-    argv = [
-        "--model",
-        str(model_pt),
-        "--params",
-        str(params),
-        "--out",
-        str(out),
-        "--prepared",
-        str(prepared),
-        "--quantize",
-        "int8",
-        "--int8-budget",
-        "0",
-    ]
+    argv = _export_int8_argv(model_pt, params, out, prepared, budget="0")
     assert export_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: int8 parity budget exceeded: rank-1 ")
