@@ -22,6 +22,19 @@ def _result(runs, train, test, rank1, mAP):  # noqa: N803
     (runs / train / f"{test}.json").write_text(json.dumps(body))
 
 
+def _write_own_evaluation(ev):
+    """The evaluate stage's chain.json and metrics.json (rank-1 0.7, mAP 0.5) in `ev`."""
+    chain = {
+        "stored_size": [36, 18],
+        "input_size": [32, 16],
+        "mean": [0.5] * 3,
+        "std": [0.2] * 3,
+        "flip": True,
+    }
+    (ev / "chain.json").write_text(json.dumps(chain))
+    (ev / "metrics.json").write_text(json.dumps({"rank1": 0.7, "mAP": 0.5, "protocol": {"name": "market"}}))
+
+
 def test_collect_and_write_a_2x2_matrix(tmp_path):
     runs = tmp_path / "runs"
     for train, test, r1 in (("a", "a", 0.9), ("a", "b", 0.2), ("b", "a", 0.3), ("b", "b", 0.8)):
@@ -55,15 +68,7 @@ def test_self_pair_reuses_the_evaluate_stage_metrics_and_missing_chain_is_named(
             out_dir=tmp_path / "out",
             evaluate=EvaluateConfig(),
         )
-    chain = {
-        "stored_size": [36, 18],
-        "input_size": [32, 16],
-        "mean": [0.5] * 3,
-        "std": [0.2] * 3,
-        "flip": True,
-    }
-    (ev / "chain.json").write_text(json.dumps(chain))
-    (ev / "metrics.json").write_text(json.dumps({"rank1": 0.7, "mAP": 0.5, "protocol": {"name": "market"}}))
+    _write_own_evaluation(ev)
     res = cross_evaluate.run(
         model="a",
         train_dir=tmp_path,
@@ -86,15 +91,7 @@ def test_the_own_dataset_row_loads_no_network_code(tmp_path):
 
     ev = tmp_path / "eval"
     ev.mkdir()
-    chain = {
-        "stored_size": [36, 18],
-        "input_size": [32, 16],
-        "mean": [0.5] * 3,
-        "std": [0.2] * 3,
-        "flip": True,
-    }
-    (ev / "chain.json").write_text(json.dumps(chain))
-    (ev / "metrics.json").write_text(json.dumps({"rank1": 0.7, "mAP": 0.5, "protocol": {"name": "market"}}))
+    _write_own_evaluation(ev)
     script = textwrap.dedent(
         f"""
         import sys

@@ -76,17 +76,21 @@ def test_local_root_and_missing_source(tmp_path):
         resolve_raw(dataset="market1501", work_dir=tmp_path / "w")
 
 
+# 3 + 3 identities on 2 cameras, one image each, 32 x 16 pixels: a generated set in milliseconds
+TINY_SYNTHETIC = SyntheticConfig(
+    train_identities=3,
+    test_identities=3,
+    cameras=2,
+    images_per_camera=1,
+    distractors=1,
+    junk=1,
+    height=32,
+    width=16,
+)
+
+
 def test_synthetic_is_generated_when_no_source_is_given(tmp_path):
-    cfg = SyntheticConfig(
-        train_identities=3,
-        test_identities=3,
-        cameras=2,
-        images_per_camera=1,
-        distractors=1,
-        junk=1,
-        height=32,
-        width=16,
-    )
+    cfg = TINY_SYNTHETIC
     got = resolve_raw(dataset="synthetic", work_dir=tmp_path, synthetic=cfg)
     assert got.origin == "generated" and got.revision == "generated:seed=0"
     names = {p.name for p in got.path.iterdir()}
@@ -101,16 +105,7 @@ def test_synthetic_b_is_the_generators_domain_b_as_dvcs_synthesize_stage_draws_i
 
     from spherereid.stages import synthesize
 
-    cfg = SyntheticConfig(
-        train_identities=3,
-        test_identities=3,
-        cameras=2,
-        images_per_camera=1,
-        distractors=1,
-        junk=1,
-        height=32,
-        width=16,
-    )
+    cfg = TINY_SYNTHETIC
     got = resolve_raw(dataset="synthetic_b", work_dir=tmp_path / "kfp", synthetic=cfg)
     assert got.origin == "generated" and got.revision == "generated:seed=0,domain=b"
     synthesize.run(synthetic=dataclasses.replace(cfg, domain="b"), out_dir=tmp_path / "dvc")
