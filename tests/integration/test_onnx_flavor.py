@@ -56,6 +56,12 @@ def store(tmp_path, monkeypatch, empty_db):
     return uri
 
 
+def _register_argv(params, train_dir, eval_dir, out, prepared) -> list[str]:
+    """The register stage's arguments, --prepared last (a test drops it with argv[:-2])."""
+    paths = {"--params": params, "--train": train_dir, "--eval": eval_dir, "--out": out}
+    return [*(a for flag, path in paths.items() for a in (flag, str(path))), "--prepared", str(prepared)]
+
+
 def _inputs(tmp_path, make_train_dir):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     net = make_train_dir(train_dir)
@@ -139,18 +145,7 @@ def test_a_failed_parity_check_fails_the_stage_in_one_line_and_registers_nothing
     from fixtures.deploy import ROOT
 
     params.write_text((ROOT / "params.yaml").read_text().replace("export_onnx: false", "export_onnx: true"))
-    argv = [
-        "--params",
-        str(params),
-        "--train",
-        str(train_dir),
-        "--eval",
-        str(eval_dir),
-        "--out",
-        str(tmp_path / "reg"),
-        "--prepared",
-        str(prepared),
-    ]
+    argv = _register_argv(params, train_dir, eval_dir, tmp_path / "reg", prepared)
     assert register_stage.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: parity check 'cosine' failed at batch size 1")
@@ -227,18 +222,7 @@ def test_an_int8_budget_violation_fails_the_stage_in_one_line_and_registers_noth
     text = (ROOT / "params.yaml").read_text().replace("export_onnx: false", "export_onnx: true")
     text = text.replace("onnx_quantize: none", "onnx_quantize: int8")
     params.write_text(text.replace("onnx_int8_budget: 0.5", "onnx_int8_budget: 0.0"))
-    argv = [
-        "--params",
-        str(params),
-        "--train",
-        str(train_dir),
-        "--eval",
-        str(eval_dir),
-        "--out",
-        str(tmp_path / "reg"),
-        "--prepared",
-        str(prepared),
-    ]
+    argv = _register_argv(params, train_dir, eval_dir, tmp_path / "reg", prepared)
     assert register_stage.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: int8 parity budget exceeded: rank-1 ")
