@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from spherereid.config import ConfigError, check_datasets
 from spherereid.contracts import IMAGE_ENV, KFP_HOST_ENV
@@ -190,23 +191,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _required_image(args: argparse.Namespace) -> str:
+    """--image (or $SPHEREREID_IMAGE); none is a one-line error."""
+    if not args.image:
+        raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
+    return str(args.image)
+
+
+def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline parameters submit and schedule set from the command line: the data source and revision,
+    and the datasets when --datasets is given."""
+    overrides: dict[str, Any] = {"data_repo": args.data_repo, "data_rev": args.data_rev}
+    if args.datasets:
+        overrides["datasets"] = args.datasets
+    return overrides
+
+
+def _submit(args: argparse.Namespace) -> None:
+    from .submit import submit
+
+    run_id = submit(
+        host=args.host,
+        image=_required_image(args),
+        params_path=args.params,
+        settings=_settings(args),
+        experiment=args.experiment,
+        run_name=args.run_name,
+        overrides=_data_overrides(args),
+        enable_caching=False if args.no_cache else None,
+    )
+    print(f"submitted run {run_id} to {args.host}")
+
+
 def _schedule(args: argparse.Namespace) -> None:
     from .schedule import schedule
 
-    if not args.image:
-        raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
-    overrides = {"data_repo": args.data_repo, "data_rev": args.data_rev}
-    if args.datasets:
-        overrides["datasets"] = args.datasets
     job_id = schedule(
         host=args.host,
-        image=args.image,
+        image=_required_image(args),
         cron=args.cron,
         params_path=args.params,
         settings=_settings(args),
         experiment=args.experiment,
         name=args.name,
-        overrides=overrides,
+        overrides=_data_overrides(args),
     )
     print(f"recurring run {job_id} ({args.name}, cron '{args.cron}', one at a time) on {args.host}")
 
@@ -214,8 +242,7 @@ def _schedule(args: argparse.Namespace) -> None:
 def _compile(args: argparse.Namespace) -> None:
     from .compile import compile_ablation, compile_pipeline
 
-    if not args.image:
-        raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
+    _required_image(args)
     if args.ablation:
         out = compile_ablation(
             image=args.image,
@@ -239,24 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "compile":
         _compile(args)
     elif args.command == "submit":
-        from .submit import submit
-
-        if not args.image:
-            raise PipelineError("no image given: pass --image REF or set SPHEREREID_IMAGE")
-        overrides = {"data_repo": args.data_repo, "data_rev": args.data_rev}
-        if args.datasets:
-            overrides["datasets"] = args.datasets
-        run_id = submit(
-            host=args.host,
-            image=args.image,
-            params_path=args.params,
-            settings=_settings(args),
-            experiment=args.experiment,
-            run_name=args.run_name,
-            overrides=overrides,
-            enable_caching=False if args.no_cache else None,
-        )
-        print(f"submitted run {run_id} to {args.host}")
+        _submit(args)
     elif args.command == "schedule":
         _schedule(args)
     else:
