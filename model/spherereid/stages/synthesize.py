@@ -57,6 +57,14 @@ def _record(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def _refuse_a_foreign_folder(out_dir: Path, record: dict[str, Any] | None, fix: str) -> None:
+    """A non-empty `out_dir` without a synthetic.json (`record` None) is not ours: never replaced."""
+    if out_dir.exists() and record is None and any(out_dir.iterdir()):
+        raise SynthesizeError(
+            f"{out_dir}: exists, is not empty and holds no {RECORD}; refusing to replace it{fix}"
+        )
+
+
 def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> SynthesizeResult:
     """Generate the dataset described by `synthetic` into `out_dir` (replacing an older synthetic one)."""
     out_dir = Path(out_dir)
@@ -67,11 +75,7 @@ def run(*, synthetic: SyntheticConfig, out_dir: Path, workers: int = 2) -> Synth
     if old is not None and old.get("config") == config:
         log.info("%s already holds the synthetic dataset for this configuration; reusing it", out_dir)
         return SynthesizeResult(out_dir, dict(old["summary"]["images"]), True)
-    if out_dir.exists() and old is None and any(out_dir.iterdir()):
-        raise SynthesizeError(
-            f"{out_dir}: exists, is not empty and holds no {RECORD}; refusing to replace it "
-            "(choose another --out)"
-        )
+    _refuse_a_foreign_folder(out_dir, old, " (choose another --out)")
     summary = _generate_into(out_dir, config, workers)
     log.info("synthetic dataset written to %s: %s", out_dir, summary["images"])
     return SynthesizeResult(out_dir, dict(summary["images"]), False)
@@ -147,13 +151,10 @@ def write_placeholder(out_dir: Path, name: str) -> None:
         "to draw it)"
     )
     record = {"placeholder": True, "dataset": name, "note": note}
-    if _record(out_dir) == record:
+    old = _record(out_dir)
+    if old == record:
         return
-    if out_dir.exists() and _record(out_dir) is None and any(out_dir.iterdir()):
-        raise SynthesizeError(
-            f"{out_dir}: exists, is not empty and holds no {RECORD}; refusing to replace it with the "
-            f"placeholder of {name} (move it away)"
-        )
+    _refuse_a_foreign_folder(out_dir, old, f" with the placeholder of {name} (move it away)")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
