@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures.tiny_params import SMALLEST_SYNTHETIC
 
 from spherereid.config import SyntheticConfig
 from spherereid.stages.raw_source import RawSourceError, resolve_raw
@@ -76,17 +77,7 @@ def test_local_root_and_missing_source(tmp_path):
         resolve_raw(dataset="market1501", work_dir=tmp_path / "w")
 
 
-# 3 + 3 identities on 2 cameras, one image each, 32 x 16 pixels: a generated set in milliseconds
-TINY_SYNTHETIC = SyntheticConfig(
-    train_identities=3,
-    test_identities=3,
-    cameras=2,
-    images_per_camera=1,
-    distractors=1,
-    junk=1,
-    height=32,
-    width=16,
-)
+TINY_SYNTHETIC = SyntheticConfig(**SMALLEST_SYNTHETIC)
 
 
 def test_synthetic_is_generated_when_no_source_is_given(tmp_path):

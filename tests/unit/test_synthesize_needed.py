@@ -1,4 +1,4 @@
-"""The main job draws only the generated datasets that params.yaml's `datasets` uses (issue 28: synthetic_b
+"""The main job draws only the generated datasets that params.yaml's `datasets` uses (before, synthetic_b
 was drawn on every `dvc repro`, about 20 s, though the quickstart trains on `synthetic` alone).
 
 dvc.yaml's synthesize commands are run here as DVC runs them (shell, in the repository root, params.yaml
@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures.tiny_params import SMALLEST_SYNTHETIC as TINY
 
 from spherereid.config import SyntheticConfig
-from spherereid.data import datasets
 from spherereid.stages import synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(
-    train_identities=3,
-    test_identities=3,
-    cameras=2,
-    images_per_camera=1,
-    min_cameras=2,
-    distractors=1,
-    junk=1,
-    height=32,
-    width=16,
-)
-GENERATED = [name for name in datasets.names() if datasets.get(name).generated]
+GENERATED = list(synthesize.generated_datasets())
 
 
 def _synthesize_stages() -> dict[str, dict]:
