@@ -83,18 +83,27 @@ def plot_ablation(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
     layout = plot_layout(records)
     width = 0.8 / max(1, len(layout.series))
+
+    def bar_x(group: int, series: int) -> float:  # bars side by side, centred on the group's tick
+        return group + (series - (len(layout.series) - 1) / 2) * width
+
     fig, axes = plt.subplots(
         1, len(PANELS), figsize=(min(15.0, max(7.0, 1.4 * len(layout.groups) * len(PANELS) + 2)), 4.4)
     )
     for ax, (metric, title) in zip(axes, PANELS):
         for s, label in enumerate(layout.series):
-            xs = [g + (s - (len(layout.series) - 1) / 2) * width for g in range(len(layout.groups))]
-            shown = [(x, v) for x, v in zip(xs, layout.values[metric][s]) if v is not None]
+            shown = [(bar_x(g, s), v) for g, v in enumerate(layout.values[metric][s]) if v is not None]
             bars = ax.bar([x for x, _ in shown], [v for _, v in shown], width=width, label=label)
             ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
         for m in (m for m in layout.markers if m.metric == metric):
-            x = m.group + (m.series - (len(layout.series) - 1) / 2) * width
-            ax.plot([x], [m.value], marker="*", color="black", markersize=11, linestyle="none")
+            ax.plot(
+                [bar_x(m.group, m.series)],
+                [m.value],
+                marker="*",
+                color="black",
+                markersize=11,
+                linestyle="none",
+            )
         ax.set_xticks(range(len(layout.groups)), layout.groups, fontsize=8)
         ax.set_ylim(0, 105)
         ax.set_ylabel(f"{title} (%)")
